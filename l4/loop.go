@@ -1,0 +1,135 @@
+package l4
+
+import (
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+)
+
+// Loop is the state one gnet event loop owns. Everything reachable from a
+// Loop is touched only by that loop's goroutine (callbacks, sweeps and
+// Execute'd tasks all run there), so none of it needs locks.
+type Loop struct {
+	server *Server
+	el     gnet.EventLoop
+	index  int
+
+	// now caches the monotonic clock for the current callback; see Now.
+	now int64
+
+	lists    []*DeadlineList
+	sweepers []func(now int64)
+	drainers []func()
+
+	// clients is an intrusive list of the open client connections, for drain.
+	clients ClientConn
+
+	// Proto is the per-loop state of the protocol layer (l7 keeps its parser
+	// scratch space and backend pools here). Set by Acceptor.NewLoop.
+	Proto any
+}
+
+// clock is the process's monotonic origin: Loop.Now is nanoseconds since it.
+var clock = time.Now()
+
+// Monotonic returns nanoseconds on the monotonic clock used by deadlines.
+func Monotonic() int64 { return int64(time.Since(clock)) }
+
+// Index is the loop's position in the order loops were first seen (0-based).
+func (lp *Loop) Index() int { return lp.index }
+
+// EventLoop is the gnet loop, for Register/Enroll/Execute.
+func (lp *Loop) EventLoop() gnet.EventLoop { return lp.el }
+
+// Server is the server the loop belongs to.
+func (lp *Loop) Server() *Server { return lp.server }
+
+// Now returns the monotonic time in nanoseconds, refreshed at the start of
+// each callback the l4 core dispatches, so a burst of work in one callback
+// shares one clock read.
+func (lp *Loop) Now() int64 { return lp.now }
+
+// Tick refreshes the cached clock and returns it.
+func (lp *Loop) Tick() int64 {
+	lp.now = Monotonic()
+	return lp.now
+}
+
+// NewDeadlineList makes a deadline list swept by this loop.
+func (lp *Loop) NewDeadlineList(name string, d time.Duration) *DeadlineList {
+	l := NewDeadlineList(name, d)
+	lp.lists = append(lp.lists, l)
+	return l
+}
+
+// OnSweep registers f to run on every sweep of this loop (after deadlines).
+func (lp *Loop) OnSweep(f func(now int64)) { lp.sweepers = append(lp.sweepers, f) }
+
+// OnDrain registers f to run on this loop when the server starts draining.
+func (lp *Loop) OnDrain(f func()) { lp.drainers = append(lp.drainers, f) }
+
+// Draining reports whether the server is draining (refusing new clients).
+func (lp *Loop) Draining() bool { return lp.server.draining.Load() }
+
+func (lp *Loop) sweep() {
+	now := lp.Tick()
+	for _, l := range lp.lists {
+		if n := l.expire(now); n > 0 {
+			lp.server.stats.timeouts(l.name, n)
+		}
+	}
+	for _, f := range lp.sweepers {
+		f(now)
+	}
+}
+
+func (lp *Loop) drain() {
+	lp.Tick()
+	for _, f := range lp.drainers {
+		f()
+	}
+	// Iterate from a snapshot of the next pointer: Drain may close (and
+	// unlink) the client being visited.
+	for cc := lp.clients.cnext; cc != nil && cc != &lp.clients; {
+		next := cc.cnext
+		cc.handler.Drain()
+		cc = next
+	}
+}
+
+// ClientConn is the part of a client connection's state that l4 owns. A
+// protocol's per-connection handler embeds it; l4 links it into its loop's
+// client list (for drain) and counts it against the connection limit.
+type ClientConn struct {
+	Deadline
+	// Conn is the gnet connection; valid until OnClose.
+	Conn gnet.Conn
+	// Loop is the owning loop.
+	Loop *Loop
+	// Listener accepted the connection.
+	Listener *Listener
+
+	handler      ClientHandler
+	cprev, cnext *ClientConn
+}
+
+func (cc *ClientConn) l4Client() *ClientConn { return cc }
+
+func (lp *Loop) link(cc *ClientConn) {
+	if lp.clients.cnext == nil {
+		lp.clients.cnext, lp.clients.cprev = &lp.clients, &lp.clients
+	}
+	tail := lp.clients.cprev
+	cc.cprev, cc.cnext = tail, &lp.clients
+	tail.cnext = cc
+	lp.clients.cprev = cc
+}
+
+func (lp *Loop) unlink(cc *ClientConn) {
+	if cc.cprev == nil {
+		return
+	}
+	cc.cprev.cnext = cc.cnext
+	cc.cnext.cprev = cc.cprev
+	cc.cprev, cc.cnext = nil, nil
+}

@@ -1,0 +1,193 @@
+package l7
+
+import (
+	"bytes"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Hop-by-hop fields (RFC 9110 section 7.6.1) are meaningful for one
+// connection only and are never forwarded; nor are the fields the gateway
+// re-creates itself (framing, X-Forwarded-*), so a client cannot smuggle its
+// own values through.
+func isRequestHopField(name []byte) bool {
+	switch len(name) {
+	case 2:
+		return equalFold(name, "te")
+	case 6:
+		return equalFold(name, "expect")
+	case 7:
+		return equalFold(name, "upgrade") || equalFold(name, "trailer")
+	case 10:
+		return equalFold(name, "connection") || equalFold(name, "keep-alive")
+	case 14:
+		return equalFold(name, "content-length")
+	case 16:
+		return equalFold(name, "proxy-connection")
+	case 17:
+		return equalFold(name, "transfer-encoding") || equalFold(name, "x-forwarded-proto") ||
+			equalFold(name, "x-forwarded-host")
+	case 19:
+		return equalFold(name, "proxy-authorization")
+	}
+	return false
+}
+
+func isResponseHopField(name []byte) bool {
+	switch len(name) {
+	case 7:
+		return equalFold(name, "upgrade")
+	case 10:
+		return equalFold(name, "connection") || equalFold(name, "keep-alive")
+	case 16:
+		return equalFold(name, "proxy-connection")
+	case 17:
+		return equalFold(name, "transfer-encoding") // re-added when relaying chunks
+	case 18:
+		return equalFold(name, "proxy-authenticate")
+	}
+	return false
+}
+
+func namedIn(name []byte, names [][]byte) bool {
+	for _, n := range names {
+		if bytes.EqualFold(name, n) {
+			return true
+		}
+	}
+	return false
+}
+
+// appendRequestHead serializes the request for the server from fasthttp's
+// parsed fields: the request line in HTTP/1.1, every end-to-end field in the
+// order received, X-Forwarded-For (the client's address appended to what
+// came in), X-Forwarded-Proto, and framing the gateway chose.
+func (ls *loopState) appendRequestHead(dst []byte, h *RequestHead, req *fasthttp.RequestHeader, s *session) []byte {
+	dst = append(dst, req.Method()...)
+	dst = append(dst, ' ')
+	dst = append(dst, req.RequestURI()...)
+	dst = append(dst, " HTTP/1.1\r\n"...)
+	connNames := h.ConnectionNames[:h.NumConnNames]
+	var xff []byte
+	for k, v := range req.AllInOrder() {
+		if isRequestHopField(k) || namedIn(k, connNames) {
+			continue
+		}
+		if equalFold(k, "x-forwarded-for") {
+			// Several X-Forwarded-For fields are one list (RFC 9110 5.3);
+			// collect them in the order received.
+			if xff == nil {
+				xff = ls.xff[:0]
+			} else {
+				xff = append(xff, ", "...)
+			}
+			xff = append(xff, v...)
+			continue
+		}
+		dst = append(dst, k...)
+		dst = append(dst, ": "...)
+		dst = append(dst, v...)
+		dst = append(dst, "\r\n"...)
+	}
+	dst = append(dst, "X-Forwarded-For: "...)
+	if len(xff) > 0 {
+		dst = append(dst, xff...)
+		dst = append(dst, ", "...)
+		ls.xff = xff[:0]
+	}
+	dst = s.remote.AppendTo(dst)
+	dst = append(dst, "\r\nX-Forwarded-Proto: "...)
+	dst = append(dst, ls.h.cfg.Scheme...)
+	dst = append(dst, "\r\n"...)
+	switch h.Framing {
+	case FramingLength:
+		dst = append(dst, "Content-Length: "...)
+		dst = fasthttp.AppendUint(dst, int(h.ContentLength))
+		dst = append(dst, "\r\n"...)
+	case FramingChunked:
+		dst = append(dst, "Transfer-Encoding: chunked\r\n"...)
+	}
+	return append(dst, "\r\n"...)
+}
+
+// appendResponseHead serializes the server's response for the client:
+// status line, end-to-end fields, and the gateway's own connection
+// management (RFC 9112 section 9.6).
+func (ls *loopState) appendResponseHead(dst []byte, resp *fasthttp.ResponseHeader, st *stream) []byte {
+	status := resp.StatusCode()
+	dst = append(dst, "HTTP/1.1 "...)
+	dst = fasthttp.AppendUint(dst, status)
+	dst = append(dst, ' ')
+	if msg := resp.StatusMessage(); len(msg) > 0 {
+		dst = append(dst, msg...)
+	} else {
+		dst = append(dst, fasthttp.StatusMessage(status)...)
+	}
+	dst = append(dst, "\r\n"...)
+	// Fields the server's Connection names are hop-by-hop too.
+	connNames := ls.respConnNames[:0]
+	for v := resp.Peek("Connection"); len(v) > 0; {
+		var tok []byte
+		if i := bytes.IndexByte(v, ','); i >= 0 {
+			tok, v = trimOWS(v[:i]), v[i+1:]
+		} else {
+			tok, v = trimOWS(v), nil
+		}
+		if len(tok) > 0 && len(connNames) < cap(connNames) {
+			connNames = append(connNames, tok)
+		}
+	}
+	for k, v := range resp.All() {
+		if isResponseHopField(k) || namedIn(k, connNames) {
+			continue
+		}
+		dst = append(dst, k...)
+		dst = append(dst, ": "...)
+		dst = append(dst, v...)
+		dst = append(dst, "\r\n"...)
+	}
+	if st.respFraming == FramingChunked && !st.dechunk {
+		dst = append(dst, "Transfer-Encoding: chunked\r\n"...)
+	}
+	if !st.keepAlive {
+		dst = append(dst, "Connection: close\r\n"...)
+	}
+	return append(dst, "\r\n"...)
+}
+
+// appendLocalResponse writes a complete response made by the gateway.
+func appendLocalResponse(dst []byte, status int, body string, retryAfter []byte, closeConn bool) []byte {
+	dst = append(dst, "HTTP/1.1 "...)
+	dst = fasthttp.AppendUint(dst, status)
+	dst = append(dst, ' ')
+	dst = append(dst, statusText(status)...)
+	dst = append(dst, "\r\nContent-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\nContent-Length: "...)
+	dst = fasthttp.AppendUint(dst, len(body)+1)
+	dst = append(dst, "\r\n"...)
+	if len(retryAfter) > 0 {
+		dst = append(dst, "Retry-After: "...)
+		dst = append(dst, retryAfter...)
+		dst = append(dst, "\r\n"...)
+	}
+	if closeConn {
+		dst = append(dst, "Connection: close\r\n"...)
+	}
+	dst = append(dst, "\r\n"...)
+	dst = append(dst, body...)
+	return append(dst, '\n')
+}
+
+func appendHex(dst []byte, v uint64) []byte {
+	const digits = "0123456789abcdef"
+	var buf [16]byte
+	i := len(buf)
+	for {
+		i--
+		buf[i] = digits[v&0xf]
+		v >>= 4
+		if v == 0 {
+			break
+		}
+	}
+	return append(dst, buf[i:]...)
+}

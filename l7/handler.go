@@ -1,0 +1,299 @@
+// Package l7 is HTTP/1.1 on the event loop. It reads requests from a client
+// connection's buffer as they arrive (never blocking the loop, never keeping
+// peeked bytes past the callback), checks their framing strictly (RFC 9112),
+// parses them with fasthttp's types, asks a Router where each one goes,
+// re-serializes it from the parsed fields without hop-by-hop fields, hands
+// it to the backend pool (poolmux) and streams the response back.
+//
+// A client connection carries one exchange at a time: pipelined requests
+// wait, unread, in the connection's buffer until the response before them
+// is complete, which keeps responses in order without buffering them.
+package l7
+
+import (
+	"bufio"
+	"bytes"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"github.com/valyala/fasthttp"
+
+	"frontdoor/l4"
+	"frontdoor/poolmux"
+)
+
+// Protocol is a client-access protocol selected by a path prefix.
+type Protocol struct {
+	Name   string
+	Prefix string // "/owa"; matched case-insensitively on a segment boundary
+	Index  int    // dense index, passed to the Router
+}
+
+// Request is what a Router sees of a request. It is valid only during Route.
+type Request struct {
+	Protocol *Protocol
+	Header   *fasthttp.RequestHeader
+	// Path is the request target's path (before '?'), as received.
+	Path []byte
+	// AfterPrefix is Path after the protocol prefix ("" or starting with '/').
+	AfterPrefix []byte
+}
+
+// Field returns the value of the first field named name (given in lower
+// case), compared case-insensitively as field names are (RFC 9110 5.1).
+// Request fields are kept as received, not normalized, so fasthttp's
+// exact-match Peek would miss "x-anchormailbox".
+func (r *Request) Field(name string) []byte {
+	for k, v := range r.Header.AllInOrder() {
+		if equalFold(k, name) {
+			return v
+		}
+	}
+	return nil
+}
+
+// Route is a Router's answer: a backend endpoint, or a local response.
+type Route struct {
+	// Endpoint indexes Config.Endpoints; -1 means answer locally.
+	Endpoint int
+	// Status and Body are the local response when Endpoint is -1.
+	Status int
+	Body   string
+}
+
+// Router decides where a request goes. It runs on the event loop for every
+// request: it must not block and should not allocate.
+type Router interface {
+	Route(r *Request) Route
+}
+
+// Endpoint is a backend address (one mailbox server on one port).
+type Endpoint struct {
+	Name string // server name, for logs
+	Addr string // host:port
+}
+
+// Config is the l7 configuration, built by the gateway.
+type Config struct {
+	Protocols []Protocol
+	Endpoints []Endpoint
+	Router    Router
+	// Scheme is what X-Forwarded-Proto says ("http" or "https").
+	Scheme string
+
+	MaxHeaderBytes         int
+	MaxBodyBytes           int64
+	MaxPipelineBytes       int
+	ClientBufferBytes      int
+	MaxResponseBufferBytes int
+	MaxUploadBufferBytes   int
+
+	HeaderTimeout time.Duration
+	BodyTimeout   time.Duration
+	IdleTimeout   time.Duration
+	WriteTimeout  time.Duration
+	RetryAfter    time.Duration
+
+	Pool poolmux.Options
+	Log  *slog.Logger
+}
+
+// Handler serves HTTP/1.1 on the l4 core: it is the l4.Acceptor.
+type Handler struct {
+	cfg        Config
+	log        *slog.Logger
+	stats      *Stats
+	poolStats  []*poolmux.Stats
+	retryAfter []byte
+	refusal    []byte
+}
+
+var _ l4.Acceptor = (*Handler)(nil)
+
+// NewHandler returns a Handler for cfg.
+func NewHandler(cfg Config) *Handler {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Scheme == "" {
+		cfg.Scheme = "http"
+	}
+	h := &Handler{cfg: cfg, log: cfg.Log, stats: newStats()}
+	for range cfg.Endpoints {
+		h.poolStats = append(h.poolStats, new(poolmux.Stats))
+	}
+	secs := int(cfg.RetryAfter / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	h.retryAfter = fasthttp.AppendUint(nil, secs)
+	h.refusal = appendLocalResponse(nil, 503, "server busy or stopping", h.retryAfter, true)
+	return h
+}
+
+// Stats returns the HTTP counters.
+func (h *Handler) Stats() *Stats { return h.stats }
+
+// PoolStats returns the backend counters of endpoint i, summed over loops.
+func (h *Handler) PoolStats(i int) *poolmux.Stats { return h.poolStats[i] }
+
+// Endpoints returns the configured endpoints.
+func (h *Handler) Endpoints() []Endpoint { return h.cfg.Endpoints }
+
+// loopState is the per-loop scratch space and pools. Only its loop uses it.
+type loopState struct {
+	h  *Handler
+	lp *l4.Loop
+
+	head RequestHead
+	req  fasthttp.RequestHeader
+	resp fasthttp.ResponseHeader
+	rd   bytes.Reader
+	br   *bufio.Reader
+	out  []byte   // scratch for serializing local responses and chunk lines
+	iov  [][]byte // scratch for writev
+	xff  []byte   // scratch for joining X-Forwarded-For fields
+
+	respConnNames [][]byte // scratch: fields named in a response's Connection
+
+	pools []*poolmux.Pool // one per endpoint
+
+	freeStreams []*stream
+
+	headerList, bodyList, idleList, writeList *l4.DeadlineList
+	// lingerList expires on every sweep: closing connections poll it
+	// until their last bytes are flushed.
+	lingerList *l4.DeadlineList
+
+	logBudget    int   // rejection log lines left in the current second
+	logWindow    int64 // start of the current second (monotonic ns)
+	logSuppessed int
+}
+
+// NewLoop implements l4.Acceptor.
+func (h *Handler) NewLoop(lp *l4.Loop) {
+	ls := &loopState{h: h, lp: lp}
+	ls.br = bufio.NewReaderSize(&ls.rd, h.cfg.MaxHeaderBytes+4096)
+	ls.out = make([]byte, 0, 4096)
+	ls.respConnNames = make([][]byte, 0, maxConnectionNames)
+	ls.headerList = lp.NewDeadlineList("header_read", h.cfg.HeaderTimeout)
+	ls.bodyList = lp.NewDeadlineList("body_read", h.cfg.BodyTimeout)
+	ls.idleList = lp.NewDeadlineList("idle", h.cfg.IdleTimeout)
+	ls.writeList = lp.NewDeadlineList("write", h.cfg.WriteTimeout)
+	ls.lingerList = lp.NewDeadlineList("linger", 0)
+	ls.pools = make([]*poolmux.Pool, len(h.cfg.Endpoints))
+	for i, ep := range h.cfg.Endpoints {
+		ls.pools[i] = poolmux.NewPool(lp, ep.Name, ep.Addr, &h.cfg.Pool, h.poolStats[i], h.log)
+	}
+	lp.Proto = ls
+}
+
+// Accept implements l4.Acceptor.
+func (h *Handler) Accept(cc l4.ClientConn) (l4.ClientHandler, []byte, gnet.Action) {
+	ls := cc.Loop.Proto.(*loopState)
+	s := &session{ClientConn: cc, ls: ls}
+	s.setRemote(cc.Conn.RemoteAddr())
+	ls.idleList.Arm(&s.Deadline, s, cc.Loop.Now())
+	h.stats.Accepted.Add(1)
+	return s, nil, gnet.None
+}
+
+// Refusal implements l4.Acceptor.
+func (h *Handler) Refusal(_ *l4.Listener, _ string) []byte { return h.refusal }
+
+// matchProtocol finds the protocol whose prefix starts path.
+func (h *Handler) matchProtocol(path []byte) *Protocol {
+	for i := range h.cfg.Protocols {
+		p := &h.cfg.Protocols[i]
+		n := len(p.Prefix)
+		if len(path) < n || !asciiEqualFold(path[:n], p.Prefix) {
+			continue
+		}
+		if len(path) == n || path[n] == '/' {
+			return p
+		}
+	}
+	return nil
+}
+
+// logReject logs a rejected request, at most 10 lines a second per loop;
+// the counters see every one.
+func (ls *loopState) logReject(s *session, reason string, status int) {
+	now := ls.lp.Now()
+	if now-ls.logWindow > int64(time.Second) {
+		if ls.logSuppessed > 0 {
+			ls.h.log.Warn("rejection log lines suppressed", "count", ls.logSuppessed)
+		}
+		ls.logWindow, ls.logBudget, ls.logSuppessed = now, 10, 0
+	}
+	if ls.logBudget == 0 {
+		ls.logSuppessed++
+		return
+	}
+	ls.logBudget--
+	ls.h.log.Info("request rejected", "reason", reason, "status", status,
+		"client", s.remoteString(), "listener", s.Listener.Name)
+}
+
+// Stats counts HTTP-level outcomes over all loops.
+type Stats struct {
+	Accepted  atomic.Int64
+	Requests  atomic.Int64 // requests fully read and routed or answered
+	Responses [6]atomic.Int64
+	// Rejects counts refused requests by reason (RequestHead framing,
+	// limits, timeouts, routing); keys are fixed at start so the map is
+	// read-only afterwards.
+	Rejects map[string]*atomic.Int64
+}
+
+func newStats() *Stats {
+	st := &Stats{Rejects: make(map[string]*atomic.Int64)}
+	for _, r := range allRejects {
+		st.Rejects[r.Reason] = new(atomic.Int64)
+	}
+	return st
+}
+
+func (st *Stats) reject(reason string) {
+	if c := st.Rejects[reason]; c != nil {
+		c.Add(1)
+	}
+}
+
+func (st *Stats) response(status int) {
+	if c := status / 100; c >= 1 && c <= 5 {
+		st.Responses[c].Add(1)
+	}
+}
+
+func asciiEqualFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		x, y := b[i], s[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// statusText is the reason phrase for local responses.
+func statusText(code int) string {
+	if t := fasthttp.StatusMessage(code); t != "" {
+		return t
+	}
+	return "Unknown"
+}
+
+var _ = strings.EqualFold

@@ -1,0 +1,448 @@
+package l7
+
+import (
+	"bytes"
+	"net"
+	"net/netip"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"frontdoor/l4"
+)
+
+type sessionState uint8
+
+const (
+	stIdle    sessionState = iota // between requests, no bytes buffered
+	stHead                        // part of a request head has arrived
+	stBody                        // forwarding the request body
+	stWait                        // request sent; waiting for or relaying the response
+	stLinger                      // closing once buffered response bytes are flushed
+	stClosed
+)
+
+// session is one client connection. It stays small: an idle keep-alive
+// connection costs this struct plus gnet's connection, and everything a
+// request needs lives in a pooled stream or in the loop's scratch space.
+type session struct {
+	l4.ClientConn
+	ls    *loopState
+	cur   *stream // the exchange in progress, nil when idle
+	state sessionState
+	// busy is set while process runs, so a response that completes
+	// synchronously (a local answer, a failure inside Submit) does not
+	// re-enter it.
+	busy bool
+	// closeAfter: the current exchange is the last (client asked, or the
+	// gateway is draining).
+	closeAfter bool
+	// searched is how much of a partial head was already searched for its
+	// end, so a slow client costs O(n) and not O(n^2).
+	searched int32
+	remote   netip.Addr
+	// sent counts bytes written to the client and flushedMark the bytes
+	// known flushed at the last write-timeout check.
+	sent, flushedMark int64
+	lastFlush         int64 // when flushedMark last grew (linger)
+}
+
+func (s *session) setRemote(a net.Addr) {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		if ip, ok := netip.AddrFromSlice(ta.IP); ok {
+			s.remote = ip.Unmap()
+		}
+	}
+}
+
+func (s *session) remoteString() string { return s.remote.String() }
+
+// OnTraffic implements l4.Handler.
+func (s *session) OnTraffic(gnet.Conn) gnet.Action {
+	s.Loop.Tick()
+	return s.process()
+}
+
+// resume continues processing from a callback that is not this
+// connection's own (a backend response completed).
+func (s *session) resume() {
+	if s.busy || s.state >= stLinger {
+		return
+	}
+	if s.process() == gnet.Close {
+		s.close()
+	}
+}
+
+// process handles everything the connection's buffer allows: request heads,
+// body bytes, and pipelined requests once the previous one is answered.
+func (s *session) process() gnet.Action {
+	s.busy = true
+	defer func() { s.busy = false }()
+	for {
+		switch s.state {
+		case stIdle, stHead:
+			act, more := s.readHead()
+			if !more {
+				return act
+			}
+		case stBody:
+			if s.cur.conn == nil {
+				// Queued for an idle backend connection: the body waits
+				// in the connection's buffer, within a bound.
+				if s.Conn.InboundBuffered() > s.ls.h.cfg.MaxUploadBufferBytes {
+					return s.abort(rejUploadOverflow)
+				}
+				return gnet.None
+			}
+			if act := s.pumpBody(); act != gnet.None || s.state == stBody {
+				return act
+			}
+		case stWait:
+			// Pipelined bytes wait for their turn, within a bound: gnet
+			// cannot stop reading a socket, so a client that keeps
+			// sending ahead is cut off instead.
+			if s.Conn.InboundBuffered() > s.ls.h.cfg.MaxPipelineBytes {
+				return s.abort(rejPipelineOverflow)
+			}
+			return gnet.None
+		default:
+			return gnet.None
+		}
+	}
+}
+
+// readHead looks for a complete request head and starts its exchange. more
+// reports whether process should go on (the state changed).
+func (s *session) readHead() (act gnet.Action, more bool) {
+	ls := s.ls
+	cfg := &ls.h.cfg
+	c := s.Conn
+	buf, _ := c.Peek(-1)
+	if len(buf) == 0 {
+		if s.closeAfter {
+			return gnet.Close, false
+		}
+		return gnet.None, false
+	}
+	if s.state == stIdle {
+		s.state = stHead
+		s.searched = 0
+		ls.headerList.Arm(&s.Deadline, s, s.Loop.Now())
+	}
+	end := FindHeadEnd(buf, int(s.searched))
+	if end < 0 {
+		if len(buf) >= cfg.MaxHeaderBytes {
+			return s.reject(rejHeaderTooLarge), false
+		}
+		s.searched = int32(len(buf))
+		return gnet.None, false
+	}
+	if end > cfg.MaxHeaderBytes {
+		return s.reject(rejHeaderTooLarge), false
+	}
+	h := &ls.head
+	if rej := ScanRequestHead(buf, end, cfg.MaxBodyBytes, h); rej != nil {
+		return s.reject(rej), false
+	}
+	// The framing is settled; fasthttp now parses the fields the gateway
+	// routes on and forwards.
+	req := &ls.req
+	req.Reset()
+	req.DisableSpecialHeader()
+	req.DisableNormalizing()
+	ls.rd.Reset(buf[h.Start:end])
+	ls.br.Reset(&ls.rd)
+	if err := req.Read(ls.br); err != nil {
+		return s.reject(rejParse), false
+	}
+	ls.h.stats.Requests.Add(1)
+	if !h.KeepAlive {
+		s.closeAfter = true
+	}
+	target := req.RequestURI()
+	path := target
+	if i := bytes.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	var route Route
+	proto := ls.h.matchProtocol(path)
+	if proto == nil {
+		route = Route{Endpoint: -1, Status: 404, Body: "no protocol is served at this path"}
+	} else {
+		route = cfg.Router.Route(&Request{Protocol: proto, Header: req, Path: path, AfterPrefix: path[len(proto.Prefix):]})
+	}
+	if route.Endpoint < 0 {
+		// A local answer. A body we will not read makes the connection
+		// unusable for the next request, so close it then.
+		if h.Framing != FramingNone {
+			s.closeAfter = true
+		}
+		c.Discard(end)
+		s.Disarm()
+		s.writeLocal(route.Status, route.Body, nil)
+		return s.finishLocal()
+	}
+	st := ls.newStream(s, h, route.Endpoint)
+	st.head = ls.appendRequestHead(st.head[:0], h, req, s)
+	c.Discard(end)
+	s.Disarm()
+	s.cur = st
+	if h.Framing != FramingNone {
+		s.state = stBody
+		if h.ExpectContinue {
+			// RFC 9110 10.1.1: the gateway answers the expectation
+			// itself and does not forward Expect.
+			s.write(continueResponse)
+		}
+	} else {
+		s.state = stWait
+	}
+	ls.pools[route.Endpoint].Submit(st)
+	return gnet.None, true
+}
+
+var continueResponse = []byte("HTTP/1.1 100 Continue\r\n\r\n")
+
+// finishLocal ends an exchange answered by the gateway itself.
+func (s *session) finishLocal() (gnet.Action, bool) {
+	if s.closeAfter {
+		return s.linger(), false
+	}
+	s.state = stIdle
+	s.ls.idleList.Arm(&s.Deadline, s, s.Loop.Now())
+	return gnet.None, true
+}
+
+// pumpBody forwards the request body bytes that have arrived.
+func (s *session) pumpBody() gnet.Action {
+	st := s.cur
+	c := s.Conn
+	for !st.bodyDone {
+		buf, _ := c.Peek(-1)
+		if len(buf) == 0 {
+			break
+		}
+		if st.reqFraming == FramingLength {
+			n := int64(len(buf))
+			if n > st.bodyLeft {
+				n = st.bodyLeft
+			}
+			st.conn.Write(buf[:n])
+			c.Discard(int(n))
+			if st.bodyLeft -= n; st.bodyLeft == 0 {
+				st.bodyDone = true
+			}
+		} else {
+			n, data, err := st.reqChunks.Decode(buf)
+			if err != nil {
+				st.conn.Close() // the server has part of a request
+				return s.abort(rejBadChunk)
+			}
+			if len(data) > 0 {
+				if st.bodySeen += int64(len(data)); st.bodySeen > s.ls.h.cfg.MaxBodyBytes {
+					st.conn.Close()
+					return s.abort(rejBodyTooLarge)
+				}
+				// Re-encode each chunk without extensions: the server sees
+				// only framing the gateway produced itself.
+				ls := s.ls
+				ls.out = appendHex(ls.out[:0], uint64(len(data)))
+				ls.out = append(ls.out, '\r', '\n')
+				ls.iov = append(ls.iov[:0], ls.out, data, crlf)
+				st.conn.Writev(ls.iov)
+				clear(ls.iov)
+			}
+			c.Discard(n)
+			if st.reqChunks.Done() {
+				st.conn.Write(lastChunk)
+				st.bodyDone = true
+			}
+		}
+		if st.conn.OutboundBuffered() > s.ls.h.cfg.MaxUploadBufferBytes {
+			st.conn.Close()
+			return s.abort(rejUploadOverflow)
+		}
+	}
+	if !st.bodyDone {
+		s.ls.bodyList.Arm(&s.Deadline, s, s.Loop.Now())
+		return gnet.None
+	}
+	s.Disarm()
+	s.state = stWait
+	st.conn.Release()
+	return gnet.None
+}
+
+var (
+	crlf      = []byte("\r\n")
+	lastChunk = []byte("0\r\n\r\n")
+)
+
+// write sends p to the client and counts it for the write timeout.
+func (s *session) write(p []byte) {
+	s.sent += int64(len(p))
+	_, _ = s.Conn.Write(p)
+}
+
+// writeLocal sends a response made by the gateway.
+func (s *session) writeLocal(status int, body string, retryAfter []byte) {
+	ls := s.ls
+	ls.out = appendLocalResponse(ls.out[:0], status, body, retryAfter, s.closeAfter)
+	s.write(ls.out)
+	ls.h.stats.response(status)
+}
+
+// reject answers a request the gateway refuses and closes the connection:
+// after a framing error nothing that follows can be trusted.
+func (s *session) reject(r *Reject) gnet.Action {
+	s.ls.h.stats.reject(r.Reason)
+	s.ls.logReject(s, r.Reason, r.Status)
+	s.closeAfter = true
+	if r.Status != 0 {
+		s.ls.out = appendLocalResponse(s.ls.out[:0], r.Status, statusText(r.Status)+": "+r.Reason, nil, true)
+		s.write(s.ls.out)
+		s.ls.h.stats.response(r.Status)
+	}
+	return s.linger()
+}
+
+// abort ends an exchange in progress for r: the client gets r's status if
+// no response byte was sent yet, then the connection closes.
+func (s *session) abort(r *Reject) gnet.Action {
+	if st := s.cur; st != nil {
+		s.cur = nil
+		st.sess = nil
+		if st.respStarted {
+			s.ls.h.stats.reject(r.Reason)
+			s.ls.logReject(s, r.Reason, 0)
+			s.state = stClosed
+			return gnet.Close
+		}
+	}
+	return s.reject(r)
+}
+
+// linger closes the connection once what was written to it is flushed:
+// gnet's close writes what it can without waiting, which would cut a
+// response short for a client that reads slowly.
+func (s *session) linger() gnet.Action {
+	if s.Conn.OutboundBuffered() == 0 {
+		s.state = stClosed
+		return gnet.Close
+	}
+	s.state = stLinger
+	s.flushedMark = s.sent - int64(s.Conn.OutboundBuffered())
+	s.lastFlush = s.Loop.Now()
+	s.ls.lingerList.Arm(&s.Deadline, s, s.Loop.Now())
+	return gnet.None
+}
+
+// close closes the connection from outside its own callbacks.
+func (s *session) close() {
+	if s.state == stClosed {
+		return
+	}
+	if s.linger() == gnet.Close {
+		_ = s.Conn.Close()
+	}
+}
+
+// exchangeDone is called by the stream when the response is complete.
+func (s *session) exchangeDone(st *stream, keepAlive bool) {
+	if s.cur != st {
+		return
+	}
+	s.cur = nil
+	if s.closeAfter || !keepAlive {
+		s.closeAfter = true
+		s.close()
+		return
+	}
+	s.state = stIdle
+	s.ls.idleList.Arm(&s.Deadline, s, s.Loop.Now())
+	s.resume()
+}
+
+// armWrite starts the write timeout when response bytes are waiting for
+// the client; called after writing to it.
+func (s *session) armWrite() {
+	if s.Armed() || s.state != stWait {
+		return
+	}
+	if pending := s.Conn.OutboundBuffered(); pending > 0 {
+		s.flushedMark = s.sent - int64(pending)
+		s.ls.writeList.Arm(&s.Deadline, s, s.Loop.Now())
+	}
+}
+
+// Expire implements l4.Expirer: the connection's current timeout passed.
+func (s *session) Expire(now int64) {
+	switch s.state {
+	case stIdle:
+		s.state = stClosed
+		_ = s.Conn.Close()
+	case stHead:
+		if s.reject(rejHeaderTimeout) == gnet.Close {
+			_ = s.Conn.Close()
+		}
+	case stBody:
+		if st := s.cur; st != nil && st.conn != nil {
+			st.conn.Close() // the server holds part of a request
+		}
+		if s.abort(rejBodyTimeout) == gnet.Close {
+			_ = s.Conn.Close()
+		}
+	case stLinger:
+		// Checked on every sweep: close as soon as the client has
+		// everything, or when it stopped reading for the write timeout.
+		pending := int64(s.Conn.OutboundBuffered())
+		if flushed := s.sent - pending; flushed > s.flushedMark {
+			s.flushedMark, s.lastFlush = flushed, now
+		}
+		if pending == 0 || now-s.lastFlush > int64(s.ls.h.cfg.WriteTimeout) {
+			s.state = stClosed
+			_ = s.Conn.Close()
+			return
+		}
+		s.ls.lingerList.Arm(&s.Deadline, s, now)
+	case stWait:
+		pending := int64(s.Conn.OutboundBuffered())
+		if pending == 0 {
+			return
+		}
+		if flushed := s.sent - pending; flushed > s.flushedMark {
+			s.flushedMark = flushed
+			s.ls.writeList.Arm(&s.Deadline, s, now)
+			return
+		}
+		s.ls.h.stats.reject(rejWriteTimeout.Reason)
+		s.ls.logReject(s, rejWriteTimeout.Reason, 0)
+		if st := s.cur; st != nil {
+			s.cur = nil
+			st.sess = nil
+		}
+		s.state = stClosed
+		_ = s.Conn.Close()
+	}
+}
+
+// Drain implements l4.ClientHandler.
+func (s *session) Drain() {
+	s.closeAfter = true
+	if s.state == stIdle {
+		s.state = stClosed
+		_ = s.Conn.Close()
+	}
+}
+
+// OnClose implements l4.Handler.
+func (s *session) OnClose(gnet.Conn, error) {
+	if st := s.cur; st != nil {
+		s.cur = nil
+		st.sess = nil
+		if s.state == stBody && st.conn != nil && !st.bodyDone {
+			st.conn.Close() // the server holds part of a request
+		}
+	}
+	s.state = stClosed
+}

@@ -1,0 +1,325 @@
+package poolmux
+
+import (
+	"errors"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+)
+
+type connState uint8
+
+const (
+	connDialing connState = iota
+	connReady
+	connClosed
+)
+
+// Conn is one persistent connection to a server, owned by a loop. Its
+// exchanges form a FIFO: requests are written in order and responses come
+// back in the same order (RFC 9112 section 9.3.2).
+type Conn struct {
+	pool  *Pool
+	gc    gnet.Conn
+	state connState
+	fifo  []Exchange
+
+	// exclusive is set while a request body is being written: no other
+	// request may be interleaved on the connection.
+	exclusive bool
+	// detached connections have left the pool; they close after their
+	// head exchange completes.
+	detached bool
+	// lastProgress is when the connection last received bytes or had its
+	// first request written, for the response timeout.
+	lastProgress int64
+	failures     int // consecutive dial failures, for the backoff
+
+	batch [][]byte // non-nil while dispatch gathers writes for one writev
+}
+
+// errDetachedDone closes a detached connection after its last response.
+var errDetachedDone = errors.New("poolmux: detached connection finished")
+
+// Write sends p to the server, in order with everything written before. p
+// may be reused when Write returns, except during a dispatch batch, where
+// exchanges only write bytes they own until the batch is flushed.
+func (c *Conn) Write(p []byte) {
+	if c.state != connReady {
+		return
+	}
+	if c.batch != nil {
+		c.batch = append(c.batch, p)
+		return
+	}
+	_, _ = c.gc.Write(p)
+}
+
+// Writev sends several buffers with one system call when possible.
+func (c *Conn) Writev(bs [][]byte) {
+	if c.state != connReady {
+		return
+	}
+	_, _ = c.gc.Writev(bs)
+}
+
+// OutboundBuffered is how many written bytes wait in user space for the
+// socket: the measure of a server that reads slowly.
+func (c *Conn) OutboundBuffered() int {
+	if c.state != connReady {
+		return 0
+	}
+	return c.gc.OutboundBuffered()
+}
+
+// Release ends the exclusive hold of an exchange whose request body is
+// fully written, so other requests may follow it on the connection.
+func (c *Conn) Release() {
+	if !c.exclusive {
+		return
+	}
+	c.exclusive = false
+	if !c.detached {
+		c.pool.dispatch()
+	}
+}
+
+// Hold marks the connection exclusive: the started exchange is still
+// writing its request body. Call from Exchange.Start.
+func (c *Conn) Hold() { c.exclusive = true }
+
+// Detach takes the connection out of its pool because its head exchange is
+// streaming a response to a client that reads slowly. Exchanges pipelined
+// behind the head are queued again (they are replayable: only such are
+// pipelined), a replacement connection is dialled, and this one closes
+// when the head's response is complete.
+func (c *Conn) Detach() {
+	if c.detached || c.state != connReady {
+		return
+	}
+	p := c.pool
+	c.detached = true
+	p.stats.Detached.Add(1)
+	for i, pc := range p.conns {
+		if pc == c {
+			p.conns[i] = p.newConn(0)
+		}
+	}
+	if len(c.fifo) > 1 {
+		behind := c.fifo[1:]
+		moved := make([]Exchange, len(behind))
+		copy(moved, behind)
+		clear(behind)
+		c.fifo = c.fifo[:1]
+		p.stats.Retries.Add(int64(len(moved)))
+		p.requeueFront(moved)
+		p.dispatch()
+	}
+}
+
+// Close closes the connection; its exchanges are handled in OnClose.
+func (c *Conn) Close() {
+	if c.state == connReady {
+		_ = c.gc.Close()
+	}
+}
+
+// start writes x on c and appends it to the FIFO.
+func (c *Conn) start(x Exchange) {
+	if len(c.fifo) == 0 {
+		c.lastProgress = c.pool.lp.Now()
+	}
+	c.fifo = append(c.fifo, x)
+	if !x.Start(c) {
+		c.fifo = c.fifo[:len(c.fifo)-1]
+		return
+	}
+	c.pool.stats.Requests.Add(1)
+}
+
+// flushBatch writes what dispatch gathered and ends the batch, returning
+// the scratch slice for reuse.
+func (c *Conn) flushBatch() [][]byte {
+	b := c.batch
+	c.batch = nil
+	switch {
+	case len(b) == 1:
+		c.Write(b[0])
+	case len(b) > 1:
+		c.Writev(b)
+	}
+	clear(b)
+	return b[:0]
+}
+
+func (c *Conn) dial(delay time.Duration) {
+	c.state = connDialing
+	go c.enroll(delay)
+}
+
+func (c *Conn) backoff() time.Duration {
+	o := c.pool.opts
+	d := o.ReconnectMin << min(c.failures, 16)
+	if d > o.ReconnectMax || d <= 0 {
+		d = o.ReconnectMax
+	}
+	return d
+}
+
+// dialFailed runs on the loop after a failed dial.
+func (c *Conn) dialFailed(err error) {
+	p := c.pool
+	if c.state != connDialing {
+		return
+	}
+	c.failures++
+	if c.failures == 1 {
+		p.log.Warn("backend dial failed", "server", p.name, "address", p.addr, "err", err)
+	}
+	p.setDown()
+	if c.isMember() {
+		c.dial(c.backoff())
+	} else {
+		c.state = connClosed
+	}
+}
+
+func (c *Conn) isMember() bool {
+	for _, pc := range c.pool.conns {
+		if pc == c {
+			return true
+		}
+	}
+	return false
+}
+
+// OnOpen implements l4.Opener: the dialled connection is live on the loop.
+func (c *Conn) OnOpen(gc gnet.Conn) gnet.Action {
+	p := c.pool
+	c.gc = gc
+	if !c.isMember() || c.state != connDialing {
+		c.state = connClosed
+		return gnet.Close
+	}
+	c.state = connReady
+	if c.failures > 0 {
+		p.log.Info("backend reachable again", "server", p.name, "address", p.addr)
+	}
+	c.failures = 0
+	p.down = false
+	p.stats.ConnsOpen.Add(1)
+	p.dispatch()
+	return gnet.None
+}
+
+// OnTraffic implements l4.Handler: responses for the FIFO's head.
+func (c *Conn) OnTraffic(gc gnet.Conn) gnet.Action {
+	p := c.pool
+	now := p.lp.Tick()
+	for c.state == connReady {
+		buf, _ := gc.Peek(-1)
+		if len(buf) == 0 {
+			break
+		}
+		if len(c.fifo) == 0 {
+			// Bytes with no request waiting: the server broke the
+			// protocol (or sent a 408 on an idle connection). Nothing
+			// can be matched to them; drop the connection.
+			p.log.Warn("backend sent bytes with no request outstanding", "server", p.name, "bytes", len(buf))
+			return gnet.Close
+		}
+		c.lastProgress = now
+		x := c.fifo[0]
+		n, done, err := x.Receive(c, buf)
+		_, _ = gc.Discard(n)
+		if err != nil {
+			c.fifo[0] = nil
+			c.fifo = c.fifo[1:]
+			return gnet.Close
+		}
+		if !done {
+			if n == 0 {
+				break // needs more bytes
+			}
+			continue
+		}
+		copy(c.fifo, c.fifo[1:])
+		c.fifo[len(c.fifo)-1] = nil
+		c.fifo = c.fifo[:len(c.fifo)-1]
+		if c.detached {
+			if len(c.fifo) == 0 {
+				return gnet.Close
+			}
+			continue
+		}
+		if p.queue.len() > 0 {
+			p.dispatch()
+		}
+	}
+	return gnet.None
+}
+
+// OnClose implements l4.Handler. Exchanges that got no response byte and
+// are replayable go back to the pool once; the others fail with 502.
+func (c *Conn) OnClose(_ gnet.Conn, err error) {
+	p := c.pool
+	p.lp.Tick()
+	wasReady := c.state == connReady
+	c.state = connClosed
+	c.exclusive = false
+	if wasReady {
+		p.stats.ConnsOpen.Add(-1)
+	}
+	var retry []Exchange
+	for i, x := range c.fifo {
+		c.fifo[i] = nil
+		if x.Replayable() && !x.Received() && retryable(x) {
+			retry = append(retry, x)
+			continue
+		}
+		p.stats.Failed.Add(1)
+		x.Fail(502, "backend_closed")
+	}
+	c.fifo = c.fifo[:0]
+	if c.isMember() {
+		for i, pc := range p.conns {
+			if pc == c {
+				if c.failures == 0 && len(retry) == 0 {
+					// An idle keep-alive connection closed by the server
+					// is normal; dial again at once.
+					p.conns[i] = p.newConn(0)
+				} else {
+					nc := p.newConn(c.backoff())
+					nc.failures = c.failures
+					p.conns[i] = nc
+				}
+			}
+		}
+	}
+	if len(retry) > 0 {
+		p.stats.Retries.Add(int64(len(retry)))
+		p.requeueFront(retry)
+		p.dispatch()
+	}
+}
+
+// retryable lets each exchange be moved after a failure at most once, so
+// a server that kills every connection cannot make requests loop forever.
+func retryable(x Exchange) bool {
+	if r, ok := x.(interface{ Retry() bool }); ok {
+		return r.Retry()
+	}
+	return false
+}
+
+// fail answers the head with status and the rest with 502, then closes.
+func (c *Conn) fail(status int, reason string) {
+	if len(c.fifo) > 0 {
+		x := c.fifo[0]
+		c.fifo[0] = nil
+		c.fifo = c.fifo[1:]
+		c.pool.stats.Failed.Add(1)
+		x.Fail(status, reason)
+	}
+	c.Close()
+}

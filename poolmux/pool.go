@@ -1,0 +1,322 @@
+package poolmux
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"frontdoor/l4"
+)
+
+// Exchange is one request and its response, as poolmux sees it.
+type Exchange interface {
+	// Replayable reports whether the request may be pipelined behind others
+	// and sent again on another connection: idempotent and without a body.
+	Replayable() bool
+	// Start writes the request onto c (with Conn.Write). It is called when
+	// the exchange is assigned to c and may return false when the request is
+	// no longer wanted (its client left): nothing was written and the
+	// exchange is dropped.
+	Start(c *Conn) bool
+	// Receive is given the bytes read from the server while the exchange is
+	// at the head of c's FIFO. It returns how many it consumed, whether the
+	// response is complete, and an error when the response is unusable
+	// (then the exchange has dealt with its client and c is closed).
+	Receive(c *Conn, p []byte) (n int, done bool, err error)
+	// Fail reports that no (more) response will come, with the status to
+	// answer if the client has not received anything yet.
+	Fail(status int, reason string)
+	// Received reports whether any response byte reached the exchange.
+	Received() bool
+}
+
+// Options configures the pools of one server.
+type Options struct {
+	ConnsPerLoop    int
+	MaxPipeline     int
+	MaxQueue        int
+	ConnectTimeout  time.Duration
+	ResponseTimeout time.Duration
+	QueueTimeout    time.Duration
+	ReconnectMin    time.Duration
+	ReconnectMax    time.Duration
+}
+
+// Stats counts one server's backend activity over all loops.
+type Stats struct {
+	ConnsOpen    atomic.Int64 // backend connections open now
+	Dials        atomic.Int64
+	DialFailures atomic.Int64
+	Requests     atomic.Int64 // exchanges started on a connection
+	Retries      atomic.Int64 // replayable exchanges moved after a failure
+	Detached     atomic.Int64 // connections taken off the pool for a slow client
+	QueueFull    atomic.Int64 // exchanges refused with 503: queue full
+	QueueTimeout atomic.Int64 // exchanges refused with 503: waited too long
+	Failed       atomic.Int64 // exchanges failed with 502/504
+	Queued       atomic.Int64 // exchanges waiting now
+}
+
+// Pool is one loop's connections to one server (host:port). It is used
+// only on its loop.
+type Pool struct {
+	lp    *l4.Loop
+	name  string
+	addr  string
+	opts  *Options
+	stats *Stats
+	log   *slog.Logger
+
+	conns []*Conn
+	queue queue
+	// down is set when a dial failed and no connection is ready: new
+	// exchanges fail at once instead of waiting out the queue timeout.
+	down bool
+
+	batch [][]byte // scratch for writev batching in dispatch
+}
+
+// NewPool returns the pool of loop lp for server name at addr. Connections
+// are dialled on first use.
+func NewPool(lp *l4.Loop, name, addr string, opts *Options, stats *Stats, log *slog.Logger) *Pool {
+	p := &Pool{lp: lp, name: name, addr: addr, opts: opts, stats: stats, log: log}
+	p.queue.init(opts.MaxQueue)
+	lp.OnSweep(p.sweep)
+	return p
+}
+
+// Name is the server's name.
+func (p *Pool) Name() string { return p.name }
+
+// Addr is the server's host:port.
+func (p *Pool) Addr() string { return p.addr }
+
+// Stats returns the server's counters (shared by every loop's pool).
+func (p *Pool) Stats() *Stats { return p.stats }
+
+// Submit hands x to the pool. It is started on a connection now, queued, or
+// failed at once (x.Fail is called before Submit returns) when the server
+// is down or the queue is full.
+func (p *Pool) Submit(x Exchange) {
+	if p.conns == nil {
+		p.start()
+	}
+	if p.down {
+		p.stats.Failed.Add(1)
+		x.Fail(502, "backend_down")
+		return
+	}
+	if p.queue.len() == 0 {
+		if c := p.pick(x.Replayable()); c != nil {
+			c.start(x)
+			return
+		}
+	}
+	if !p.queue.push(x, p.lp.Now()) {
+		p.stats.QueueFull.Add(1)
+		x.Fail(503, "queue_full")
+		return
+	}
+	p.stats.Queued.Add(1)
+	p.dispatch()
+}
+
+// start creates the pool's connections and dials them.
+func (p *Pool) start() {
+	p.conns = make([]*Conn, p.opts.ConnsPerLoop)
+	for i := range p.conns {
+		p.conns[i] = p.newConn(0)
+	}
+}
+
+func (p *Pool) newConn(delay time.Duration) *Conn {
+	c := &Conn{pool: p, fifo: make([]Exchange, 0, p.opts.MaxPipeline)}
+	c.dial(delay)
+	return c
+}
+
+// pick returns the connection to write the next exchange on, or nil.
+// Replayable exchanges go to the least loaded connection with room in its
+// pipeline; others need an idle connection.
+func (p *Pool) pick(replayable bool) *Conn {
+	var best *Conn
+	for _, c := range p.conns {
+		if c.state != connReady || c.exclusive {
+			continue
+		}
+		n := len(c.fifo)
+		if n == 0 {
+			return c
+		}
+		if !replayable || n >= p.opts.MaxPipeline {
+			continue
+		}
+		if best == nil || n < len(best.fifo) {
+			best = c
+		}
+	}
+	return best
+}
+
+// dispatch starts queued exchanges while connections have room. Heads of
+// consecutive replayable exchanges bound for one connection are gathered
+// and written with one writev.
+func (p *Pool) dispatch() {
+	for p.queue.len() > 0 {
+		x := p.queue.peek()
+		c := p.pick(x.Replayable())
+		if c == nil {
+			return
+		}
+		p.queue.pop()
+		p.stats.Queued.Add(-1)
+		if !x.Replayable() {
+			c.start(x)
+			continue
+		}
+		c.batch = p.batch[:0]
+		c.start(x)
+		for p.queue.len() > 0 && len(c.fifo) < p.opts.MaxPipeline && c.state == connReady {
+			y := p.queue.peek()
+			if !y.Replayable() {
+				break
+			}
+			p.queue.pop()
+			p.stats.Queued.Add(-1)
+			c.start(y)
+		}
+		p.batch = c.flushBatch()
+	}
+}
+
+// sweep enforces queue and response timeouts; it runs on every loop sweep.
+func (p *Pool) sweep(now int64) {
+	qt := int64(p.opts.QueueTimeout)
+	for p.queue.len() > 0 && now-p.queue.peekTime() > qt {
+		x := p.queue.pop()
+		p.stats.Queued.Add(-1)
+		p.stats.QueueTimeout.Add(1)
+		x.Fail(503, "queue_timeout")
+	}
+	rt := int64(p.opts.ResponseTimeout)
+	for _, c := range p.conns {
+		if c.state == connReady && len(c.fifo) > 0 && now-c.lastProgress > rt {
+			c.fail(504, "response_timeout")
+		}
+	}
+}
+
+// setDown marks the server unreachable from this loop and fails what waits.
+func (p *Pool) setDown() {
+	for _, c := range p.conns {
+		if c.state == connReady {
+			return
+		}
+	}
+	if !p.down {
+		p.log.Warn("mailbox server unreachable", "server", p.name, "address", p.addr, "loop", p.lp.Index())
+	}
+	p.down = true
+	for p.queue.len() > 0 {
+		x := p.queue.pop()
+		p.stats.Queued.Add(-1)
+		p.stats.Failed.Add(1)
+		x.Fail(502, "backend_down")
+	}
+}
+
+// requeueFront puts exchanges back at the head of the queue, in order,
+// ahead of newer arrivals (they have waited longest).
+func (p *Pool) requeueFront(xs []Exchange) {
+	for i := len(xs) - 1; i >= 0; i-- {
+		if !p.queue.pushFront(xs[i], p.lp.Now()) {
+			p.stats.Failed.Add(1)
+			xs[i].Fail(502, "queue_full")
+			continue
+		}
+		p.stats.Queued.Add(1)
+	}
+}
+
+// enroll dials addr and registers the connection on the loop with c as its
+// handler. It runs in its own goroutine: dials block, loops must not.
+func (c *Conn) enroll(delay time.Duration) {
+	if delay > 0 {
+		time.Sleep(delay)
+	}
+	p := c.pool
+	p.stats.Dials.Add(1)
+	nc, err := net.DialTimeout("tcp", p.addr, p.opts.ConnectTimeout)
+	if err == nil {
+		var ch <-chan gnet.RegisteredResult
+		ch, err = p.lp.EventLoop().Enroll(gnet.NewContext(context.Background(), c), nc)
+		if err == nil {
+			res := <-ch
+			err = res.Err
+		} else {
+			nc.Close()
+		}
+	}
+	if err != nil {
+		p.stats.DialFailures.Add(1)
+		_ = p.lp.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			c.dialFailed(err)
+			return nil
+		}))
+	}
+}
+
+// queue is a bounded ring of exchanges with their enqueue times.
+type queue struct {
+	items []queued
+	head  int
+	n     int
+}
+
+type queued struct {
+	x  Exchange
+	at int64
+}
+
+func (q *queue) init(capacity int) {
+	if capacity < 1 {
+		capacity = 1
+	}
+	q.items = make([]queued, capacity)
+}
+
+func (q *queue) len() int { return q.n }
+
+func (q *queue) push(x Exchange, now int64) bool {
+	if q.n == len(q.items) {
+		return false
+	}
+	q.items[(q.head+q.n)%len(q.items)] = queued{x, now}
+	q.n++
+	return true
+}
+
+func (q *queue) pushFront(x Exchange, now int64) bool {
+	if q.n == len(q.items) {
+		return false
+	}
+	q.head = (q.head - 1 + len(q.items)) % len(q.items)
+	q.items[q.head] = queued{x, now}
+	q.n++
+	return true
+}
+
+func (q *queue) peek() Exchange { return q.items[q.head].x }
+
+func (q *queue) peekTime() int64 { return q.items[q.head].at }
+
+func (q *queue) pop() Exchange {
+	x := q.items[q.head].x
+	q.items[q.head] = queued{}
+	q.head = (q.head + 1) % len(q.items)
+	q.n--
+	return x
+}
