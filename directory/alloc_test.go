@@ -1,0 +1,49 @@
+//go:build !race
+
+// The race detector instruments memory accesses and may allocate, so the
+// allocation gate runs without it.
+
+package directory
+
+import (
+	"strings"
+	"testing"
+
+	"frontdoor/examples"
+)
+
+// LookupMailbox and Server run for every routed request: they must not
+// allocate, whatever the case of the address or whether it is known.
+func TestLookupsDoNotAllocate(t *testing.T) {
+	d, err := Parse("directory.toml", examples.Directory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Include addresses longer than 32 bytes: a non-escaping string(b)
+	// conversion up to that size is stack-allocated even when it copies,
+	// so short ones alone would not catch a copying lookup.
+	long := strings.Repeat("x", 60) + "@Example.test"
+	for _, addr := range []string{"alice@example.test", "A.Smith@Example.TEST", "nobody@example.test", long, strings.Repeat("y", 320), strings.Repeat("y", 321)} {
+		b := []byte(addr)
+		if n := testing.AllocsPerRun(1000, func() { d.LookupMailbox(b) }); n != 0 {
+			t.Errorf("LookupMailbox(%.30q): %v allocations per call, want 0", addr, n)
+		}
+	}
+	if n := testing.AllocsPerRun(1000, func() { d.Server("mbx2") }); n != 0 {
+		t.Errorf("Server: %v allocations per call, want 0", n)
+	}
+}
+
+func BenchmarkLookupMailbox(b *testing.B) {
+	d, err := Parse("directory.toml", examples.Directory)
+	if err != nil {
+		b.Fatal(err)
+	}
+	addr := []byte("A.Smith@Example.TEST")
+	b.ReportAllocs()
+	for b.Loop() {
+		if d.LookupMailbox(addr) == nil {
+			b.Fatal("not found")
+		}
+	}
+}

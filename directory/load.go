@@ -1,0 +1,273 @@
+package directory
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+
+	"frontdoor/internal/tomlpos"
+)
+
+// Error is one problem in a directory file. Load and Parse return every
+// problem they find as a tomlpos.Errors list (its Error method prints one
+// "FILE:LINE: KEY: message" line per problem); errors.As with a *Error
+// target finds the first.
+type Error = tomlpos.Error
+
+// The file's schema. Names and references are resolved into the pointer
+// graph of Directory after validation.
+type file struct {
+	Sites     []siteEntry     `toml:"site"`
+	Servers   []serverEntry   `toml:"server"`
+	Databases []databaseEntry `toml:"database"`
+	Mailboxes []mailboxEntry  `toml:"mailbox"`
+}
+
+type siteEntry struct {
+	Name        string `toml:"name"`
+	ExternalURL string `toml:"external_url"`
+}
+
+type serverEntry struct {
+	Name    string `toml:"name"`
+	Address string `toml:"address"`
+	Site    string `toml:"site"`
+}
+
+type databaseEntry struct {
+	Name   string   `toml:"name"`
+	Active string   `toml:"active"`
+	Copies []string `toml:"copies"`
+}
+
+type mailboxEntry struct {
+	Address  string   `toml:"address"`
+	Aliases  []string `toml:"aliases"`
+	Database string   `toml:"database"`
+}
+
+// Load reads and validates the directory file at path; errors name the file
+// as path.
+func Load(path string) (*Directory, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes and validates a directory read from the file name (used in
+// error messages). The format is described in docs/directory.md. Decoding is
+// strict: unknown keys, wrong types, duplicates, dangling references and
+// malformed addresses are errors, all reported at once.
+func Parse(name string, data []byte) (*Directory, error) {
+	var f file
+	doc, err := tomlpos.Decode(name, data, &f)
+	if err != nil {
+		return nil, err
+	}
+	d := build(doc, &f)
+	if err := doc.Err(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// build validates f, reporting problems to doc, and links its entries into a
+// Directory. The result is only meaningful when doc has no errors.
+func build(doc *tomlpos.Doc, f *file) *Directory {
+	d := &Directory{
+		byAddress:  make(map[string]*Mailbox),
+		byServer:   make(map[string]*Server, len(f.Servers)),
+		bySite:     make(map[string]*Site, len(f.Sites)),
+		byDatabase: make(map[string]*Database, len(f.Databases)),
+	}
+	v := checker{Doc: doc}
+
+	siteAt := make(map[string]string)
+	for i, e := range f.Sites {
+		at := fmt.Sprintf("site[%d]", i)
+		if v.name(at+".name", e.Name) {
+			v.unique(siteAt, e.Name, at+".name", "site")
+		}
+		if e.ExternalURL != "" {
+			if err := checkExternalURL(e.ExternalURL); err != nil {
+				v.Report(at+".external_url", "%q: %v", e.ExternalURL, err)
+			}
+		}
+		s := &Site{Name: e.Name, ExternalURL: e.ExternalURL}
+		d.Sites = append(d.Sites, s)
+		if _, dup := d.bySite[e.Name]; !dup {
+			d.bySite[e.Name] = s
+		}
+	}
+
+	serverAt := make(map[string]string)
+	for i, e := range f.Servers {
+		at := fmt.Sprintf("server[%d]", i)
+		if v.name(at+".name", e.Name) {
+			v.unique(serverAt, e.Name, at+".name", "server")
+		}
+		if v.required(at+".address", e.Address) {
+			if _, _, err := splitAddress(e.Address); err != nil {
+				v.Report(at+".address", "%q: %v", e.Address, err)
+			}
+		}
+		s := &Server{Name: e.Name, Address: e.Address, Index: i}
+		if v.required(at+".site", e.Site) {
+			if s.Site = d.bySite[e.Site]; s.Site == nil {
+				v.Report(at+".site", "unknown site %q%s", e.Site, defined(f.Sites, func(s siteEntry) string { return s.Name }))
+			}
+		}
+		d.Servers = append(d.Servers, s)
+		if _, dup := d.byServer[e.Name]; !dup {
+			d.byServer[e.Name] = s
+		}
+	}
+	serverNames := func(s serverEntry) string { return s.Name }
+
+	databaseAt := make(map[string]string)
+	for i, e := range f.Databases {
+		at := fmt.Sprintf("database[%d]", i)
+		if v.name(at+".name", e.Name) {
+			v.unique(databaseAt, e.Name, at+".name", "database")
+		}
+		db := &Database{Name: e.Name}
+		if v.required(at+".active", e.Active) {
+			if db.Active = d.byServer[e.Active]; db.Active == nil {
+				v.Report(at+".active", "unknown server %q%s", e.Active, defined(f.Servers, serverNames))
+			}
+		}
+		copyAt := make(map[string]string)
+		for j, name := range e.Copies {
+			cat := fmt.Sprintf("%s.copies[%d]", at, j)
+			s := d.byServer[name]
+			switch {
+			case s == nil:
+				v.Report(cat, "unknown server %q%s", name, defined(f.Servers, serverNames))
+			case name == e.Active:
+				v.Report(cat, "%q holds the active copy (active = %q); copies lists the passive copies only", name, e.Active)
+			default:
+				if v.unique(copyAt, name, cat, "copy on server") {
+					db.Copies = append(db.Copies, s)
+				}
+			}
+		}
+		d.Databases = append(d.Databases, db)
+		if _, dup := d.byDatabase[e.Name]; !dup {
+			d.byDatabase[e.Name] = db
+		}
+	}
+
+	addressAt := make(map[string]string) // lower-cased address or alias -> path
+	for i, e := range f.Mailboxes {
+		at := fmt.Sprintf("mailbox[%d]", i)
+		m := &Mailbox{Address: e.Address, Aliases: e.Aliases}
+		v.address(d, addressAt, at+".address", e.Address, m)
+		for j, alias := range e.Aliases {
+			v.address(d, addressAt, fmt.Sprintf("%s.aliases[%d]", at, j), alias, m)
+		}
+		if v.required(at+".database", e.Database) {
+			if m.Database = d.byDatabase[e.Database]; m.Database == nil {
+				v.Report(at+".database", "unknown database %q%s", e.Database,
+					defined(f.Databases, func(db databaseEntry) string { return db.Name }))
+			}
+		}
+		d.Mailboxes = append(d.Mailboxes, m)
+	}
+	return d
+}
+
+// checker reports problems found in values to a Doc.
+type checker struct{ *tomlpos.Doc }
+
+// required reports an empty required string; it returns whether s is set.
+func (v checker) required(path, s string) bool {
+	if s != "" {
+		return true
+	}
+	if v.Has(path) {
+		v.Report(path, "must not be empty")
+	} else {
+		v.Report(path, "required")
+	}
+	return false
+}
+
+// name checks a required site, server or database name. Names are matched
+// exactly (case-sensitively) and may contain spaces, as Exchange database
+// names often do, but not at either end.
+func (v checker) name(path, s string) bool {
+	if !v.required(path, s) {
+		return false
+	}
+	if len(s) > 128 || s != strings.TrimSpace(s) || strings.IndexFunc(s, func(r rune) bool { return r < ' ' || r == 0x7f }) >= 0 {
+		v.Report(path, "%q: must be at most 128 characters, without control characters or surrounding spaces", s)
+		return false
+	}
+	return true
+}
+
+// unique reports key when seen already has it, naming where it was first
+// used, else records it as used at path. It returns whether key was new.
+func (v checker) unique(seen map[string]string, key, path, what string) bool {
+	if first, dup := seen[key]; dup {
+		v.Report(path, "duplicate %s %q (first at line %d, %s)", what, key, v.Line(first), first)
+		return false
+	}
+	seen[key] = path
+	return true
+}
+
+// address checks a mailbox's primary address or alias and indexes it.
+func (v checker) address(d *Directory, seen map[string]string, path, addr string, m *Mailbox) {
+	if !v.required(path, addr) {
+		return
+	}
+	if err := checkSMTPAddress(addr); err != nil {
+		v.Report(path, "%q: %v", addr, err)
+		return
+	}
+	key := strings.ToLower(addr)
+	if first, dup := seen[key]; dup {
+		v.Report(path, "address %q is already used (line %d, %s); addresses match case-insensitively", addr, v.Line(first), first)
+		return
+	}
+	seen[key] = path
+	d.byAddress[key] = m
+}
+
+// defined lists the names defined in a section, for "unknown" messages.
+func defined[T any](entries []T, name func(T) string) string {
+	if len(entries) == 0 {
+		return " (none defined)"
+	}
+	names := make([]string, 0, len(entries))
+	for _, e := range entries {
+		if n := name(e); n != "" && !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	const show = 8 // enough to spot a typo without flooding the terminal
+	if len(names) > show {
+		return fmt.Sprintf(" (defined: %s, ... %d more)", strings.Join(names[:show], ", "), len(names)-show)
+	}
+	return " (defined: " + strings.Join(names, ", ") + ")"
+}
+
+// checkExternalURL checks a site's external URL: absolute http(s) with a host
+// and nothing that cannot prefix a redirect target.
+func checkExternalURL(s string) error {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil, u.Scheme != "http" && u.Scheme != "https", u.Host == "", u.Opaque != "":
+		return fmt.Errorf(`must be an absolute http or https URL, e.g. "https://mail.example.com"`)
+	case u.User != nil:
+		return fmt.Errorf("must not contain user information")
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+		return fmt.Errorf("must not have a query or fragment")
+	}
+	return nil
+}

@@ -1,0 +1,166 @@
+// Package config owns frontdoor's configuration file: the TOML schema, strict
+// decoding (unknown keys, wrong types and bad values are errors that name the
+// file, line and key), defaults, and validation.
+//
+// The structs here describe what the operator wrote. They are never used as
+// runtime state: the gateway package builds its runtime structures from a
+// validated Config, so a reload can build a new runtime beside the old one.
+package config
+
+import (
+	"fmt"
+	"time"
+)
+
+// Config is one parsed and validated configuration file.
+type Config struct {
+	// Path is the file the configuration came from ("<embedded>/frontdoor.toml"
+	// for the embedded default). Relative paths inside the file are resolved
+	// against its directory.
+	Path string `toml:"-"`
+
+	// GatewayID names this instance in logs and (later) identity assertions.
+	GatewayID string `toml:"gateway_id"`
+
+	// Directory is the path of the directory file (users, mailboxes,
+	// databases, servers, sites), relative to the config file.
+	Directory string `toml:"directory"`
+
+	Engine    Engine     `toml:"engine"`
+	Limits    Limits     `toml:"limits"`
+	Timeouts  Timeouts   `toml:"timeouts"`
+	Backend   Backend    `toml:"backend"`
+	Log       Log        `toml:"log"`
+	Listeners []Listener `toml:"listener"`
+	Protocols []Protocol `toml:"protocol"`
+}
+
+// Engine tunes the gnet event-loop core.
+type Engine struct {
+	// Loops is the number of event loops; 0 means one per CPU.
+	Loops int `toml:"loops"`
+	// ReusePort binds one listening socket per loop with SO_REUSEPORT so the
+	// kernel spreads accepts across loops (Linux).
+	ReusePort bool `toml:"reuse_port"`
+	// ReadBufferBytes is the per-loop read buffer (gnet ReadBufferCap).
+	ReadBufferBytes int `toml:"read_buffer_bytes"`
+	// WriteBufferBytes is the per-connection outbound ring before gnet spills
+	// to its linked list (gnet WriteBufferCap).
+	WriteBufferBytes int `toml:"write_buffer_bytes"`
+	// SweepInterval is how often each loop checks connection deadlines.
+	SweepInterval Duration `toml:"sweep_interval"`
+}
+
+// Limits bounds what one client may make the gateway hold.
+type Limits struct {
+	// MaxConnections is the gateway-wide cap on open client connections;
+	// connections beyond it are closed right after accept and counted.
+	MaxConnections int `toml:"max_connections"`
+	// MaxHeaderBytes caps a request's header block (request line included);
+	// larger blocks get 431.
+	MaxHeaderBytes int `toml:"max_header_bytes"`
+	// MaxBodyBytes caps a request body; larger declared or streamed bodies get 413.
+	MaxBodyBytes int64 `toml:"max_body_bytes"`
+	// MaxPipelineBytes caps the bytes a client may send ahead of the request
+	// being served (pipelined requests waiting their turn).
+	MaxPipelineBytes int `toml:"max_pipeline_bytes"`
+	// ClientBufferBytes caps the response bytes buffered for one slow client
+	// before its response is taken off the shared backend connection.
+	ClientBufferBytes int `toml:"client_buffer_bytes"`
+	// MaxResponseBufferBytes caps what is buffered for one client after its
+	// response was taken off the shared connection; beyond it the client is
+	// closed (it is not reading).
+	MaxResponseBufferBytes int `toml:"max_response_buffer_bytes"`
+	// MaxUploadBufferBytes caps request-body bytes waiting to be written to
+	// a backend connection.
+	MaxUploadBufferBytes int `toml:"max_upload_buffer_bytes"`
+}
+
+// Timeouts are enforced by a per-loop sweep, since gnet has no deadlines.
+type Timeouts struct {
+	// HeaderRead is the time a client has to send a complete request header
+	// block, counted from its first byte.
+	HeaderRead Duration `toml:"header_read"`
+	// BodyRead is the longest pause allowed between two reads of a request body.
+	BodyRead Duration `toml:"body_read"`
+	// Idle is how long a keep-alive connection may wait for its next request.
+	Idle Duration `toml:"idle"`
+	// Write is the longest a connection may have response bytes pending
+	// without the client reading any of them.
+	Write Duration `toml:"write"`
+	// Drain is how long a graceful stop waits for in-flight requests.
+	Drain Duration `toml:"drain"`
+}
+
+// Backend configures the pools of connections to mailbox servers.
+type Backend struct {
+	// ConnsPerLoop is the number of persistent connections each event loop
+	// keeps to each mailbox server.
+	ConnsPerLoop int `toml:"conns_per_loop"`
+	// MaxPipeline is the most requests written ahead on one backend connection.
+	MaxPipeline int `toml:"max_pipeline"`
+	// MaxQueue bounds the requests waiting for a connection, per loop and
+	// server; beyond it clients get 503 with Retry-After.
+	MaxQueue int `toml:"max_queue"`
+	// ConnectTimeout bounds a dial to a mailbox server.
+	ConnectTimeout Duration `toml:"connect_timeout"`
+	// ResponseTimeout bounds the wait for a response header once a request
+	// is written; it fails the backend connection (504 for its requests).
+	ResponseTimeout Duration `toml:"response_timeout"`
+	// QueueTimeout bounds how long a request waits for a backend connection.
+	QueueTimeout Duration `toml:"queue_timeout"`
+	// ReconnectMin and ReconnectMax bound the exponential reconnect backoff.
+	ReconnectMin Duration `toml:"reconnect_min"`
+	ReconnectMax Duration `toml:"reconnect_max"`
+	// RetryAfter is the value of Retry-After on 503 answers.
+	RetryAfter Duration `toml:"retry_after"`
+}
+
+// Log configures the structured log.
+type Log struct {
+	// Level is debug, info, warn or error.
+	Level string `toml:"level"`
+	// Format is "text" or "json".
+	Format string `toml:"format"`
+}
+
+// Listener is one address the gateway accepts clients on.
+type Listener struct {
+	// Name identifies the listener in logs and counters; unique.
+	Name string `toml:"name"`
+	// Address is host:port to bind (IPv4, [IPv6] or a host name that resolves).
+	Address string `toml:"address"`
+	// Protocols names the protocols served here; empty means all.
+	Protocols []string `toml:"protocols"`
+}
+
+// Protocol is one client-access protocol, selected by request path prefix.
+type Protocol struct {
+	// Name is the protocol's short name ("owa", "ews", "mapi", ...); unique.
+	Name string `toml:"name"`
+	// PathPrefix selects the protocol (case-insensitive, segment boundary):
+	// "/owa" matches "/owa", "/owa/" and "/OWA/x" but not "/owab".
+	PathPrefix string `toml:"path_prefix"`
+	// BackendPort is the port this protocol is served on by mailbox servers
+	// whose directory address has no port of its own.
+	BackendPort int `toml:"backend_port"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("15s", "2m").
+type Duration time.Duration
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("bad duration %q: want a number and a unit (ns, us, ms, s, m, h), e.g. \"250ms\" or \"1m30s\"", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText writes the duration as a Go duration string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }

@@ -1,0 +1,136 @@
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"frontdoor/examples"
+	"frontdoor/internal/tomlpos"
+)
+
+// EmbeddedPath is the Path of the configuration Default returns. It names no
+// file on disk: its DirectoryPath is "<embedded>/directory.toml", which
+// callers map to examples.Directory.
+const EmbeddedPath = "<embedded>/frontdoor.toml"
+
+// Error is one problem in a configuration file. Load and Parse return every
+// problem they find as a tomlpos.Errors list (its Error method prints one
+// "FILE:LINE: KEY: message" line per problem); errors.As with a *Error
+// target finds the first.
+type Error = tomlpos.Error
+
+// Load reads, decodes and validates the configuration file at path. Config.Path
+// is set to path, and errors name the file as path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes and validates a configuration read from the file name (used
+// as Config.Path and in error messages). Decoding is strict: unknown keys,
+// values of the wrong TOML type and out-of-range values are errors. Unset
+// keys take the defaults documented in examples/frontdoor.toml.
+func Parse(name string, data []byte) (*Config, error) {
+	c := defaults()
+	doc, err := tomlpos.Decode(name, data, c)
+	if err != nil {
+		return nil, err
+	}
+	c.Path = name
+	c.validate(doc)
+	if err := doc.Err(); err != nil {
+		return nil, err
+	}
+	if c.GatewayID == "" {
+		c.GatewayID = hostname()
+	}
+	return c, nil
+}
+
+// Default returns the embedded default configuration, examples/frontdoor.toml,
+// with Path EmbeddedPath.
+func Default() (*Config, error) {
+	return Parse(EmbeddedPath, examples.Config)
+}
+
+// DirectoryPath returns the directory file's path: Directory as written when
+// absolute, else resolved against the directory of the configuration file.
+func (c *Config) DirectoryPath() string {
+	if c.Directory == "" || filepath.IsAbs(c.Directory) {
+		return c.Directory
+	}
+	return filepath.Join(filepath.Dir(c.Path), c.Directory)
+}
+
+// ParseLogLevel maps a log level name as written in [log] level (debug, info,
+// warn, error) to its slog level.
+func ParseLogLevel(s string) (slog.Level, error) {
+	switch s {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("unknown log level %q (want debug, info, warn or error)", s)
+}
+
+// defaults returns a Config holding the default of every key; Parse decodes
+// over it, so keys the file leaves out keep these values. Keep in step with
+// examples/frontdoor.toml (TestExampleSpellsOutDefaults checks).
+func defaults() *Config {
+	return &Config{
+		Engine: Engine{
+			Loops:            0,
+			ReusePort:        true,
+			ReadBufferBytes:  64 << 10,
+			WriteBufferBytes: 64 << 10,
+			SweepInterval:    Duration(250 * time.Millisecond),
+		},
+		Limits: Limits{
+			MaxConnections:         100_000,
+			MaxHeaderBytes:         16 << 10,
+			MaxBodyBytes:           100 << 20,
+			MaxPipelineBytes:       64 << 10,
+			ClientBufferBytes:      256 << 10,
+			MaxResponseBufferBytes: 8 << 20,
+			MaxUploadBufferBytes:   1 << 20,
+		},
+		Timeouts: Timeouts{
+			HeaderRead: Duration(10 * time.Second),
+			BodyRead:   Duration(30 * time.Second),
+			Idle:       Duration(75 * time.Second),
+			Write:      Duration(30 * time.Second),
+			Drain:      Duration(15 * time.Second),
+		},
+		Backend: Backend{
+			ConnsPerLoop:    2,
+			MaxPipeline:     16,
+			MaxQueue:        1024,
+			ConnectTimeout:  Duration(3 * time.Second),
+			ResponseTimeout: Duration(60 * time.Second),
+			QueueTimeout:    Duration(10 * time.Second),
+			ReconnectMin:    Duration(100 * time.Millisecond),
+			ReconnectMax:    Duration(5 * time.Second),
+			RetryAfter:      Duration(2 * time.Second),
+		},
+		Log: Log{Level: "info", Format: "text"},
+	}
+}
+
+// hostname is the default gateway_id.
+func hostname() string {
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "frontdoor"
+}

@@ -1,0 +1,277 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"frontdoor/internal/hostport"
+	"frontdoor/internal/tomlpos"
+)
+
+// validate reports every semantic problem of c to doc. Type problems were
+// already caught by decoding; what is left is presence, ranges, syntax of
+// string values and cross-references.
+func (c *Config) validate(doc *tomlpos.Doc) {
+	v := checker{doc}
+
+	if strings.IndexFunc(c.GatewayID, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
+		v.Report("gateway_id", "%q: must not contain spaces or control characters", c.GatewayID)
+	}
+	v.required("directory", c.Directory)
+
+	e := &c.Engine
+	v.intIn("engine.loops", int64(e.Loops), 0, 4096)
+	v.intIn("engine.read_buffer_bytes", int64(e.ReadBufferBytes), 4096, 1<<30)
+	v.intIn("engine.write_buffer_bytes", int64(e.WriteBufferBytes), 4096, 1<<30)
+	v.durIn("engine.sweep_interval", e.SweepInterval, time.Millisecond, time.Minute)
+
+	l := &c.Limits
+	v.intIn("limits.max_connections", int64(l.MaxConnections), 1, math.MaxInt64)
+	v.intIn("limits.max_header_bytes", int64(l.MaxHeaderBytes), 1024, 16<<20)
+	v.intIn("limits.max_body_bytes", l.MaxBodyBytes, 0, math.MaxInt64)
+	v.intIn("limits.max_pipeline_bytes", int64(l.MaxPipelineBytes), 0, 1<<30)
+	v.intIn("limits.client_buffer_bytes", int64(l.ClientBufferBytes), 4096, 1<<30)
+	// Once a response is taken off the shared backend connection, what was
+	// already buffered for the client moves with it, so the detached buffer
+	// must be able to hold at least that much.
+	if l.MaxResponseBufferBytes < l.ClientBufferBytes {
+		v.Report("limits.max_response_buffer_bytes", "must be at least limits.client_buffer_bytes (%d), got %d",
+			l.ClientBufferBytes, l.MaxResponseBufferBytes)
+	} else {
+		v.intIn("limits.max_response_buffer_bytes", int64(l.MaxResponseBufferBytes), 4096, 1<<30)
+	}
+	v.intIn("limits.max_upload_buffer_bytes", int64(l.MaxUploadBufferBytes), 4096, 1<<30)
+
+	t := &c.Timeouts
+	v.durIn("timeouts.header_read", t.HeaderRead, time.Millisecond, 0)
+	v.durIn("timeouts.body_read", t.BodyRead, time.Millisecond, 0)
+	v.durIn("timeouts.idle", t.Idle, time.Millisecond, 0)
+	v.durIn("timeouts.write", t.Write, time.Millisecond, 0)
+	v.durIn("timeouts.drain", t.Drain, 0, 0)
+
+	b := &c.Backend
+	v.intIn("backend.conns_per_loop", int64(b.ConnsPerLoop), 1, 64)
+	v.intIn("backend.max_pipeline", int64(b.MaxPipeline), 1, 1024)
+	v.intIn("backend.max_queue", int64(b.MaxQueue), 0, 1<<20)
+	v.durIn("backend.connect_timeout", b.ConnectTimeout, time.Millisecond, 0)
+	v.durIn("backend.response_timeout", b.ResponseTimeout, time.Millisecond, 0)
+	v.durIn("backend.queue_timeout", b.QueueTimeout, time.Millisecond, 0)
+	if v.durIn("backend.reconnect_min", b.ReconnectMin, time.Millisecond, 0) && b.ReconnectMax < b.ReconnectMin {
+		v.Report("backend.reconnect_max", "must be at least backend.reconnect_min (%s), got %s", b.ReconnectMin.D(), b.ReconnectMax.D())
+	}
+	// Retry-After carries whole seconds (RFC 9110 section 10.2.3).
+	if v.durIn("backend.retry_after", b.RetryAfter, time.Second, 0) && b.RetryAfter.D()%time.Second != 0 {
+		v.Report("backend.retry_after", "%s: must be whole seconds (Retry-After carries seconds)", b.RetryAfter.D())
+	}
+
+	if _, err := ParseLogLevel(c.Log.Level); err != nil {
+		v.Report("log.level", "%q: must be debug, info, warn or error", c.Log.Level)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		v.Report("log.format", "%q: must be text or json", c.Log.Format)
+	}
+
+	c.validateProtocols(v)
+	c.validateListeners(v)
+}
+
+func (c *Config) validateProtocols(v checker) {
+	if len(c.Protocols) == 0 {
+		v.Report("protocol", "at least one [[protocol]] is required")
+	}
+	names := make(map[string]string)    // name -> path of first use
+	prefixes := make(map[string]string) // lower-cased prefix -> path of first use
+	for i, p := range c.Protocols {
+		at := fmt.Sprintf("protocol[%d]", i)
+		if v.name(at+".name", p.Name) {
+			v.unique(names, p.Name, at+".name", fmt.Sprintf("protocol name %q", p.Name))
+		}
+		if v.required(at+".path_prefix", p.PathPrefix) {
+			if err := checkPathPrefix(p.PathPrefix); err != nil {
+				v.Report(at+".path_prefix", "%q: %v", p.PathPrefix, err)
+			} else {
+				// Matching is case-insensitive, so "/EWS" and "/ews"
+				// would select the same requests.
+				v.unique(prefixes, strings.ToLower(p.PathPrefix), at+".path_prefix", fmt.Sprintf("path_prefix %q", p.PathPrefix))
+			}
+		}
+		if !v.Has(at + ".backend_port") {
+			v.Report(at+".backend_port", "required")
+		} else {
+			v.intIn(at+".backend_port", int64(p.BackendPort), 1, 65535)
+		}
+	}
+}
+
+func (c *Config) validateListeners(v checker) {
+	if len(c.Listeners) == 0 {
+		v.Report("listener", "at least one [[listener]] is required")
+	}
+	known := make(map[string]bool, len(c.Protocols))
+	var list []string
+	for _, p := range c.Protocols {
+		if p.Name != "" && !known[p.Name] {
+			known[p.Name] = true
+			list = append(list, p.Name)
+		}
+	}
+	names := make(map[string]string)
+	addrs := make(map[string]string)
+	for i, l := range c.Listeners {
+		at := fmt.Sprintf("listener[%d]", i)
+		if v.name(at+".name", l.Name) {
+			v.unique(names, l.Name, at+".name", fmt.Sprintf("listener name %q", l.Name))
+		}
+		if v.required(at+".address", l.Address) {
+			if canon, err := checkListenAddress(l.Address); err != nil {
+				v.Report(at+".address", "%q: %v", l.Address, err)
+			} else {
+				v.unique(addrs, canon, at+".address", fmt.Sprintf("listener address %q", l.Address))
+			}
+		}
+		seen := make(map[string]string)
+		for j, name := range l.Protocols {
+			pat := fmt.Sprintf("%s.protocols[%d]", at, j)
+			switch {
+			case !known[name]:
+				v.Report(pat, "unknown protocol %q (defined: %s)", name, strings.Join(list, ", "))
+			default:
+				v.unique(seen, name, pat, fmt.Sprintf("protocol %q", name))
+			}
+		}
+	}
+}
+
+// checker reports problems found in values to a Doc.
+type checker struct{ *tomlpos.Doc }
+
+// required reports an empty required string; it returns whether s is set.
+func (v checker) required(path, s string) bool {
+	if s != "" {
+		return true
+	}
+	if v.Has(path) {
+		v.Report(path, "must not be empty")
+	} else {
+		v.Report(path, "required")
+	}
+	return false
+}
+
+// name checks a required identifier used in logs, counters and references.
+func (v checker) name(path, s string) bool {
+	if !v.required(path, s) {
+		return false
+	}
+	if !validName(s) {
+		v.Report(path, "%q: must be 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit", s)
+		return false
+	}
+	return true
+}
+
+// unique reports a duplicate, described as desc, when seen already has key
+// (naming where it was first used), else records key as used at path.
+func (v checker) unique(seen map[string]string, key, path, desc string) {
+	if first, dup := seen[key]; dup {
+		v.Report(path, "duplicate %s (first at line %d, %s)", desc, v.Line(first), first)
+		return
+	}
+	seen[key] = path
+}
+
+// intIn reports got outside [lo, hi].
+func (v checker) intIn(path string, got, lo, hi int64) {
+	switch {
+	case got >= lo && got <= hi:
+	case hi == math.MaxInt64:
+		v.Report(path, "must be at least %d, got %d", lo, got)
+	default:
+		v.Report(path, "must be between %d and %d, got %d", lo, hi, got)
+	}
+}
+
+// durIn reports d below lo or, when hi > 0, above hi. It returns whether d
+// is in range.
+func (v checker) durIn(path string, d Duration, lo, hi time.Duration) bool {
+	switch got := d.D(); {
+	case got < lo && lo > 0:
+		v.Report(path, "must be at least %s, got %s", lo, got)
+	case got < lo:
+		v.Report(path, "must not be negative, got %s", got)
+	case hi > 0 && got > hi:
+		v.Report(path, "must be at most %s, got %s", hi, got)
+	default:
+		return true
+	}
+	return false
+}
+
+func validName(s string) bool {
+	if len(s) == 0 || len(s) > 64 || !isAlnum(s[0]) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !isAlnum(c) && c != '_' && c != '-' && c != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
+// checkListenAddress checks a host:port to bind, and returns it in a canonical
+// form for duplicate detection (IP literals normalized, names lower-cased).
+// An empty host (":8080") binds all interfaces.
+func checkListenAddress(addr string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf(`want host:port, e.g. "127.0.0.1:8080", "[::1]:8080" or ":8080"`)
+	}
+	n, err := hostport.ParsePort(port)
+	if err != nil {
+		return "", err
+	}
+	if host != "" {
+		canon, ok := hostport.CanonicalHost(host)
+		if !ok {
+			return "", fmt.Errorf("host %q is neither an IP address nor a host name", host)
+		}
+		host = canon
+	}
+	return net.JoinHostPort(host, strconv.Itoa(n)), nil
+}
+
+// checkPathPrefix checks a protocol's path prefix: an absolute path of one or
+// more non-empty segments without a trailing slash.
+func checkPathPrefix(p string) error {
+	switch {
+	case p[0] != '/':
+		return fmt.Errorf(`must start with "/"`)
+	case p == "/":
+		return fmt.Errorf(`"/" alone would match every request; use the protocol's first path segment, e.g. "/owa"`)
+	case strings.HasSuffix(p, "/"):
+		return fmt.Errorf(`must not end with "/" (prefixes match on segment boundaries: "/owa" matches "/owa/x")`)
+	}
+	for _, seg := range strings.Split(p[1:], "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return fmt.Errorf("empty, \".\" or \"..\" path segment")
+		}
+	}
+	for i := 0; i < len(p); i++ {
+		// RFC 3986 pchar and "/", minus "%": prefixes are matched against
+		// the request path as sent, so an escaped prefix would never match
+		// its unescaped spelling.
+		if c := p[i]; !isAlnum(c) && !strings.ContainsRune("/-._~!$&'()*+,;=:@", rune(c)) {
+			return fmt.Errorf("character %q is not allowed in a path prefix", c)
+		}
+	}
+	return nil
+}
