@@ -1,0 +1,333 @@
+// Package cli is frontdoor's command line: it parses arguments, loads files
+// and hands over to the package that does the work (gateway, mailboxd,
+// bench). cmd/frontdoor/main.go only calls Main, so that every subcommand,
+// its flags and its exit codes are testable in-process.
+//
+// Exit codes: 0 success; 2 bad usage or a bad configuration or directory
+// file; 1 a failure at run time.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+
+	"frontdoor/bench"
+	"frontdoor/directory"
+	"frontdoor/examples"
+	"frontdoor/gateway"
+	"frontdoor/gateway/config"
+	"frontdoor/mailboxd"
+)
+
+// Version is the release printed by `frontdoor version`, set at link time:
+//
+//	go build -ldflags "-X frontdoor/cli.Version=1.2.3" ./cmd/frontdoor
+var Version = "dev"
+
+// Exit codes returned by Main.
+const (
+	exitOK      = 0
+	exitFailure = 1 // runtime failure
+	exitUsage   = 2 // bad usage, bad configuration or directory
+)
+
+// The work functions, replaced by tests to observe what a subcommand hands
+// over without serving anything.
+var (
+	runGateway  = gateway.Run
+	runMailboxd = mailboxd.Run
+	runBench    = bench.Main
+)
+
+// command is one subcommand.
+type command struct {
+	name    string
+	args    string // synopsis after the name
+	summary string
+	run     func(args []string, stdout, stderr io.Writer) int
+}
+
+// commands lists the subcommands in the order help shows them. It is filled
+// in init because the help command refers to it.
+var commands []command
+
+func init() {
+	commands = []command{
+		{"run", "[--config FILE] [--log-level LEVEL]", "serve clients until SIGINT or SIGTERM", cmdRun},
+		{"check-config", "FILE", "validate a configuration file and its directory", cmdCheckConfig},
+		{"mailboxd", "--listen ADDR --name NAME", "run a reference mailbox server", cmdMailboxd},
+		{"bench", "[args...]", "run the benchmark suite or load generator (see: frontdoor bench --help)", cmdBench},
+		{"version", "", "print the version", cmdVersion},
+		{"help", "[COMMAND]", "show help for frontdoor or a command", cmdHelp},
+	}
+}
+
+// Main runs the frontdoor command line with args (without the program name)
+// and returns the process exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return exitUsage
+	}
+	switch args[0] {
+	case "-h", "-help", "--help":
+		usage(stdout)
+		return exitOK
+	}
+	if c := lookup(args[0]); c != nil {
+		return c.run(args[1:], stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "frontdoor: unknown command %q\n\n", args[0])
+	usage(stderr)
+	return exitUsage
+}
+
+func lookup(name string) *command {
+	for i := range commands {
+		if commands[i].name == name {
+			return &commands[i]
+		}
+	}
+	return nil
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintf(w, "frontdoor is a client-access gateway for mail systems.\n\nUsage:\n  frontdoor COMMAND [arguments]\n\nCommands:\n")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, "\nRun \"frontdoor COMMAND --help\" for a command's flags.\n")
+}
+
+// newFlags returns a flag set for a subcommand whose usage text is synopsis
+// plus description plus the flags' defaults.
+func newFlags(name, synopsis, description string) *flag.FlagSet {
+	fs := flag.NewFlagSet("frontdoor "+name, flag.ContinueOnError)
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "Usage: frontdoor %s %s\n\n%s\n", name, synopsis, description)
+		n := 0
+		fs.VisitAll(func(*flag.Flag) { n++ })
+		if n > 0 {
+			fmt.Fprintf(w, "\nFlags:\n")
+			fs.PrintDefaults()
+		}
+	}
+	return fs
+}
+
+// parse parses args with fs. It returns done with the exit code when the
+// command should stop: after --help (usage on stdout, 0) or a bad flag (the
+// flag package's message and the usage on stderr, 2).
+func parse(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (code int, done bool) {
+	// Print nothing while parsing: on --help the usage goes to stdout,
+	// on an error to stderr, and flag cannot tell the two apart.
+	usageFn := fs.Usage
+	fs.Usage = func() {}
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	fs.Usage = usageFn
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return exitOK, true
+	case err != nil:
+		return usageError(fs, stderr, "%v", err), true
+	}
+	return 0, false
+}
+
+// usageError prints a usage problem and the command's usage on stderr and
+// returns the usage exit code.
+func usageError(fs *flag.FlagSet, stderr io.Writer, format string, args ...any) int {
+	fmt.Fprintf(stderr, "%s: %s\n\n", fs.Name(), fmt.Sprintf(format, args...))
+	fs.SetOutput(stderr)
+	fs.Usage()
+	return exitUsage
+}
+
+func cmdRun(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("run", "[--config FILE] [--log-level LEVEL]",
+		"Serve clients until SIGINT or SIGTERM, then drain in-flight requests and exit.\n"+
+			"Without --config, serve with the embedded example configuration and directory\n"+
+			"(examples/frontdoor.toml: port 8080, mailbox servers on 127.0.0.1:18081-18082).")
+	configPath := fs.String("config", "", "configuration `FILE` (default: the embedded example)")
+	level := fs.String("log-level", "", "override [log] level with `LEVEL`: debug, info, warn or error")
+	if code, done := parse(fs, args, stdout, stderr); done {
+		return code
+	}
+	if fs.NArg() > 0 {
+		return usageError(fs, stderr, "unexpected argument %q", fs.Arg(0))
+	}
+	if *level != "" {
+		if _, err := config.ParseLogLevel(*level); err != nil {
+			return usageError(fs, stderr, "--log-level: %v", err)
+		}
+	}
+
+	cfg, dir, err := loadFiles(*configPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "%v\n", err)
+		return exitUsage
+	}
+	if *level != "" {
+		cfg.Log.Level = *level
+	}
+	log := newLogger(stderr, cfg.Log)
+	log.Info("frontdoor starting", "version", Version, "config", cfg.Path, "directory", dirPath(cfg, *configPath),
+		"gateway_id", cfg.GatewayID, "listeners", len(cfg.Listeners), "servers", len(dir.Servers), "mailboxes", len(dir.Mailboxes))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := runGateway(ctx, cfg, dir, log, nil); err != nil {
+		log.Error("frontdoor failed", "err", err)
+		return exitFailure
+	}
+	log.Info("frontdoor stopped")
+	return exitOK
+}
+
+// loadFiles loads the configuration at path and the directory it names, or
+// the embedded example pair when path is empty.
+func loadFiles(path string) (*config.Config, *directory.Directory, error) {
+	var (
+		cfg *config.Config
+		dir *directory.Directory
+		err error
+	)
+	if path == "" {
+		if cfg, err = config.Default(); err != nil {
+			return nil, nil, err
+		}
+		dir, err = directory.Parse(dirPath(cfg, path), examples.Directory)
+	} else {
+		if cfg, err = config.Load(path); err != nil {
+			return nil, nil, err
+		}
+		dir, err = directory.Load(cfg.DirectoryPath())
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, dir, nil
+}
+
+// dirPath is where the directory was read from, for messages.
+func dirPath(cfg *config.Config, configPath string) string {
+	if configPath == "" {
+		return "<embedded>/directory.toml"
+	}
+	return cfg.DirectoryPath()
+}
+
+// newLogger builds the process logger on w from a validated [log] section.
+func newLogger(w io.Writer, c config.Log) *slog.Logger {
+	level, err := config.ParseLogLevel(c.Level)
+	if err != nil {
+		level = slog.LevelInfo // unreachable after validation
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("check-config", "FILE",
+		"Validate a configuration file and the directory file it names, report every\n"+
+			"problem as FILE:LINE: KEY: message, and exit 0 if there is none, 2 otherwise.")
+	if code, done := parse(fs, args, stdout, stderr); done {
+		return code
+	}
+	if fs.NArg() != 1 {
+		return usageError(fs, stderr, "want exactly one FILE, got %d arguments", fs.NArg())
+	}
+	path := fs.Arg(0)
+	cfg, dir, err := loadFiles(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "%v\n", err)
+		return exitUsage
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d listeners, %d protocols, %d servers, %d mailboxes)\n",
+		path, len(cfg.Listeners), len(cfg.Protocols), len(dir.Servers), len(dir.Mailboxes))
+	return exitOK
+}
+
+func cmdMailboxd(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("mailboxd", "--listen ADDR --name NAME",
+		"Run a reference mailbox server (package mailboxd), the backend `make run` and the\n"+
+			"tests proxy to. Stops on SIGINT or SIGTERM.")
+	listen := fs.String("listen", "", "`host:port` to listen on (required)")
+	name := fs.String("name", "", "server `NAME` reported in every answer, as in the directory (required)")
+	if code, done := parse(fs, args, stdout, stderr); done {
+		return code
+	}
+	switch {
+	case fs.NArg() > 0:
+		return usageError(fs, stderr, "unexpected argument %q", fs.Arg(0))
+	case *listen == "":
+		return usageError(fs, stderr, "--listen is required")
+	case *name == "":
+		return usageError(fs, stderr, "--name is required")
+	}
+	if _, _, err := net.SplitHostPort(*listen); err != nil {
+		return usageError(fs, stderr, "--listen %q: want host:port", *listen)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil)).With("server", *name)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := runMailboxd(ctx, mailboxd.Options{Listen: *listen, Name: *name}, log); err != nil {
+		log.Error("mailboxd failed", "err", err)
+		return exitFailure
+	}
+	return exitOK
+}
+
+func cmdBench(args []string, stdout, stderr io.Writer) int {
+	// The bench package owns its flags, --help included.
+	return runBench(args, stdout, stderr)
+}
+
+func cmdVersion(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("version", "", "Print frontdoor's version, the Go release it was built with and the platform.")
+	if code, done := parse(fs, args, stdout, stderr); done {
+		return code
+	}
+	if fs.NArg() > 0 {
+		return usageError(fs, stderr, "unexpected argument %q", fs.Arg(0))
+	}
+	fmt.Fprintf(stdout, "frontdoor %s (%s, %s/%s)\n", Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return exitOK
+}
+
+func cmdHelp(args []string, stdout, stderr io.Writer) int {
+	switch {
+	case len(args) == 0:
+		usage(stdout)
+		return exitOK
+	case len(args) > 1:
+		fmt.Fprintf(stderr, "frontdoor help: want at most one COMMAND, got %q\n", strings.Join(args, " "))
+		return exitUsage
+	case args[0] == "help":
+		usage(stdout)
+		return exitOK
+	}
+	if c := lookup(args[0]); c != nil {
+		return c.run([]string{"--help"}, stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "frontdoor help: unknown command %q\n\n", args[0])
+	usage(stderr)
+	return exitUsage
+}
