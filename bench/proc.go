@@ -1,0 +1,123 @@
+package bench
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+)
+
+// userHZ is the unit of the utime and stime fields of /proc/PID/stat. The
+// kernel exports them in USER_HZ clock ticks, which is part of the Linux
+// user-space ABI and fixed at 100 on every architecture Go supports on Linux
+// (it is what sysconf(_SC_CLK_TCK) and `getconf CLK_TCK` return), whatever
+// CONFIG_HZ the kernel was built with. Hard-coding it avoids a cgo call or a
+// subprocess. One tick is 10 ms, so CPU per request is only meaningful over
+// runs that burn at least a few hundred ms of CPU; the suite's runs burn
+// seconds.
+const userHZ = 100
+
+// ProcSample is a process's resource usage at one instant.
+type ProcSample struct {
+	PID int
+	// CPU is user plus system time consumed so far by all the process's
+	// threads, with 10 ms resolution (see userHZ).
+	CPU time.Duration
+	// RSS is the resident set size in bytes (VmRSS).
+	RSS int64
+}
+
+// SampleProc reads /proc/PID/stat and /proc/PID/status.
+func SampleProc(pid int) (ProcSample, error) {
+	cpu, err := ProcCPU(pid)
+	if err != nil {
+		return ProcSample{}, err
+	}
+	rss, err := ProcRSS(pid)
+	if err != nil {
+		return ProcSample{}, err
+	}
+	return ProcSample{PID: pid, CPU: cpu, RSS: rss}, nil
+}
+
+// ProcCPU returns utime+stime of process pid from /proc/PID/stat.
+func ProcCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	return parseProcStatCPU(b)
+}
+
+// parseProcStatCPU extracts utime (field 14) and stime (field 15) from the
+// contents of a /proc/PID/stat file. Field 2, the command name, is in
+// parentheses and may itself contain spaces and parentheses, so fields are
+// counted from the last ')'.
+func parseProcStatCPU(b []byte) (time.Duration, error) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("bench: malformed /proc stat: no ')'")
+	}
+	f := bytes.Fields(b[i+1:]) // f[0] is field 3 (state)
+	const utime, stime = 14 - 3, 15 - 3
+	if len(f) <= stime {
+		return 0, fmt.Errorf("bench: malformed /proc stat: %d fields", len(f)+2)
+	}
+	u, err1 := strconv.ParseUint(string(f[utime]), 10, 64)
+	s, err2 := strconv.ParseUint(string(f[stime]), 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("bench: malformed /proc stat: utime %q stime %q", f[utime], f[stime])
+	}
+	return time.Duration(u+s) * (time.Second / userHZ), nil
+}
+
+// ProcRSS returns the resident set size of process pid in bytes, from the
+// VmRSS line of /proc/PID/status.
+func ProcRSS(pid int) (int64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, err
+	}
+	return parseProcStatusRSS(b)
+}
+
+// parseProcStatusRSS finds "VmRSS:   1234 kB" in /proc/PID/status contents.
+// A zombie has no VmRSS line; that is reported as an error.
+func parseProcStatusRSS(b []byte) (int64, error) {
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		rest, ok := bytes.CutPrefix(line, []byte("VmRSS:"))
+		if !ok {
+			continue
+		}
+		f := bytes.Fields(rest)
+		if len(f) != 2 || string(f[1]) != "kB" {
+			return 0, fmt.Errorf("bench: malformed VmRSS line %q", line)
+		}
+		kb, err := strconv.ParseInt(string(f[0]), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("bench: malformed VmRSS line %q", line)
+		}
+		return kb << 10, nil
+	}
+	return 0, fmt.Errorf("bench: no VmRSS in /proc status (process exited?)")
+}
+
+// CPUPerRequest returns the CPU time a process spent per request over a run,
+// in microseconds: (after.CPU - before.CPU) / requests. It is 0 when there
+// were no requests. The figure includes everything the process did in the
+// interval (timers, logging, garbage collection), which is what a request
+// costs in steady state.
+func CPUPerRequest(before, after ProcSample, requests int64) float64 {
+	if requests <= 0 {
+		return 0
+	}
+	d := after.CPU - before.CPU
+	return float64(d.Microseconds()) / float64(requests)
+}
