@@ -74,7 +74,8 @@ func (lp *Loop) Draining() bool { return lp.server.draining.Load() }
 func (lp *Loop) sweep() {
 	now := lp.Tick()
 	for _, l := range lp.lists {
-		if n := l.expire(now); n > 0 {
+		// Zero-length lists are polls (re-armed every sweep), not timeouts.
+		if n := l.expire(now); n > 0 && l.duration > 0 {
 			lp.server.stats.timeouts(l.name, n)
 		}
 	}

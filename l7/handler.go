@@ -148,14 +148,15 @@ type loopState struct {
 	h  *Handler
 	lp *l4.Loop
 
-	head RequestHead
-	req  fasthttp.RequestHeader
-	resp fasthttp.ResponseHeader
-	rd   bytes.Reader
-	br   *bufio.Reader
-	out  []byte   // scratch for serializing local responses and chunk lines
-	iov  [][]byte // scratch for writev
-	xff  []byte   // scratch for joining X-Forwarded-For fields
+	head    RequestHead
+	req     fasthttp.RequestHeader
+	request Request
+	resp    fasthttp.ResponseHeader
+	rd      bytes.Reader
+	br      *bufio.Reader
+	out     []byte   // scratch for serializing local responses and chunk lines
+	iov     [][]byte // scratch for writev
+	xff     []byte   // scratch for joining X-Forwarded-For fields
 
 	respConnNames [][]byte // scratch: fields named in a response's Connection
 

@@ -13,11 +13,11 @@ import (
 type sessionState uint8
 
 const (
-	stIdle    sessionState = iota // between requests, no bytes buffered
-	stHead                        // part of a request head has arrived
-	stBody                        // forwarding the request body
-	stWait                        // request sent; waiting for or relaying the response
-	stLinger                      // closing once buffered response bytes are flushed
+	stIdle   sessionState = iota // between requests, no bytes buffered
+	stHead                       // part of a request head has arrived
+	stBody                       // forwarding the request body
+	stWait                       // request sent; waiting for or relaying the response
+	stLinger                     // closing once buffered response bytes are flushed
 	stClosed
 )
 
@@ -69,7 +69,8 @@ func (s *session) resume() {
 		return
 	}
 	if s.process() == gnet.Close {
-		s.close()
+		s.state = stClosed
+		_ = s.Conn.Close()
 	}
 }
 
@@ -169,7 +170,11 @@ func (s *session) readHead() (act gnet.Action, more bool) {
 	if proto == nil {
 		route = Route{Endpoint: -1, Status: 404, Body: "no protocol is served at this path"}
 	} else {
-		route = cfg.Router.Route(&Request{Protocol: proto, Header: req, Path: path, AfterPrefix: path[len(proto.Prefix):]})
+		// The Request lives in the loop's scratch space: passed to an
+		// interface method, a fresh one would escape to the heap.
+		ls.request = Request{Protocol: proto, Header: req, Path: path, AfterPrefix: path[len(proto.Prefix):]}
+		route = cfg.Router.Route(&ls.request)
+		ls.request = Request{}
 	}
 	if route.Endpoint < 0 {
 		// A local answer. A body we will not read makes the connection
@@ -339,7 +344,7 @@ func (s *session) linger() gnet.Action {
 
 // close closes the connection from outside its own callbacks.
 func (s *session) close() {
-	if s.state == stClosed {
+	if s.state >= stLinger {
 		return
 	}
 	if s.linger() == gnet.Close {

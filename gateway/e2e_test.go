@@ -1,0 +1,453 @@
+package gateway_test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"frontdoor/internal/gwtest"
+	"frontdoor/internal/testbed"
+	"frontdoor/mailboxd"
+)
+
+func TestMain(m *testing.M) { testbed.Main(m) }
+
+// readResponse reads one response from c with a deadline.
+func readResponse(t testing.TB, c *gwtest.Client, method string) (*http.Response, []byte) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(15 * time.Second))
+	resp, err := http.ReadResponse(c.R, &http.Request{Method: method})
+	if err != nil {
+		t.Fatalf("read response: %v", err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read body: %v", err)
+	}
+	return resp, body
+}
+
+func echoOf(t testing.TB, body []byte) mailboxd.Echo {
+	t.Helper()
+	var e mailboxd.Echo
+	if err := json.Unmarshal(body, &e); err != nil {
+		t.Fatalf("not a mailboxd echo: %v: %q", err, body)
+	}
+	return e
+}
+
+// expectClosed asserts the gateway closes the connection (EOF, not a timeout).
+func expectClosed(t testing.TB, c *gwtest.Client) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, err := c.R.ReadByte()
+	if err == nil {
+		t.Fatalf("connection still open: read %q", b)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatal("connection not closed within 5s")
+	}
+}
+
+func TestRoutingByAnchorAndPath(t *testing.T) {
+	m1 := testbed.StartMailboxd(t, "mbx1")
+	m2 := testbed.StartMailboxd(t, "mbx2")
+	g := gwtest.Start(t, gwtest.Options{}, m1, m2)
+	c := g.Dial(t)
+	cases := []struct {
+		name, target, anchor, wantServer string
+		wantStatus                       int
+	}{
+		{"anchor alice", "/owa/", "alice@example.test", "mbx1", 200},
+		{"anchor bob", "/EWS/Exchange.asmx", "bob@example.test", "mbx2", 200},
+		{"anchor alias, case-insensitive", "/mapi/emsmdb/", "A.Smith@Example.TEST", "mbx1", 200},
+		{"protocol prefix case-insensitive", "/ews/x", "bob@example.test", "mbx2", 200},
+		{"path form", "/owa/u/bob@example.test/inbox", "", "mbx2", 200},
+		{"path form percent-encoded", "/Microsoft-Server-ActiveSync/u/carol%40example.test?Cmd=Sync", "", "mbx1", 200},
+		{"unknown mailbox", "/owa/", "nobody@example.test", "", 404},
+		{"unknown mailbox in path", "/owa/u/nobody@example.test/", "", "", 404},
+		{"no routing key", "/owa/", "", "", 400},
+		{"no protocol", "/nothing-here", "alice@example.test", "", 404},
+		{"prefix is not a segment", "/owab/", "alice@example.test", "", 404},
+	}
+	for _, tc := range cases {
+		req := "GET " + tc.target + " HTTP/1.1\r\nHost: mail.example.test\r\n"
+		if tc.anchor != "" {
+			req += "X-AnchorMailbox: " + tc.anchor + "\r\n"
+		}
+		c.Send(t, req+"\r\n")
+		resp, body := readResponse(t, c, "GET")
+		if resp.StatusCode != tc.wantStatus {
+			t.Fatalf("%s: status %d, want %d: %s", tc.name, resp.StatusCode, tc.wantStatus, body)
+		}
+		if tc.wantStatus != 200 {
+			if len(body) == 0 || !strings.Contains(resp.Header.Get("Content-Type"), "text/plain") {
+				t.Errorf("%s: local answer needs a clear body, got %q", tc.name, body)
+			}
+			continue
+		}
+		if e := echoOf(t, body); e.Server != tc.wantServer || e.Target != tc.target {
+			t.Errorf("%s: reached %s with target %q, want %s %q", tc.name, e.Server, e.Target, tc.wantServer, tc.target)
+		}
+	}
+}
+
+func TestPipelinedResponsesInOrder(t *testing.T) {
+	m1 := testbed.StartMailboxd(t, "mbx1")
+	m2 := testbed.StartMailboxd(t, "mbx2")
+	g := gwtest.Start(t, gwtest.Options{}, m1, m2)
+	c := g.Dial(t)
+	// Alternate servers and make the first of each pair slow, so responses
+	// would come back out of order if the gateway did not keep them in order.
+	var buf bytes.Buffer
+	const n = 20
+	for i := 0; i < n; i++ {
+		who, delay := "alice", ""
+		if i%2 == 1 {
+			who = "bob"
+		} else {
+			delay = "X-Mailboxd-Delay: 30ms\r\n"
+		}
+		fmt.Fprintf(&buf, "GET /owa/?i=%d HTTP/1.1\r\nHost: h\r\nX-AnchorMailbox: %s@example.test\r\n%s\r\n", i, who, delay)
+	}
+	c.Send(t, buf.String()) // all requests in one write
+	for i := 0; i < n; i++ {
+		resp, body := readResponse(t, c, "GET")
+		if resp.StatusCode != 200 {
+			t.Fatalf("response %d: %d %s", i, resp.StatusCode, body)
+		}
+		e := echoOf(t, body)
+		want := fmt.Sprintf("/owa/?i=%d", i)
+		if e.Target != want {
+			t.Fatalf("response %d is for %q, want %q", i, e.Target, want)
+		}
+		if (i%2 == 0) != (e.Server == "mbx1") {
+			t.Fatalf("response %d from %s", i, e.Server)
+		}
+	}
+}
+
+func TestForwardedHeadersExact(t *testing.T) {
+	m1 := testbed.StartMailboxd(t, "mbx1")
+	g := gwtest.Start(t, gwtest.Options{}, m1)
+	c := g.Dial(t)
+	c.Send(t, "GET /owa/?a=1 HTTP/1.1\r\n"+
+		"Host: mail.example.test\r\n"+
+		"user-agent: Outlook/16.0\r\n"+
+		"X-AnchorMailbox: alice@example.test\r\n"+
+		"Connection: keep-alive, X-Hop-Custom\r\n"+
+		"X-Hop-Custom: secret\r\n"+
+		"Keep-Alive: timeout=5\r\n"+
+		"Proxy-Connection: keep-alive\r\n"+
+		"TE: trailers\r\n"+
+		"Upgrade: websocket\r\n"+
+		"Proxy-Authorization: Basic Zm9vOmJhcg==\r\n"+
+		"X-Forwarded-For: 203.0.113.7\r\n"+
+		"Cookie: a=b; c=d\r\n"+
+		"X-Forwarded-Proto: https\r\n"+
+		"x-forwarded-for: 198.51.100.2\r\n"+
+		"Accept:  text/html  \r\n"+
+		"\r\n")
+	resp, body := readResponse(t, c, "GET")
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	got := echoOf(t, body).Headers
+	want := [][2]string{
+		{"Host", "mail.example.test"},
+		{"user-agent", "Outlook/16.0"},
+		{"X-AnchorMailbox", "alice@example.test"},
+		{"Cookie", "a=b; c=d"},
+		{"Accept", "text/html"},
+		{"X-Forwarded-For", "203.0.113.7, 198.51.100.2, 127.0.0.1"},
+		{"X-Forwarded-Proto", "http"},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("forwarded headers\n got  %v\n want %v", got, want)
+	}
+	if resp.Header.Get("X-Mailboxd-Server") != "mbx1" {
+		t.Errorf("response headers not relayed: %v", resp.Header)
+	}
+}
+
+// Each framing the gateway refuses: the status, the connection closed, and
+// nothing reaching the mailbox server.
+func TestFramingRejections(t *testing.T) {
+	m1 := testbed.StartMailboxd(t, "mbx1")
+	g := gwtest.Start(t, gwtest.Options{Extra: "[limits]\nmax_body_bytes = 1000\n"}, m1)
+	const anchor = "X-AnchorMailbox: alice@example.test\r\n"
+	big := strings.Repeat("a", 17<<10)
+	cases := []struct {
+		name, req string
+		status    int
+		// streamed: the head was already forwarded when the body turned
+		// out malformed; the server sees an aborted request (its
+		// connection is closed), not a complete one.
+		streamed bool
+	}{
+		{"CL and TE", "POST /owa/ HTTP/1.1\r\nHost: h\r\n" + anchor + "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, false},
+		{"duplicate CL", "POST /owa/ HTTP/1.1\r\nHost: h\r\n" + anchor + "Content-Length: 4\r\nContent-Length: 4\r\n\r\nabcd", 400, false},
+		{"CL list", "POST /owa/ HTTP/1.1\r\nHost: h\r\n" + anchor + "Content-Length: 4, 4\r\n\r\nabcd", 400, false},
+		{"CL signed", "POST /owa/ HTTP/1.1\r\nHost: h\r\n" + anchor + "Content-Length: +4\r\n\r\nabcd", 400, false},
+		{"HTTP/1.0 with TE", "POST /owa/ HTTP/1.0\r\nHost: h\r\n" + anchor + "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, false},
+		{"TE not chunked-final", "POST /owa/ HTTP/1.1\r\nHost: h\r\n" + anchor + "Transfer-Encoding: gzip\r\n\r\n", 400, false},
+		{"TE unknown coding", "POST /owa/ HTTP/1.1\r\nHost: h\r\n" + anchor + "Transfer-Encoding: foo\r\n\r\n", 501, false},
+		{"TE gzip,chunked", "POST /owa/ HTTP/1.1\r\nHost: h\r\n" + anchor + "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501, false},
+		{"bare LF", "GET /owa/ HTTP/1.1\nHost: h\n" + "X-AnchorMailbox: alice@example.test\n\n", 400, false},
+		{"bare LF in one line", "GET /owa/ HTTP/1.1\r\nHost: h\nX-A: b\r\n" + anchor + "\r\n", 400, false},
+		{"obs-fold", "GET /owa/ HTTP/1.1\r\nHost: h\r\n" + anchor + "X-Long: a\r\n b\r\n\r\n", 400, false},
+		{"NUL in value", "GET /owa/ HTTP/1.1\r\nHost: h\r\n" + anchor + "X-A: a\x00b\r\n\r\n", 400, false},
+		{"control byte in value", "GET /owa/ HTTP/1.1\r\nHost: h\r\n" + anchor + "X-A: a\x01b\r\n\r\n", 400, false},
+		{"space before colon", "GET /owa/ HTTP/1.1\r\nHost: h\r\n" + anchor + "X-A : b\r\n\r\n", 400, false},
+		{"missing Host", "GET /owa/ HTTP/1.1\r\n" + anchor + "\r\n", 400, false},
+		{"duplicate Host", "GET /owa/ HTTP/1.1\r\nHost: h\r\nHost: i\r\n" + anchor + "\r\n", 400, false},
+		{"header block too large", "GET /owa/ HTTP/1.1\r\nHost: h\r\n" + anchor + "X-Big: " + big + "\r\n\r\n", 431, false},
+		{"body too large", "POST /owa/ HTTP/1.1\r\nHost: h\r\n" + anchor + "Content-Length: 1001\r\n\r\n", 413, false},
+		{"bad chunk size", "POST /owa/ HTTP/1.1\r\nHost: h\r\n" + anchor + "Transfer-Encoding: chunked\r\n\r\nzz\r\n", 400, true},
+		{"HTTP/2 request line", "GET /owa/ HTTP/2.0\r\nHost: h\r\n" + anchor + "\r\n", 505, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := m1.Stats(t).Requests
+			c := g.Dial(t)
+			c.Send(t, tc.req)
+			resp, body := readResponse(t, c, "GET")
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d (%s)", resp.StatusCode, tc.status, body)
+			}
+			if !resp.Close {
+				t.Errorf("rejection without Connection: close")
+			}
+			expectClosed(t, c)
+			if after := m1.Stats(t).Requests; after != before && !tc.streamed {
+				t.Fatalf("mailbox server saw %d requests", after-before)
+			}
+		})
+	}
+	if n := g.Snapshot().Rejects["content_length_and_transfer_encoding"]; n != 1 {
+		t.Errorf("CL+TE counter = %d, want 1", n)
+	}
+}
+
+func TestLargeBodiesIntact(t *testing.T) {
+	m1 := testbed.StartMailboxd(t, "mbx1")
+	g := gwtest.Start(t, gwtest.Options{}, m1)
+	body := make([]byte, 1<<20)
+	for i := range body {
+		body[i] = byte(i*7 + i>>11)
+	}
+	sum := sha256.Sum256(body)
+	want := hex.EncodeToString(sum[:])
+	c := g.Dial(t)
+
+	t.Run("content-length", func(t *testing.T) {
+		c.Send(t, fmt.Sprintf("POST /owa/upload HTTP/1.1\r\nHost: h\r\nX-AnchorMailbox: alice@example.test\r\nContent-Length: %d\r\n\r\n", len(body)))
+		c.Send(t, string(body))
+		resp, rb := readResponse(t, c, "POST")
+		e := echoOf(t, rb)
+		if resp.StatusCode != 200 || e.BodyBytes != int64(len(body)) || e.BodySHA256 != want {
+			t.Fatalf("status %d, server got %d bytes sha %s", resp.StatusCode, e.BodyBytes, e.BodySHA256)
+		}
+	})
+	t.Run("chunked with Expect", func(t *testing.T) {
+		c.Send(t, "PUT /owa/upload HTTP/1.1\r\nHost: h\r\nX-AnchorMailbox: alice@example.test\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n")
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		line, err := c.R.ReadString('\n')
+		if err != nil || !strings.HasPrefix(line, "HTTP/1.1 100 ") {
+			t.Fatalf("no 100 Continue: %q %v", line, err)
+		}
+		if _, err := c.R.ReadString('\n'); err != nil {
+			t.Fatal(err)
+		}
+		for off := 0; off < len(body); {
+			n := min(7919, len(body)-off) // odd chunk sizes
+			c.Send(t, fmt.Sprintf("%x;ext=1\r\n%s\r\n", n, body[off:off+n]))
+			off += n
+		}
+		c.Send(t, "0\r\nX-Trailer: x\r\n\r\n")
+		resp, rb := readResponse(t, c, "PUT")
+		e := echoOf(t, rb)
+		if resp.StatusCode != 200 || e.BodyBytes != int64(len(body)) || e.BodySHA256 != want {
+			t.Fatalf("status %d, server got %d bytes sha %s", resp.StatusCode, e.BodyBytes, e.BodySHA256)
+		}
+	})
+	t.Run("large chunked response", func(t *testing.T) {
+		c.Send(t, "GET /owa/big HTTP/1.1\r\nHost: h\r\nX-AnchorMailbox: alice@example.test\r\nX-Mailboxd-Size: 3000000\r\nX-Mailboxd-Chunked: 1\r\n\r\n")
+		resp, rb := readResponse(t, c, "GET")
+		if resp.StatusCode != 200 || len(rb) != 3000000 || !bytes.Equal(rb[:len(mailboxd.Pattern)], []byte(mailboxd.Pattern)) {
+			t.Fatalf("status %d, %d bytes", resp.StatusCode, len(rb))
+		}
+	})
+	t.Run("HEAD", func(t *testing.T) {
+		c.Send(t, "HEAD /owa/big HTTP/1.1\r\nHost: h\r\nX-AnchorMailbox: alice@example.test\r\nX-Mailboxd-Size: 5000\r\n\r\n")
+		resp, rb := readResponse(t, c, "HEAD")
+		if resp.StatusCode != 200 || len(rb) != 0 || resp.ContentLength != 5000 {
+			t.Fatalf("HEAD: status %d, cl %d, %d body bytes", resp.StatusCode, resp.ContentLength, len(rb))
+		}
+		// The connection must still be in sync.
+		c.Send(t, "GET /owa/ HTTP/1.1\r\nHost: h\r\nX-AnchorMailbox: alice@example.test\r\n\r\n")
+		if resp, _ := readResponse(t, c, "GET"); resp.StatusCode != 200 {
+			t.Fatalf("after HEAD: %d", resp.StatusCode)
+		}
+	})
+}
+
+func TestUnframedResponseIs502(t *testing.T) {
+	m1 := testbed.StartMailboxd(t, "mbx1")
+	g := gwtest.Start(t, gwtest.Options{}, m1)
+	c := g.Dial(t)
+	c.Send(t, "GET /owa/ HTTP/1.1\r\nHost: h\r\nX-AnchorMailbox: alice@example.test\r\nX-Mailboxd-Unframed: 1\r\n\r\n")
+	resp, body := readResponse(t, c, "GET")
+	if resp.StatusCode != 502 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	// The client connection is still usable; the backend one was replaced.
+	c.Send(t, "GET /owa/ HTTP/1.1\r\nHost: h\r\nX-AnchorMailbox: alice@example.test\r\n\r\n")
+	if resp, body := readResponse(t, c, "GET"); resp.StatusCode != 200 {
+		t.Fatalf("after 502: %d %s", resp.StatusCode, body)
+	}
+	if n := g.Snapshot().Rejects["unframed_response"]; n != 1 {
+		t.Errorf("unframed_response counter = %d", n)
+	}
+}
+
+// get sends one keep-alive GET on a fresh or given connection.
+func get(c *gwtest.Client, anchor string) (int, error) {
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := fmt.Fprintf(c, "GET /owa/ HTTP/1.1\r\nHost: h\r\nX-AnchorMailbox: %s\r\n\r\n", anchor); err != nil {
+		return 0, err
+	}
+	resp, err := http.ReadResponse(c.R, nil)
+	if err != nil {
+		return 0, err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, err
+}
+
+func TestServerKilledUnderLoad(t *testing.T) {
+	m1 := testbed.StartMailboxd(t, "mbx1")
+	m2 := testbed.StartMailboxd(t, "mbx2")
+	g := gwtest.Start(t, gwtest.Options{Extra: "[backend]\nreconnect_max = \"500ms\"\n"}, m1, m2)
+	var phase atomic.Int32 // 0 both up, 1 mbx2 down, 2 mbx2 restarted
+	type tally struct{ ok, s502, other [3]atomic.Int64 }
+	var alice, bob tally
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	worker := func(anchor string, tl *tally) {
+		defer wg.Done()
+		c := g.Dial(t)
+		for i := 0; i < 100000; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			p := phase.Load()
+			status, err := get(c, anchor)
+			switch {
+			case err != nil:
+				tl.other[p].Add(1)
+				return
+			case status == 200:
+				tl.ok[p].Add(1)
+			case status == 502:
+				tl.s502[p].Add(1)
+			default:
+				tl.other[p].Add(1)
+			}
+		}
+	}
+	for i := 0; i < 4; i++ {
+		wg.Add(2)
+		go worker("alice@example.test", &alice)
+		go worker("bob@example.test", &bob)
+	}
+	time.Sleep(500 * time.Millisecond)
+	phase.Store(1)
+	m2.Stop()
+	time.Sleep(time.Second)
+	m2.Restart(t)
+	// Recovery: bob's requests succeed again within a bounded time.
+	deadline := time.Now().Add(10 * time.Second)
+	probe := g.Dial(t)
+	for {
+		if st, err := get(probe, "bob@example.test"); err == nil && st == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("traffic to the restarted server did not recover in 10s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	phase.Store(2)
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	for p := 0; p < 3; p++ {
+		t.Logf("phase %d: alice ok=%d 502=%d other=%d; bob ok=%d 502=%d other=%d", p,
+			alice.ok[p].Load(), alice.s502[p].Load(), alice.other[p].Load(),
+			bob.ok[p].Load(), bob.s502[p].Load(), bob.other[p].Load())
+	}
+	for p := 0; p < 3; p++ {
+		if alice.s502[p].Load()+alice.other[p].Load() != 0 {
+			t.Errorf("phase %d: requests to the healthy server failed", p)
+		}
+		if bob.other[p].Load() != 0 {
+			t.Errorf("phase %d: bob's failures were not 502", p)
+		}
+	}
+	if alice.ok[1].Load() == 0 || bob.s502[1].Load() == 0 || bob.ok[2].Load() == 0 {
+		t.Errorf("test did not exercise every phase")
+	}
+}
+
+func TestManyClientsFewBackendConns(t *testing.T) {
+	m1 := testbed.StartMailboxd(t, "mbx1")
+	const loops, clients, rounds = 2, 1000, 3
+	g := gwtest.Start(t, gwtest.Options{Loops: loops}, m1)
+	conns := make([]*gwtest.Client, clients)
+	for i := range conns {
+		conns[i] = g.Dial(t)
+	}
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for _, c := range conns {
+		wg.Add(1)
+		go func(c *gwtest.Client) {
+			defer wg.Done()
+			for r := 0; r < rounds; r++ {
+				if st, err := get(c, "alice@example.test"); err != nil || st != 200 {
+					failed.Add(1)
+					return
+				}
+			}
+		}(c)
+	}
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		t.Fatalf("%d clients failed", n)
+	}
+	st := m1.Stats(t)
+	snap := g.Snapshot()
+	t.Logf("clients=%d backend accepted=%d open=%d ratio=%.0f", clients, st.ConnectionsAccepted, st.ConnectionsOpen, snap.ClientsPerBackendConn)
+	if limit := int64(loops * 2); st.ConnectionsAccepted > limit || snap.BackendConns > limit {
+		t.Fatalf("%d backend connections accepted (%d open at the gateway), want at most %d", st.ConnectionsAccepted, snap.BackendConns, limit)
+	}
+	if snap.ClientsPerBackendConn < float64(clients)/float64(loops*2) {
+		t.Errorf("ratio %.1f", snap.ClientsPerBackendConn)
+	}
+}

@@ -1,0 +1,198 @@
+// Package gateway wires frontdoor together and owns its lifecycle: it turns a
+// validated config.Config and a directory into runtime structures (listeners,
+// protocol table, router, backend endpoints), starts the event-loop server,
+// and stops it gracefully (refuse new clients, drain in-flight requests,
+// close).
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"frontdoor/directory"
+	"frontdoor/gateway/config"
+	"frontdoor/l4"
+	"frontdoor/l7"
+	"frontdoor/poolmux"
+)
+
+// Gateway is one running configuration.
+type Gateway struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	server  *l4.Server
+	handler *l7.Handler
+	router  *router
+}
+
+// New builds the runtime structures for cfg and dir without listening.
+func New(cfg *config.Config, dir *directory.Directory, log *slog.Logger) (*Gateway, error) {
+	if cfg == nil || dir == nil {
+		return nil, errors.New("gateway: config and directory are required")
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	protocols := make([]l7.Protocol, len(cfg.Protocols))
+	for i, p := range cfg.Protocols {
+		protocols[i] = l7.Protocol{Name: p.Name, Prefix: p.PathPrefix, Index: i}
+	}
+	rt, endpoints := newRouter(cfg, dir)
+	t := &cfg.Timeouts
+	b := &cfg.Backend
+	lim := &cfg.Limits
+	handler := l7.NewHandler(l7.Config{
+		Protocols:              protocols,
+		Endpoints:              endpoints,
+		Router:                 rt,
+		Scheme:                 "http",
+		MaxHeaderBytes:         lim.MaxHeaderBytes,
+		MaxBodyBytes:           lim.MaxBodyBytes,
+		MaxPipelineBytes:       lim.MaxPipelineBytes,
+		ClientBufferBytes:      lim.ClientBufferBytes,
+		MaxResponseBufferBytes: lim.MaxResponseBufferBytes,
+		MaxUploadBufferBytes:   lim.MaxUploadBufferBytes,
+		HeaderTimeout:          t.HeaderRead.D(),
+		BodyTimeout:            t.BodyRead.D(),
+		IdleTimeout:            t.Idle.D(),
+		WriteTimeout:           t.Write.D(),
+		RetryAfter:             b.RetryAfter.D(),
+		Pool: poolmux.Options{
+			ConnsPerLoop:    b.ConnsPerLoop,
+			MaxPipeline:     b.MaxPipeline,
+			MaxQueue:        b.MaxQueue,
+			ConnectTimeout:  b.ConnectTimeout.D(),
+			ResponseTimeout: b.ResponseTimeout.D(),
+			QueueTimeout:    b.QueueTimeout.D(),
+			ReconnectMin:    b.ReconnectMin.D(),
+			ReconnectMax:    b.ReconnectMax.D(),
+		},
+		Log: log,
+	})
+	specs := make([]l4.ListenerSpec, len(cfg.Listeners))
+	for i, ln := range cfg.Listeners {
+		specs[i] = l4.ListenerSpec{Name: ln.Name, Address: ln.Address}
+	}
+	srv, err := l4.NewServer(l4.Options{
+		Listeners:      specs,
+		Loops:          cfg.Engine.Loops,
+		ReusePort:      cfg.Engine.ReusePort,
+		ReadBufferCap:  cfg.Engine.ReadBufferBytes,
+		WriteBufferCap: cfg.Engine.WriteBufferBytes,
+		SweepInterval:  cfg.Engine.SweepInterval.D(),
+		MaxConnections: lim.MaxConnections,
+		Log:            log,
+	}, handler)
+	if err != nil {
+		return nil, err
+	}
+	return &Gateway{cfg: cfg, log: log, server: srv, handler: handler, router: rt}, nil
+}
+
+// Serve listens and serves until ctx is cancelled, then drains (at most
+// the configured drain timeout) and stops. ready is called once listening.
+func (g *Gateway) Serve(ctx context.Context, ready func()) error {
+	g.log.Info("starting", "gateway_id", g.cfg.GatewayID, "config", g.cfg.Path,
+		"listeners", len(g.cfg.Listeners), "protocols", len(g.cfg.Protocols),
+		"endpoints", len(g.handler.Endpoints()))
+	err := g.server.Serve(ctx, g.cfg.Timeouts.Drain.D(), ready)
+	snap := g.Snapshot()
+	g.log.Info("stopped", "requests", snap.Requests, "client_conns_accepted", snap.ClientsAccepted,
+		"backend_conns_open", snap.BackendConns)
+	return err
+}
+
+// Run builds the gateway from cfg and dir, serves until ctx is cancelled,
+// then drains within cfg.Timeouts.Drain and returns. ready, when non-nil, is
+// called once every listener accepts connections.
+func Run(ctx context.Context, cfg *config.Config, dir *directory.Directory, log *slog.Logger, ready func()) error {
+	g, err := New(cfg, dir, log)
+	if err != nil {
+		return err
+	}
+	return g.Serve(ctx, ready)
+}
+
+// Snapshot is a point-in-time view of the gateway's counters.
+type Snapshot struct {
+	ClientsOpen     int64            `json:"clients_open"`
+	ClientsAccepted int64            `json:"clients_accepted"`
+	ClientsRefused  int64            `json:"clients_refused"`
+	Requests        int64            `json:"requests"`
+	Responses       map[string]int64 `json:"responses"`
+	Rejects         map[string]int64 `json:"rejects"`
+	Core            map[string]int64 `json:"core"`
+	BackendConns    int64            `json:"backend_conns"`
+	// ClientsPerBackendConn is the multiplexing ratio: open client
+	// connections per open backend connection.
+	ClientsPerBackendConn float64          `json:"clients_per_backend_conn"`
+	Backends              []BackendSummary `json:"backends"`
+	Loops                 int              `json:"loops"`
+	Time                  time.Time        `json:"time"`
+}
+
+// BackendSummary is one endpoint's pool counters over all loops.
+type BackendSummary struct {
+	Server       string `json:"server"`
+	Address      string `json:"address"`
+	ConnsOpen    int64  `json:"conns_open"`
+	Dials        int64  `json:"dials"`
+	DialFailures int64  `json:"dial_failures"`
+	Requests     int64  `json:"requests"`
+	Retries      int64  `json:"retries"`
+	Detached     int64  `json:"detached"`
+	Queued       int64  `json:"queued"`
+	QueueFull    int64  `json:"queue_full"`
+	QueueTimeout int64  `json:"queue_timeout"`
+	Failed       int64  `json:"failed"`
+}
+
+// Snapshot reads every counter.
+func (g *Gateway) Snapshot() Snapshot {
+	st := g.handler.Stats()
+	s := Snapshot{
+		ClientsOpen: g.server.OpenClients(),
+		Requests:    st.Requests.Load(),
+		Responses:   map[string]int64{},
+		Rejects:     map[string]int64{},
+		Core:        map[string]int64{},
+		Loops:       len(g.server.Loops()),
+		Time:        time.Now(),
+	}
+	for _, ln := range g.server.Listeners() {
+		s.ClientsAccepted += ln.Accepted.Load()
+		s.ClientsRefused += ln.Refused.Load()
+	}
+	for i := 1; i <= 5; i++ {
+		if v := st.Responses[i].Load(); v > 0 {
+			s.Responses[fmt.Sprintf("%dxx", i)] = v
+		}
+	}
+	for k, v := range st.Rejects {
+		if n := v.Load(); n > 0 {
+			s.Rejects[k] = n
+		}
+	}
+	for _, nv := range g.server.Stats().Snapshot() {
+		s.Core[nv.Name] = nv.Value
+	}
+	for i, ep := range g.handler.Endpoints() {
+		ps := g.handler.PoolStats(i)
+		b := BackendSummary{
+			Server: ep.Name, Address: ep.Addr,
+			ConnsOpen: ps.ConnsOpen.Load(), Dials: ps.Dials.Load(), DialFailures: ps.DialFailures.Load(),
+			Requests: ps.Requests.Load(), Retries: ps.Retries.Load(), Detached: ps.Detached.Load(),
+			Queued: ps.Queued.Load(), QueueFull: ps.QueueFull.Load(), QueueTimeout: ps.QueueTimeout.Load(),
+			Failed: ps.Failed.Load(),
+		}
+		s.BackendConns += b.ConnsOpen
+		s.Backends = append(s.Backends, b)
+	}
+	if s.BackendConns > 0 {
+		s.ClientsPerBackendConn = float64(s.ClientsOpen) / float64(s.BackendConns)
+	}
+	return s
+}
