@@ -1,0 +1,54 @@
+# frontdoor's build, run and test entry points. `make run` and `make test`
+# are the two commands a fresh machine with Go needs (see README.md).
+
+GO        ?= go
+BIN       := bin/frontdoor
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X frontdoor/cli.Version=$(VERSION)
+# Static binary: no cgo, so it runs on any Linux box of the same arch.
+export CGO_ENABLED ?= 0
+export GOTOOLCHAIN := local
+
+.PHONY: all build run test test-race bench bench-micro fuzz lint clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/frontdoor
+
+# Starts two reference mailbox servers (127.0.0.1:18081, :18082) and the
+# gateway on its embedded default config (http://127.0.0.1:8080). Ctrl-C
+# stops all three.
+run: build
+	./scripts/run-dev.sh $(BIN)
+
+# Every test: unit, end-to-end over loopback (mailboxd as a separate
+# process), allocation gates, then the race detector over the packages
+# with concurrency, then a short fuzz pass.
+test:
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 8m ./...
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 8m ./l4/... ./poolmux/... ./l7/... ./gateway/...
+	$(MAKE) --no-print-directory fuzz FUZZTIME=10s
+
+# The benchmark suite: mailboxd and the gateway as separate processes, the
+# built-in load generator, direct-to-mailboxd numbers as the ceiling.
+bench: build
+	./$(BIN) bench $(BENCHFLAGS)
+
+# Micro-benchmarks, benchstat-friendly: make bench-micro COUNT=10 > new.txt
+COUNT ?= 6
+bench-micro:
+	$(GO) test -run '^$$' -bench . -benchmem -count $(COUNT) ./l7/ ./directory/ ./bench/
+
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test ./l7/ -run '^$$' -fuzz '^FuzzScanRequestHead$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./l7/ -run '^$$' -fuzz '^FuzzChunkedDecoder$$' -fuzztime $(FUZZTIME)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin run
