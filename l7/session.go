@@ -257,7 +257,9 @@ func (s *session) pumpBody() gnet.Action {
 				st.conn.Writev(ls.iov)
 				clear(ls.iov)
 			}
-			c.Discard(n)
+			if n > 0 {
+				c.Discard(n) // gnet's Discard(0) would drop everything
+			}
 			if st.reqChunks.Done() {
 				st.conn.Write(lastChunk)
 				st.bodyDone = true

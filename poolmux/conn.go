@@ -231,7 +231,10 @@ func (c *Conn) OnTraffic(gc gnet.Conn) gnet.Action {
 		c.lastProgress = now
 		x := c.fifo[0]
 		n, done, err := x.Receive(c, buf)
-		_, _ = gc.Discard(n)
+		if n > 0 {
+			// Never Discard(0): gnet reads n <= 0 as "discard everything".
+			_, _ = gc.Discard(n)
+		}
 		if err != nil {
 			c.fifo[0] = nil
 			c.fifo = c.fifo[1:]
