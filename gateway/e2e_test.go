@@ -17,6 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"frontdoor/directory"
+	"frontdoor/gateway"
+	"frontdoor/gateway/config"
 	"frontdoor/internal/gwtest"
 	"frontdoor/internal/testbed"
 	"frontdoor/mailboxd"
@@ -450,4 +453,69 @@ func TestManyClientsFewBackendConns(t *testing.T) {
 	if snap.ClientsPerBackendConn < float64(clients)/float64(loops*2) {
 		t.Errorf("ratio %.1f", snap.ClientsPerBackendConn)
 	}
+}
+
+func TestListenerProtocolsAndAdmin(t *testing.T) {
+	m1 := testbed.StartMailboxd(t, "mbx1")
+	all := fmt.Sprintf("127.0.0.1:%d", testbed.FreePort(t, "127.0.0.1"))
+	ewsOnly := fmt.Sprintf("127.0.0.1:%d", testbed.FreePort(t, "127.0.0.1"))
+	admin := fmt.Sprintf("127.0.0.1:%d", testbed.FreePort(t, "127.0.0.1"))
+	cfg, err := config.Parse("two.toml", []byte(fmt.Sprintf(`directory = "directory.toml"
+[[listener]]
+name = "all"
+address = %q
+[[listener]]
+name = "ews-only"
+address = %q
+protocols = ["ews"]
+[[protocol]]
+name = "owa"
+path_prefix = "/owa"
+backend_port = 1
+[[protocol]]
+name = "ews"
+path_prefix = "/EWS"
+backend_port = 1
+[admin]
+address = %q
+`, all, ewsOnly, admin)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := directory.Parse("directory.toml", []byte(gwtest.DirectoryTOML(m1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := gwtest.StartWith(t, cfg, dir, all, nil)
+	status := func(addr, path string) int {
+		c := (&gwtest.Gateway{Addr: addr}).Dial(t)
+		c.Send(t, "GET "+path+" HTTP/1.1\r\nHost: h\r\nX-AnchorMailbox: alice@example.test\r\n\r\n")
+		resp, _ := readResponse(t, c, "GET")
+		return resp.StatusCode
+	}
+	for _, tc := range []struct {
+		addr, path string
+		want       int
+	}{{all, "/owa/", 200}, {all, "/EWS/x", 200}, {ewsOnly, "/EWS/x", 200}, {ewsOnly, "/owa/", 404}} {
+		if got := status(tc.addr, tc.path); got != tc.want {
+			t.Errorf("%s%s: %d, want %d", tc.addr, tc.path, got, tc.want)
+		}
+	}
+	resp, err := http.Get("http://" + g.AdminAddr() + "/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var snap gateway.Snapshot
+	if err := json.NewDecoder(resp.Body).Decode(&snap); err != nil {
+		t.Fatal(err)
+	}
+	if snap.Requests != 4 || snap.BackendConns == 0 || snap.ClientsPerBackendConn <= 0 || len(snap.Backends) != 1 {
+		t.Fatalf("admin /stats: %+v", snap)
+	}
+	r, err := http.Get("http://" + g.AdminAddr() + "/debug/pprof/")
+	if err != nil || r.StatusCode != 200 {
+		t.Fatalf("pprof index: %v", err)
+	}
+	r.Body.Close()
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"time"
 
 	"frontdoor/directory"
@@ -26,6 +27,8 @@ type Gateway struct {
 	server  *l4.Server
 	handler *l7.Handler
 	router  *router
+
+	adminAddr string
 }
 
 // New builds the runtime structures for cfg and dir without listening.
@@ -41,6 +44,20 @@ func New(cfg *config.Config, dir *directory.Directory, log *slog.Logger) (*Gatew
 		protocols[i] = l7.Protocol{Name: p.Name, Prefix: p.PathPrefix, Index: i}
 	}
 	rt, endpoints := newRouter(cfg, dir)
+	served := make([][]bool, len(cfg.Listeners))
+	for i, ln := range cfg.Listeners {
+		if len(ln.Protocols) == 0 {
+			continue // all
+		}
+		served[i] = make([]bool, len(cfg.Protocols))
+		for _, name := range ln.Protocols {
+			for pi, p := range cfg.Protocols {
+				if p.Name == name {
+					served[i][pi] = true
+				}
+			}
+		}
+	}
 	t := &cfg.Timeouts
 	b := &cfg.Backend
 	lim := &cfg.Limits
@@ -48,6 +65,7 @@ func New(cfg *config.Config, dir *directory.Directory, log *slog.Logger) (*Gatew
 		Protocols:              protocols,
 		Endpoints:              endpoints,
 		Router:                 rt,
+		Served:                 served,
 		Scheme:                 "http",
 		MaxHeaderBytes:         lim.MaxHeaderBytes,
 		MaxBodyBytes:           lim.MaxBodyBytes,
@@ -98,6 +116,18 @@ func (g *Gateway) Serve(ctx context.Context, ready func()) error {
 	g.log.Info("starting", "gateway_id", g.cfg.GatewayID, "config", g.cfg.Path,
 		"listeners", len(g.cfg.Listeners), "protocols", len(g.cfg.Protocols),
 		"endpoints", len(g.handler.Endpoints()))
+	if addr := g.cfg.Admin.Address; addr != "" {
+		// Bound before the data listeners so a port clash fails the start.
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("admin endpoint: %w", err)
+		}
+		g.adminAddr = ln.Addr().String()
+		actx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go g.serveAdmin(actx, ln)
+		g.log.Info("admin endpoint", "address", g.adminAddr)
+	}
 	err := g.server.Serve(ctx, g.cfg.Timeouts.Drain.D(), ready)
 	snap := g.Snapshot()
 	g.log.Info("stopped", "requests", snap.Requests, "client_conns_accepted", snap.ClientsAccepted,

@@ -81,6 +81,9 @@ type Config struct {
 	Protocols []Protocol
 	Endpoints []Endpoint
 	Router    Router
+	// Served[listener][protocol] says whether a listener serves a
+	// protocol; a nil row (or a nil Served) serves every protocol.
+	Served [][]bool
 	// Scheme is what X-Forwarded-Proto says ("http" or "https").
 	Scheme string
 
@@ -205,15 +208,20 @@ func (h *Handler) Accept(cc l4.ClientConn) (l4.ClientHandler, []byte, gnet.Actio
 // Refusal implements l4.Acceptor.
 func (h *Handler) Refusal(_ *l4.Listener, _ string) []byte { return h.refusal }
 
-// matchProtocol finds the protocol whose prefix starts path.
-func (h *Handler) matchProtocol(path []byte) *Protocol {
+// matchProtocol finds the protocol whose prefix starts path among those
+// the listener serves.
+func (h *Handler) matchProtocol(path []byte, listener int) *Protocol {
+	var served []bool
+	if listener < len(h.cfg.Served) {
+		served = h.cfg.Served[listener]
+	}
 	for i := range h.cfg.Protocols {
 		p := &h.cfg.Protocols[i]
 		n := len(p.Prefix)
 		if len(path) < n || !asciiEqualFold(path[:n], p.Prefix) {
 			continue
 		}
-		if len(path) == n || path[n] == '/' {
+		if (len(path) == n || path[n] == '/') && (served == nil || served[i]) {
 			return p
 		}
 	}

@@ -166,7 +166,7 @@ func (s *session) readHead() (act gnet.Action, more bool) {
 		path = path[:i]
 	}
 	var route Route
-	proto := ls.h.matchProtocol(path)
+	proto := ls.h.matchProtocol(path, s.Listener.Index)
 	if proto == nil {
 		route = Route{Endpoint: -1, Status: 404, Body: "no protocol is served at this path"}
 	} else {

@@ -31,6 +31,7 @@ type Config struct {
 	Timeouts  Timeouts   `toml:"timeouts"`
 	Backend   Backend    `toml:"backend"`
 	Log       Log        `toml:"log"`
+	Admin     Admin      `toml:"admin"`
 	Listeners []Listener `toml:"listener"`
 	Protocols []Protocol `toml:"protocol"`
 }
@@ -122,6 +123,14 @@ type Log struct {
 	Level string `toml:"level"`
 	// Format is "text" or "json".
 	Format string `toml:"format"`
+}
+
+// Admin is the operator's HTTP endpoint: counters as JSON at /stats and
+// Go's pprof handlers under /debug/pprof/. It binds to loopback by default
+// because pprof exposes internals.
+type Admin struct {
+	// Address is host:port; empty turns the endpoint off.
+	Address string `toml:"address"`
 }
 
 // Listener is one address the gateway accepts clients on.

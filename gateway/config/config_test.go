@@ -220,7 +220,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown dotted key", doc(`limits.nope = 1`),
 			[]string{`f.toml:1: limits.nope: unknown key (valid keys: max_connections, max_header_bytes, max_body_bytes, max_pipeline_bytes, client_buffer_bytes, max_response_buffer_bytes, max_upload_buffer_bytes)`}},
 		{"Path is not a key", doc(append([]string{`Path = "x"`}, base...)...),
-			[]string{`f.toml:1: Path: unknown key (valid keys: gateway_id, directory, engine, limits, timeouts, backend, log, listener, protocol)`}},
+			[]string{`f.toml:1: Path: unknown key (valid keys: gateway_id, directory, engine, limits, timeouts, backend, log, admin, listener, protocol)`}},
 
 		// TOML types.
 		{"string for int", withBase(`[limits]`, `max_connections = "many"`),
@@ -401,5 +401,17 @@ func TestErrorsAs(t *testing.T) {
 	}
 	if e.File != "x/frontdoor.toml" || e.Line != 10 || e.Key != "backend.conns_per_loop" {
 		t.Errorf("got %+v", e)
+	}
+}
+
+func TestAdminAddress(t *testing.T) {
+	base := "directory = \"d.toml\"\n[[listener]]\nname = \"h\"\naddress = \"127.0.0.1:8080\"\n[[protocol]]\nname = \"owa\"\npath_prefix = \"/owa\"\nbackend_port = 1\n"
+	c, err := Parse("f.toml", []byte(base))
+	if err != nil || c.Admin.Address != "" {
+		t.Fatalf("admin must default to off: %q %v", c.Admin.Address, err)
+	}
+	_, err = Parse("f.toml", []byte(base+"[admin]\naddress = \"127.0.0.1:99999\"\n"))
+	if err == nil || !strings.Contains(err.Error(), "f.toml:10: admin.address") {
+		t.Fatalf("bad admin address: %v", err)
 	}
 }

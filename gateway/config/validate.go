@@ -75,6 +75,12 @@ func (c *Config) validate(doc *tomlpos.Doc) {
 		v.Report("log.format", "%q: must be text or json", c.Log.Format)
 	}
 
+	if c.Admin.Address != "" {
+		if _, err := checkListenAddress(c.Admin.Address); err != nil {
+			v.Report("admin.address", "%q: %v", c.Admin.Address, err)
+		}
+	}
+
 	c.validateProtocols(v)
 	c.validateListeners(v)
 }
