@@ -1,0 +1,61 @@
+//go:build !race
+
+package perf
+
+import (
+	"testing"
+
+	"frontdoor/internal/gwtest"
+	"frontdoor/internal/testbed"
+)
+
+func TestMain(m *testing.M) { testbed.Main(m) }
+
+// A request as a browser sends it to OWA: enough fields that parsing,
+// X-AnchorMailbox lookup and re-serialization all do real work.
+const owaRequest = "GET /owa/service.svc?action=GetFolder HTTP/1.1\r\n" +
+	"Host: mail.example.test\r\n" +
+	"User-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36\r\n" +
+	"Accept: application/json\r\n" +
+	"Accept-Language: en-US,en;q=0.9\r\n" +
+	"Cookie: X-OWA-CANARY=abcdef0123456789; ClientId=0123456789ABCDEF\r\n" +
+	"X-AnchorMailbox: alice@example.test\r\n" +
+	"X-Forwarded-For: 198.51.100.7\r\n" +
+	"Connection: keep-alive\r\n" +
+	"X-Mailboxd-Size: 100\r\n" +
+	"\r\n"
+
+// The allocation gates: a keep-alive request through parse, route, forward
+// and respond allocates nothing in steady state, one at a time and
+// pipelined. The gateway runs in this process (AllocsPerRun counts the
+// whole process), the mailbox server in another.
+func TestHotPathAllocations(t *testing.T) {
+	m1 := testbed.StartMailboxd(t, "mbx1")
+	g := gwtest.Start(t, gwtest.Options{Loops: 1}, m1)
+	for _, tc := range []struct {
+		name  string
+		depth int
+	}{{"keep-alive", 1}, {"pipelined", 4}} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := NewKeepAliveClient(t, g.Addr, owaRequest, tc.depth)
+			// Warm up: backend connections, scratch buffers, stream pool.
+			for i := 0; i < 2000; i++ {
+				if err := c.Do(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var err error
+			allocs := testing.AllocsPerRun(2000, func() {
+				if e := c.Do(); e != nil && err == nil {
+					err = e
+				}
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if allocs != 0 {
+				t.Fatalf("%v allocations per %d request(s), want 0", allocs, tc.depth)
+			}
+		})
+	}
+}
