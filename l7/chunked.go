@@ -16,6 +16,7 @@ type chunkState uint8
 
 const (
 	chunkSize      chunkState = iota // reading hex digits
+	chunkSizeBWS                     // whitespace after the size: only ';' may follow
 	chunkExt                         // reading extensions up to CR
 	chunkSizeLF                      // CR seen, want LF
 	chunkData                        // reading data
@@ -28,8 +29,11 @@ const (
 
 // ChunkedDecoder walks the chunked transfer coding incrementally, across any
 // split of the input. It accepts exactly RFC 9112 section 7.1: hex sizes
-// without sign or whitespace, CRLF line endings only, extensions and
-// trailer fields without control bytes; the trailer section is skipped.
+// without sign or whitespace, whitespace after a size only before a ';',
+// CRLF line endings only, extensions and trailer lines without control
+// bytes (their inner syntax is not checked: request chunks are re-encoded
+// without extensions and trailers are dropped); the trailer section is
+// skipped.
 // The zero value is ready to use.
 type ChunkedDecoder struct {
 	state     chunkState
@@ -63,9 +67,11 @@ func (d *ChunkedDecoder) Decode(p []byte) (consumed int, data []byte, err error)
 				switch c {
 				case '\r':
 					d.state = chunkSizeLF
-				case ';', ' ', '\t':
-					// chunk-ext with optional BWS before ';' (RFC 9112 7.1.1).
+				case ';':
 					d.state = chunkExt
+				case ' ', '\t':
+					// BWS, allowed only before a chunk-ext (RFC 9112 7.1.1).
+					d.state = chunkSizeBWS
 				default:
 					return i, nil, ErrBadChunk
 				}
@@ -75,6 +81,14 @@ func (d *ChunkedDecoder) Decode(p []byte) (consumed int, data []byte, err error)
 				return i, nil, ErrBadChunk
 			}
 			d.remaining = d.remaining<<4 | uint64(v)
+		case chunkSizeBWS:
+			switch c {
+			case ' ', '\t':
+			case ';':
+				d.state = chunkExt
+			default:
+				return i, nil, ErrBadChunk
+			}
 		case chunkExt:
 			if c == '\r' {
 				d.state = chunkSizeLF
@@ -141,7 +155,7 @@ func (d *ChunkedDecoder) Decode(p []byte) (consumed int, data []byte, err error)
 		case chunkDone:
 			return i, nil, nil
 		}
-		if d.state == chunkSize || d.state == chunkExt {
+		if d.state == chunkSize || d.state == chunkSizeBWS || d.state == chunkExt {
 			if d.lineLen++; d.lineLen > maxChunkLine {
 				return i, nil, ErrBadChunk
 			}

@@ -23,10 +23,9 @@ func isRequestHopField(name []byte) bool {
 	case 14:
 		return equalFold(name, "content-length")
 	case 16:
-		return equalFold(name, "proxy-connection")
+		return equalFold(name, "proxy-connection") || equalFold(name, "x-forwarded-host")
 	case 17:
-		return equalFold(name, "transfer-encoding") || equalFold(name, "x-forwarded-proto") ||
-			equalFold(name, "x-forwarded-host")
+		return equalFold(name, "transfer-encoding") || equalFold(name, "x-forwarded-proto")
 	case 19:
 		return equalFold(name, "proxy-authorization")
 	}
@@ -61,12 +60,19 @@ func namedIn(name []byte, names [][]byte) bool {
 // appendRequestHead serializes the request for the server from fasthttp's
 // parsed fields: the request line in HTTP/1.1, every end-to-end field in the
 // order received, X-Forwarded-For (the client's address appended to what
-// came in), X-Forwarded-Proto, and framing the gateway chose.
-func (ls *loopState) appendRequestHead(dst []byte, h *RequestHead, req *fasthttp.RequestHeader, s *session) []byte {
+// came in), X-Forwarded-Proto, and framing the gateway chose. An HTTP/1.0
+// request without Host goes out as HTTP/1.1, which requires one (RFC 9112
+// 3.2): it gets fallbackHost, the server's own address.
+func (ls *loopState) appendRequestHead(dst []byte, h *RequestHead, req *fasthttp.RequestHeader, s *session, fallbackHost string) []byte {
 	dst = append(dst, req.Method()...)
 	dst = append(dst, ' ')
 	dst = append(dst, req.RequestURI()...)
 	dst = append(dst, " HTTP/1.1\r\n"...)
+	if !h.HasHost {
+		dst = append(dst, "Host: "...)
+		dst = append(dst, fallbackHost...)
+		dst = append(dst, "\r\n"...)
+	}
 	connNames := h.ConnectionNames[:h.NumConnNames]
 	var xff []byte
 	for k, v := range req.AllInOrder() {
@@ -76,6 +82,9 @@ func (ls *loopState) appendRequestHead(dst []byte, h *RequestHead, req *fasthttp
 		if equalFold(k, "x-forwarded-for") {
 			// Several X-Forwarded-For fields are one list (RFC 9110 5.3);
 			// collect them in the order received.
+			if len(v) == 0 {
+				continue
+			}
 			if xff == nil {
 				xff = ls.xff[:0]
 			} else {
@@ -100,6 +109,12 @@ func (ls *loopState) appendRequestHead(dst []byte, h *RequestHead, req *fasthttp
 	dst = append(dst, ls.h.cfg.Scheme...)
 	dst = append(dst, "\r\n"...)
 	switch h.Framing {
+	case FramingNone:
+		if h.ZeroLength {
+			// Kept: servers such as HTTP.sys answer 411 to a POST
+			// without a length (RFC 9110 8.6).
+			dst = append(dst, "Content-Length: 0\r\n"...)
+		}
 	case FramingLength:
 		dst = append(dst, "Content-Length: "...)
 		dst = fasthttp.AppendUint(dst, int(h.ContentLength))

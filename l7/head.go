@@ -49,8 +49,13 @@ type RequestHead struct {
 	// KeepAlive is false when the client asked to close (Connection: close,
 	// or HTTP/1.0 without keep-alive).
 	KeepAlive bool
-	// ExpectContinue is set for "Expect: 100-continue" (RFC 9110 10.1.1).
+	// ExpectContinue is set for "Expect: 100-continue" from an HTTP/1.1
+	// client (RFC 9110 10.1.1: an HTTP/1.0 client gets no 100).
 	ExpectContinue bool
+	// HasHost is false only for an HTTP/1.0 request without Host.
+	HasHost bool
+	// ZeroLength is set for an explicit "Content-Length: 0".
+	ZeroLength bool
 
 	// ConnectionNames are the field names listed in Connection other than
 	// close and keep-alive: hop-by-hop fields to drop (RFC 9110 7.6.1).
@@ -69,6 +74,13 @@ func FindHeadEnd(buf []byte, from int) int {
 	} else {
 		from = 0
 	}
+	// Empty lines tolerated before the request line (RFC 9112 2.2) are
+	// not the end of a head.
+	skip := 0
+	for i := 0; i < maxLeadingCRLF && skip+1 < len(buf) && buf[skip] == '\r' && buf[skip+1] == '\n'; i++ {
+		skip += 2
+	}
+	from = max(from, skip)
 	b := buf[from:]
 	crlf := bytes.Index(b, []byte("\r\n\r\n"))
 	lflf := bytes.Index(b, []byte("\n\n"))
@@ -108,6 +120,7 @@ func ScanRequestHead(buf []byte, end int, maxBody int64, h *RequestHead) *Reject
 	var (
 		hosts, lengths, encodings, lines int
 		teValue                          []byte
+		connClose                        bool
 	)
 	h.KeepAlive = !h.HTTP10
 	for {
@@ -148,6 +161,12 @@ func ScanRequestHead(buf []byte, end int, maxBody int64, h *RequestHead) *Reject
 		switch {
 		case equalFold(name, "host"):
 			hosts++
+			if len(value) == 0 {
+				return rejHost // routing and fasthttp both need a value
+			}
+			// fasthttp's Host check, with normalization off, only knows
+			// this spelling; field names are case-insensitive.
+			copy(name, "Host")
 		case equalFold(name, "content-length"):
 			lengths++
 			n, ok := parseContentLength(value)
@@ -159,16 +178,22 @@ func ScanRequestHead(buf []byte, end int, maxBody int64, h *RequestHead) *Reject
 			encodings++
 			teValue = value
 		case equalFold(name, "connection"):
-			if rej := h.parseConnection(value); rej != nil {
+			closeSeen, rej := h.parseConnection(value)
+			if rej != nil {
 				return rej
 			}
+			connClose = connClose || closeSeen
 		case equalFold(name, "expect"):
 			if !equalFold(value, "100-continue") {
 				return rejExpectation
 			}
-			h.ExpectContinue = true
+			h.ExpectContinue = !h.HTTP10
 		}
 	}
+	if connClose {
+		h.KeepAlive = false // close wins over keep-alive, in any order
+	}
+	h.HasHost = hosts > 0
 	if hosts == 0 && !h.HTTP10 || hosts > 1 {
 		return rejHost // RFC 9112 3.2
 	}
@@ -195,6 +220,8 @@ func ScanRequestHead(buf []byte, end int, maxBody int64, h *RequestHead) *Reject
 		}
 		if h.ContentLength > 0 {
 			h.Framing = FramingLength
+		} else {
+			h.ZeroLength = true
 		}
 	}
 	return nil
@@ -266,7 +293,7 @@ func parseRequestLine(line []byte, h *RequestHead) *Reject {
 	return nil
 }
 
-func (h *RequestHead) parseConnection(value []byte) *Reject {
+func (h *RequestHead) parseConnection(value []byte) (closeSeen bool, rej *Reject) {
 	for len(value) > 0 {
 		var tok []byte
 		if i := bytes.IndexByte(value, ','); i >= 0 {
@@ -277,7 +304,7 @@ func (h *RequestHead) parseConnection(value []byte) *Reject {
 		switch {
 		case len(tok) == 0:
 		case equalFold(tok, "close"):
-			h.KeepAlive = false
+			closeSeen = true
 		case equalFold(tok, "keep-alive"):
 			if h.HTTP10 {
 				h.KeepAlive = true
@@ -285,17 +312,17 @@ func (h *RequestHead) parseConnection(value []byte) *Reject {
 		default:
 			for _, c := range tok {
 				if !isTokenChar(c) {
-					return rejBadField
+					return false, rejBadField
 				}
 			}
 			if h.NumConnNames == maxConnectionNames {
-				return rejConnectionNames
+				return false, rejConnectionNames
 			}
 			h.ConnectionNames[h.NumConnNames] = tok
 			h.NumConnNames++
 		}
 	}
-	return nil
+	return closeSeen, nil
 }
 
 // checkTransferCoding accepts exactly "chunked". RFC 9112 6.3: chunked must
@@ -303,7 +330,8 @@ func (h *RequestHead) parseConnection(value []byte) *Reject {
 // gateway does not implement is 501 (RFC 9112 6.1).
 func checkTransferCoding(v []byte) *Reject {
 	var last []byte
-	n := 0
+	n, chunked := 0, 0
+	unimplemented := false
 	for len(v) > 0 {
 		var tok []byte
 		if i := bytes.IndexByte(v, ','); i >= 0 {
@@ -314,40 +342,35 @@ func checkTransferCoding(v []byte) *Reject {
 		if len(tok) == 0 {
 			continue
 		}
+		name := tok
 		if i := bytes.IndexByte(tok, ';'); i >= 0 {
-			return rejTransferCoding // parameters on a coding: not ours
+			name = trimOWS(tok[:i]) // a coding with parameters
+			unimplemented = true
 		}
-		for _, c := range tok {
+		for _, c := range name {
 			if !isTokenChar(c) {
 				return rejBadTransferEncoding
 			}
 		}
 		n++
-		last = tok
-		if !equalFold(tok, "chunked") {
-			if !isKnownCoding(tok) {
-				return rejTransferCoding
-			}
+		last = name
+		if equalFold(name, "chunked") {
+			chunked++
+		} else {
+			unimplemented = true
 		}
 	}
 	switch {
 	case n == 0:
 		return rejBadTransferEncoding
-	case !equalFold(last, "chunked"):
+	case !equalFold(last, "chunked"), chunked > 1:
+		// RFC 9112 6.3: chunked not final MUST be 400; 6.1: chunked MUST
+		// NOT be applied twice.
 		return rejChunkedNotLast
-	case n > 1:
-		return rejTransferCoding // gzip, chunked etc.: understood, not implemented
+	case unimplemented:
+		return rejTransferCoding // gzip, chunked and the like: 501 (RFC 9112 6.1)
 	}
 	return nil
-}
-
-func isKnownCoding(tok []byte) bool {
-	for _, k := range [...]string{"gzip", "x-gzip", "deflate", "compress", "x-compress"} {
-		if equalFold(tok, k) {
-			return true
-		}
-	}
-	return false
 }
 
 // parseContentLength accepts 1*DIGIT only (RFC 9110 8.6): no sign, no list,

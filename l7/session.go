@@ -188,7 +188,7 @@ func (s *session) readHead() (act gnet.Action, more bool) {
 		return s.finishLocal()
 	}
 	st := ls.newStream(s, h, route.Endpoint)
-	st.head = ls.appendRequestHead(st.head[:0], h, req, s)
+	st.head = ls.appendRequestHead(st.head[:0], h, req, s, cfg.Endpoints[route.Endpoint].Addr)
 	c.Discard(end)
 	s.Disarm()
 	s.cur = st
