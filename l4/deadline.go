@@ -18,6 +18,7 @@ type Deadline struct {
 	at         int64 // monotonic nanoseconds, see Loop.Now
 	list       *DeadlineList
 	owner      Expirer
+	gen        uint32 // the list's sweep generation when armed
 }
 
 // Armed reports whether the deadline is on a list.
@@ -45,6 +46,7 @@ type DeadlineList struct {
 	head     Deadline // sentinel; head.next is the earliest
 	duration int64
 	name     string
+	gen      uint32 // bumped by every sweep, see expire
 }
 
 // NewDeadlineList returns an empty list whose deadlines expire d after arming.
@@ -67,6 +69,7 @@ func (l *DeadlineList) Arm(d *Deadline, owner Expirer, now int64) {
 	d.owner = owner
 	d.at = now + l.duration
 	d.list = l
+	d.gen = l.gen
 	tail := l.head.prev
 	d.prev, d.next = tail, &l.head
 	tail.next = d
@@ -74,12 +77,16 @@ func (l *DeadlineList) Arm(d *Deadline, owner Expirer, now int64) {
 }
 
 // expire disarms and reports every deadline due at now, oldest first, and
-// returns how many expired. The loop stops at the first deadline not due.
+// returns how many expired. It stops at the first deadline not due, and at
+// the first one armed during this sweep: an Expire that re-arms on a
+// zero-length list (a poll) is due again at once and would otherwise keep
+// the loop here forever.
 func (l *DeadlineList) expire(now int64) int {
+	l.gen++
 	n := 0
 	for {
 		d := l.head.next
-		if d == &l.head || d.at > now {
+		if d == &l.head || d.at > now || d.gen == l.gen {
 			return n
 		}
 		d.Disarm()

@@ -44,6 +44,24 @@ type session struct {
 	// known flushed at the last write-timeout check.
 	sent, flushedMark int64
 	lastFlush         int64 // when flushedMark last grew (linger)
+	// flushing: idle between requests, but the last response is not all
+	// written yet; the write timeout applies until it is.
+	flushing bool
+}
+
+// armIdle starts the keep-alive wait once the last response is flushed;
+// until then the write timeout watches the client's progress.
+func (s *session) armIdle() {
+	if pending := s.Conn.OutboundBuffered(); pending > 0 {
+		// Polled on every sweep, like a lingering close.
+		s.flushing = true
+		s.flushedMark = s.sent - int64(pending)
+		s.lastFlush = s.Loop.Now()
+		s.ls.lingerList.Arm(&s.Deadline, s, s.Loop.Now())
+		return
+	}
+	s.flushing = false
+	s.ls.idleList.Arm(&s.Deadline, s, s.Loop.Now())
 }
 
 func (s *session) setRemote(a net.Addr) {
@@ -127,6 +145,7 @@ func (s *session) readHead() (act gnet.Action, more bool) {
 	}
 	if s.state == stIdle {
 		s.state = stHead
+		s.flushing = false
 		s.searched = 0
 		ls.headerList.Arm(&s.Deadline, s, s.Loop.Now())
 	}
@@ -214,7 +233,7 @@ func (s *session) finishLocal() (gnet.Action, bool) {
 		return s.linger(), false
 	}
 	s.state = stIdle
-	s.ls.idleList.Arm(&s.Deadline, s, s.Loop.Now())
+	s.armIdle()
 	return gnet.None, true
 }
 
@@ -366,7 +385,7 @@ func (s *session) exchangeDone(st *stream, keepAlive bool) {
 		return
 	}
 	s.state = stIdle
-	s.ls.idleList.Arm(&s.Deadline, s, s.Loop.Now())
+	s.armIdle()
 	s.resume()
 }
 
@@ -386,6 +405,23 @@ func (s *session) armWrite() {
 func (s *session) Expire(now int64) {
 	switch s.state {
 	case stIdle:
+		if s.flushing {
+			pending := int64(s.Conn.OutboundBuffered())
+			if pending == 0 {
+				s.flushing = false
+				s.ls.idleList.Arm(&s.Deadline, s, now)
+				return
+			}
+			if flushed := s.sent - pending; flushed > s.flushedMark {
+				s.flushedMark, s.lastFlush = flushed, now
+			}
+			if now-s.lastFlush <= int64(s.ls.h.cfg.WriteTimeout) {
+				s.ls.lingerList.Arm(&s.Deadline, s, now)
+				return
+			}
+			s.ls.h.stats.reject(rejWriteTimeout.Reason)
+			s.ls.logReject(s, rejWriteTimeout.Reason, 0)
+		}
 		s.state = stClosed
 		_ = s.Conn.Close()
 	case stHead:
@@ -437,8 +473,10 @@ func (s *session) Expire(now int64) {
 func (s *session) Drain() {
 	s.closeAfter = true
 	if s.state == stIdle {
-		s.state = stClosed
-		_ = s.Conn.Close()
+		// Idle: close now, after the last response is flushed.
+		if s.linger() == gnet.Close {
+			_ = s.Conn.Close()
+		}
 	}
 }
 

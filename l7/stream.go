@@ -256,7 +256,9 @@ func (st *stream) receiveHead(c *poolmux.Conn, p []byte) (int, error) {
 		return end, errBadResponse
 	}
 	if s := st.sess; s != nil {
-		if s.closeAfter {
+		// An answer that arrives before the request body is complete ends
+		// the connection (complete closes both): say so.
+		if s.closeAfter || !st.bodyDone {
 			st.keepAlive = false
 		}
 		st.dechunk = st.http10 && st.respFraming == FramingChunked
@@ -378,7 +380,7 @@ func (s *session) exchangeDoneLocal() {
 		return
 	}
 	s.state = stIdle
-	s.ls.idleList.Arm(&s.Deadline, s, s.Loop.Now())
+	s.armIdle()
 	s.resume()
 }
 

@@ -281,11 +281,10 @@ type queued struct {
 	at int64
 }
 
+// init sizes the queue; capacity 0 means exchanges never wait (503 at once
+// when no connection can take them).
 func (q *queue) init(capacity int) {
-	if capacity < 1 {
-		capacity = 1
-	}
-	q.items = make([]queued, capacity)
+	q.items = make([]queued, max(capacity, 0))
 }
 
 func (q *queue) len() int { return q.n }
