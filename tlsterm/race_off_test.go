@@ -1,0 +1,5 @@
+//go:build !race
+
+package tlsterm
+
+const raceEnabled = false
