@@ -49,12 +49,52 @@ var (
 	runBench    = bench.Main
 )
 
-// command is one subcommand.
+// command is one subcommand, or a group of them ("cert selfsigned").
 type command struct {
 	name    string
 	args    string // synopsis after the name
 	summary string
 	run     func(args []string, stdout, stderr io.Writer) int
+	subs    []command // a group: args[0] names one of these, run is nil
+}
+
+// invoke runs c, or for a group the subcommand args[0] names.
+func (c *command) invoke(args []string, stdout, stderr io.Writer) int {
+	if c.subs == nil {
+		return c.run(args, stdout, stderr)
+	}
+	if len(args) == 0 {
+		groupUsage(stderr, c)
+		return exitUsage
+	}
+	switch args[0] {
+	case "-h", "-help", "--help":
+		groupUsage(stdout, c)
+		return exitOK
+	}
+	if sub := c.lookup(args[0]); sub != nil {
+		return sub.run(args[1:], stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "frontdoor %s: unknown command %q\n\n", c.name, args[0])
+	groupUsage(stderr, c)
+	return exitUsage
+}
+
+func (c *command) lookup(name string) *command {
+	for i := range c.subs {
+		if c.subs[i].name == name {
+			return &c.subs[i]
+		}
+	}
+	return nil
+}
+
+func groupUsage(w io.Writer, c *command) {
+	fmt.Fprintf(w, "Usage:\n  frontdoor %s COMMAND [arguments]\n\nCommands:\n", c.name)
+	for _, s := range c.subs {
+		fmt.Fprintf(w, "  %-13s %s\n", s.name, s.summary)
+	}
+	fmt.Fprintf(w, "\nRun \"frontdoor %s COMMAND --help\" for a command's flags.\n", c.name)
 }
 
 // commands lists the subcommands in the order help shows them. It is filled
@@ -63,12 +103,20 @@ var commands []command
 
 func init() {
 	commands = []command{
-		{"run", "[--config FILE] [--log-level LEVEL]", "serve clients until SIGINT or SIGTERM", cmdRun},
-		{"check-config", "FILE", "validate a configuration file and its directory", cmdCheckConfig},
-		{"mailboxd", "--listen ADDR --name NAME", "run a reference mailbox server", cmdMailboxd},
-		{"bench", "[args...]", "run the benchmark suite or load generator (see: frontdoor bench --help)", cmdBench},
-		{"version", "", "print the version", cmdVersion},
-		{"help", "[COMMAND]", "show help for frontdoor or a command", cmdHelp},
+		{"run", "[--config FILE] [--log-level LEVEL]", "serve clients until SIGINT or SIGTERM", cmdRun, nil},
+		{"check-config", "FILE", "validate a configuration file, its directory and its TLS files", cmdCheckConfig, nil},
+		{"mailboxd", "--listen ADDR --name NAME", "run a reference mailbox server", cmdMailboxd, nil},
+		{"bench", "[args...]", "run the benchmark suite or load generator (see: frontdoor bench --help)", cmdBench, nil},
+		{name: "cert", summary: "certificate tools", subs: []command{
+			{"selfsigned", "--host NAME [--host NAME ...] --out DIR [--valid-for DURATION]",
+				"write a self-signed certificate and key for development", cmdCertSelfSigned, nil},
+		}},
+		{name: "tls", summary: "TLS tools", subs: []command{
+			{"ticket-keys", "--out FILE [--keep DURATION]",
+				"create or rotate a session-ticket key file shared by an array", cmdTLSTicketKeys, nil},
+		}},
+		{"version", "", "print the version", cmdVersion, nil},
+		{"help", "[COMMAND [SUBCOMMAND]]", "show help for frontdoor or a command", cmdHelp, nil},
 	}
 }
 
@@ -85,7 +133,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	if c := lookup(args[0]); c != nil {
-		return c.run(args[1:], stdout, stderr)
+		return c.invoke(args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "frontdoor: unknown command %q\n\n", args[0])
 	usage(stderr)
@@ -103,8 +151,23 @@ func lookup(name string) *command {
 
 func usage(w io.Writer) {
 	fmt.Fprintf(w, "frontdoor is a client-access gateway for mail systems.\n\nUsage:\n  frontdoor COMMAND [arguments]\n\nCommands:\n")
+	// A group is listed by its subcommands: "cert selfsigned".
+	type line struct{ name, summary string }
+	var lines []line
+	width := 0
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.summary)
+		if c.subs == nil {
+			lines = append(lines, line{c.name, c.summary})
+		}
+		for _, s := range c.subs {
+			lines = append(lines, line{c.name + " " + s.name, s.summary})
+		}
+	}
+	for _, l := range lines {
+		width = max(width, len(l.name))
+	}
+	for _, l := range lines {
+		fmt.Fprintf(w, "  %-*s %s\n", width, l.name, l.summary)
 	}
 	fmt.Fprintf(w, "\nRun \"frontdoor COMMAND --help\" for a command's flags.\n")
 }
@@ -247,7 +310,12 @@ func newLogger(w io.Writer, c config.Log) *slog.Logger {
 func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("check-config", "FILE",
 		"Validate a configuration file and the directory file it names, report every\n"+
-			"problem as FILE:LINE: KEY: message, and exit 0 if there is none, 2 otherwise.")
+			"problem as FILE:LINE: KEY: message, and exit 0 if there is none, 2 otherwise.\n"+
+			"For listeners with tls = true it also loads the certificates, keys, OCSP\n"+
+			"responses and client CA bundle, and the [tls] ticket_key_file, as the gateway\n"+
+			"would on start (a tls_self_signed listener's missing files are fine: the\n"+
+			"gateway generates them). Certificates that expire within 14 days, have\n"+
+			"expired or cannot be served are reported as warnings, without failing.")
 	if code, done := parse(fs, args, stdout, stderr); done {
 		return code
 	}
@@ -258,6 +326,14 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 	cfg, dir, err := loadFiles(path)
 	if err != nil {
 		fmt.Fprintf(stderr, "%v\n", err)
+		return exitUsage
+	}
+	failed := false
+	for _, f := range checkTLSFiles(cfg) {
+		fmt.Fprintf(stderr, "%v\n", f.err)
+		failed = failed || !f.warning
+	}
+	if failed {
 		return exitUsage
 	}
 	fmt.Fprintf(stdout, "%s: ok (%d listeners, %d protocols, %d servers, %d mailboxes)\n",
@@ -317,15 +393,15 @@ func cmdHelp(args []string, stdout, stderr io.Writer) int {
 	case len(args) == 0:
 		usage(stdout)
 		return exitOK
-	case len(args) > 1:
-		fmt.Fprintf(stderr, "frontdoor help: want at most one COMMAND, got %q\n", strings.Join(args, " "))
+	case len(args) > 2 || len(args) == 2 && (lookup(args[0]) == nil || lookup(args[0]).subs == nil):
+		fmt.Fprintf(stderr, "frontdoor help: want at most one COMMAND (and a SUBCOMMAND of cert or tls), got %q\n", strings.Join(args, " "))
 		return exitUsage
 	case args[0] == "help":
 		usage(stdout)
 		return exitOK
 	}
 	if c := lookup(args[0]); c != nil {
-		return c.run([]string{"--help"}, stdout, stderr)
+		return c.invoke(append(append([]string(nil), args[1:]...), "--help"), stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "frontdoor help: unknown command %q\n\n", args[0])
 	usage(stderr)

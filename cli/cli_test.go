@@ -3,18 +3,24 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"frontdoor/directory"
 	"frontdoor/gateway/config"
 	"frontdoor/mailboxd"
+	"frontdoor/tlsterm"
 )
 
 // run calls Main and returns its exit code and outputs.
@@ -59,15 +65,22 @@ func TestHelp(t *testing.T) {
 		args []string
 		want []string // in stdout
 	}{
-		{[]string{"--help"}, []string{"run", "check-config", "mailboxd", "bench", "version"}},
-		{[]string{"-h"}, []string{"run", "check-config", "mailboxd", "bench", "version"}},
-		{[]string{"help"}, []string{"run", "check-config", "mailboxd", "bench", "version"}},
+		{[]string{"--help"}, []string{"run", "check-config", "mailboxd", "bench", "cert selfsigned", "tls ticket-keys", "version"}},
+		{[]string{"-h"}, []string{"run", "check-config", "mailboxd", "bench", "cert selfsigned", "tls ticket-keys", "version"}},
+		{[]string{"help"}, []string{"run", "check-config", "mailboxd", "bench", "cert selfsigned", "tls ticket-keys", "version"}},
 		{[]string{"run", "--help"}, []string{"frontdoor run", "-config", "-log-level"}},
 		{[]string{"run", "-h"}, []string{"frontdoor run", "-config", "-log-level"}},
 		{[]string{"check-config", "--help"}, []string{"frontdoor check-config FILE"}},
 		{[]string{"mailboxd", "--help"}, []string{"frontdoor mailboxd", "-listen", "-name"}},
 		{[]string{"version", "--help"}, []string{"frontdoor version"}},
 		{[]string{"help", "run"}, []string{"frontdoor run", "-config", "-log-level"}},
+		{[]string{"cert", "--help"}, []string{"frontdoor cert COMMAND", "selfsigned"}},
+		{[]string{"help", "cert"}, []string{"frontdoor cert COMMAND", "selfsigned"}},
+		{[]string{"cert", "selfsigned", "--help"}, []string{"frontdoor cert selfsigned --host NAME", "-host", "-out", "-valid-for", "720h", "development and tests only"}},
+		{[]string{"help", "cert", "selfsigned"}, []string{"frontdoor cert selfsigned --host NAME", "-host", "-out", "-valid-for"}},
+		{[]string{"tls", "-h"}, []string{"frontdoor tls COMMAND", "ticket-keys"}},
+		{[]string{"tls", "ticket-keys", "--help"}, []string{"frontdoor tls ticket-keys --out FILE", "-out", "-keep", "24h",
+			"every member of an", "same file", "ticket_rotation", "systemd timer"}},
 	} {
 		code, out, errOut := run(tc.args...)
 		if code != 0 || errOut != "" {
@@ -101,6 +114,22 @@ func TestBadUsage(t *testing.T) {
 		{[]string{"mailboxd", "--listen", "18081", "--name", "mbx1"}, `--listen "18081": want host:port`},
 		{[]string{"version", "now"}, `unexpected argument "now"`},
 		{[]string{"help", "nope"}, `unknown command "nope"`},
+		{[]string{"help", "run", "x"}, `want at most one COMMAND`},
+		{[]string{"help", "cert", "nope"}, `frontdoor cert: unknown command "nope"`},
+		{[]string{"cert"}, "Usage:\n  frontdoor cert COMMAND"},
+		{[]string{"cert", "nope"}, `frontdoor cert: unknown command "nope"`},
+		{[]string{"tls"}, "Usage:\n  frontdoor tls COMMAND"},
+		{[]string{"tls", "ticket-key"}, `frontdoor tls: unknown command "ticket-key"`},
+		{[]string{"cert", "selfsigned", "--out", "d"}, "at least one --host is required"},
+		{[]string{"cert", "selfsigned", "--host", "gw.example.test"}, "--out is required"},
+		{[]string{"cert", "selfsigned", "--host", "gw example", "--out", "d"}, `invalid value "gw example" for flag -host: "gw example" is neither an IP address nor a host name`},
+		{[]string{"cert", "selfsigned", "--host", "*.test", "--out", "d"}, `"*.test": a wildcard needs at least two labels after "*."`},
+		{[]string{"cert", "selfsigned", "--host", "a.test", "--out", "d", "--valid-for", "0s"}, "--valid-for 0s: must be positive"},
+		{[]string{"cert", "selfsigned", "--host", "a.test", "--out", "d", "--valid-for", "30d"}, `invalid value "30d" for flag -valid-for`},
+		{[]string{"cert", "selfsigned", "--host", "a.test", "--out", "d", "extra"}, `unexpected argument "extra"`},
+		{[]string{"tls", "ticket-keys"}, "--out is required"},
+		{[]string{"tls", "ticket-keys", "--out", "k", "--keep", "-1h"}, "--keep -1h0m0s: must not be negative"},
+		{[]string{"tls", "ticket-keys", "--out", "k", "now"}, `unexpected argument "now"`},
 	} {
 		code, out, errOut := run(tc.args...)
 		if code != 2 || out != "" {
@@ -115,7 +144,7 @@ func TestBadUsage(t *testing.T) {
 func TestCheckConfigExample(t *testing.T) {
 	path := filepath.Join("..", "examples", "frontdoor.toml")
 	code, out, errOut := run("check-config", path)
-	want := path + ": ok (1 listeners, 8 protocols, 2 servers, 3 mailboxes)\n"
+	want := path + ": ok (2 listeners, 8 protocols, 2 servers, 3 mailboxes)\n"
 	if code != 0 || out != want || errOut != "" {
 		t.Errorf("code %d, stdout %q, stderr %q; want 0, %q, \"\"", code, out, errOut, want)
 	}
@@ -269,5 +298,239 @@ func TestBenchHandsOver(t *testing.T) {
 	code, out, _ := run("bench", "--help", "x")
 	if code != 3 || out != "bench output" || strings.Join(got, " ") != "--help x" {
 		t.Errorf("code %d, stdout %q, args %q; want bench's code, output and the args verbatim", code, out, got)
+	}
+}
+
+func TestCertSelfSigned(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "new", "tls")
+	code, out, errOut := run("cert", "selfsigned", "--host", "localhost", "--host", "127.0.0.1", "--host", "::1",
+		"--host", "*.gw.example.test", "--out", dir, "--valid-for", "48h")
+	certPath, keyPath := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if want := "certificate: " + certPath + "\nprivate key: " + keyPath + "\n"; code != 0 || out != want || errOut != "" {
+		t.Fatalf("code %d, stdout %q, stderr %q; want 0, %q, \"\"", code, out, errOut, want)
+	}
+	pair, err := tls.LoadX509KeyPair(certPath, keyPath)
+	if err != nil {
+		t.Fatalf("the written pair does not load: %v", err)
+	}
+	leaf := pair.Leaf
+	if !slices.Equal(leaf.DNSNames, []string{"localhost", "*.gw.example.test"}) {
+		t.Errorf("DNS names %q, want localhost and *.gw.example.test", leaf.DNSNames)
+	}
+	if len(leaf.IPAddresses) != 2 || !leaf.IPAddresses[0].Equal(net.ParseIP("127.0.0.1")) || !leaf.IPAddresses[1].Equal(net.ParseIP("::1")) {
+		t.Errorf("IP addresses %v, want 127.0.0.1 and ::1", leaf.IPAddresses)
+	}
+	if leaf.Subject.CommonName != "localhost" {
+		t.Errorf("common name %q, want the first host", leaf.Subject.CommonName)
+	}
+	if left := time.Until(leaf.NotAfter); left < 47*time.Hour || left > 48*time.Hour {
+		t.Errorf("NotAfter %s: %s from now, want 48h", leaf.NotAfter, left)
+	}
+	if err := leaf.VerifyHostname("x.gw.example.test"); err != nil {
+		t.Errorf("wildcard: %v", err)
+	}
+	for path, want := range map[string]os.FileMode{keyPath: 0o600, dir: 0o700 | os.ModeDir} {
+		if fi, err := os.Stat(path); err != nil || fi.Mode() != want {
+			t.Errorf("%s: mode %v (%v), want %v", path, fi.Mode(), err, want)
+		}
+	}
+
+	// A DIR that cannot be created is a runtime failure.
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = run("cert", "selfsigned", "--host", "localhost", "--out", filepath.Join(file, "tls"))
+	if code != 1 || out != "" || !strings.Contains(errOut, file) {
+		t.Errorf("unwritable DIR: code %d, stdout %q, stderr %q; want 1 and the path", code, out, errOut)
+	}
+}
+
+func TestTLSTicketKeys(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys", "tickets")
+	wantOut := func(n int) string {
+		if n == 1 {
+			return path + ": 1 key, newest created "
+		}
+		return fmt.Sprintf("%s: %d keys, newest created ", path, n)
+	}
+	keys := func() [][32]byte {
+		t.Helper()
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, k, err := tlsterm.ParseTicketKeys(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+
+	// Create.
+	code, out, errOut := run("tls", "ticket-keys", "--out", path)
+	if code != 0 || !strings.HasPrefix(out, wantOut(1)) || errOut != "" {
+		t.Fatalf("create: code %d, stdout %q, stderr %q; want 0 and %q...", code, out, errOut, wantOut(1))
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode() != 0o600 {
+		t.Errorf("mode %v (%v), want 0600", fi.Mode(), err)
+	}
+	first := keys()
+
+	// Rotate: the new key goes first, the old one stays (it is younger
+	// than --keep).
+	code, out, errOut = run("tls", "ticket-keys", "--out", path, "--keep", "1h")
+	if code != 0 || !strings.HasPrefix(out, wantOut(2)) || errOut != "" {
+		t.Fatalf("rotate: code %d, stdout %q, stderr %q; want 0 and %q...", code, out, errOut, wantOut(2))
+	}
+	if got := keys(); len(got) != 2 || got[1] != first[0] || got[0] == first[0] {
+		t.Errorf("after rotation: want a new key followed by the old one")
+	}
+
+	// --keep 0 keeps only the new key.
+	code, out, _ = run("tls", "ticket-keys", "--out", path, "--keep", "0")
+	if code != 0 || !strings.HasPrefix(out, wantOut(1)) {
+		t.Errorf("--keep 0: code %d, stdout %q; want 0 and %q...", code, out, wantOut(1))
+	}
+
+	// A file that is not a key file is left alone: a runtime failure.
+	bad := filepath.Join(t.TempDir(), "tickets")
+	if err := os.WriteFile(bad, []byte("not keys\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = run("tls", "ticket-keys", "--out", bad)
+	if data, _ := os.ReadFile(bad); code != 1 || out != "" || !strings.Contains(errOut, bad) || string(data) != "not keys\n" {
+		t.Errorf("bad file: code %d, stdout %q, stderr %q, file %q; want 1, the path, the file untouched", code, out, errOut, data)
+	}
+}
+
+// tlsFiles writes a configuration with a TLS listener (from line 9) and the
+// directory, and returns the configuration's path; certificates are the
+// caller's, relative to its directory.
+func tlsFiles(t *testing.T, listener string) (path, dir string) {
+	t.Helper()
+	path = writeFiles(t, goodConfig+"[[listener]]\nname = \"https\"\naddress = \"127.0.0.1:18443\"\ntls = true\n"+listener, goodDirectory)
+	return path, filepath.Dir(path)
+}
+
+func selfSigned(t *testing.T, dir string, validFor time.Duration) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := tlsterm.WriteSelfSigned(dir, []string{"gw.example.test"}, validFor); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCheckConfigTLS(t *testing.T) {
+	failIfServing(t)
+	const pair = "certificates = [{ cert = \"tls/cert.pem\", key = \"tls/key.pem\" }]\n" // line 13
+	for _, tc := range []struct {
+		name     string
+		listener string                         // from line 13
+		tls      string                         // appended after the listener
+		setup    func(t *testing.T, dir string) // dir: the configuration's
+		want     []string                       // stderr lines, after the directory
+		code     int
+	}{
+		{name: "good", listener: pair,
+			setup: func(t *testing.T, d string) { selfSigned(t, filepath.Join(d, "tls"), 720*time.Hour) }},
+		{name: "missing certificate", listener: pair,
+			want: []string{`frontdoor.toml:13: listener[1].certificates[0]: certificate DIR/tls/cert.pem: open DIR/tls/cert.pem: no such file or directory`},
+			code: 2},
+		{name: "key of another certificate",
+			listener: "certificates = [\n  { cert = \"a/cert.pem\", key = \"a/key.pem\" },\n  { cert = \"a/cert.pem\", key = \"b/key.pem\" },\n]\n",
+			setup: func(t *testing.T, d string) {
+				selfSigned(t, filepath.Join(d, "a"), time.Hour*720)
+				selfSigned(t, filepath.Join(d, "b"), time.Hour*720)
+			},
+			want: []string{`frontdoor.toml:15: listener[1].certificates[1]: certificate DIR/a/cert.pem with key DIR/b/key.pem: tls: private key does not match public key`},
+			code: 2},
+		{name: "expiring certificate is a warning", listener: pair,
+			setup: func(t *testing.T, d string) { selfSigned(t, filepath.Join(d, "tls"), 24*time.Hour) },
+			want:  []string{`frontdoor.toml:13: listener[1].certificates[0]: warning: DIR/tls/cert.pem: certificate "CN=gw.example.test,O=frontdoor development" expires on `},
+			code:  0},
+		{name: "self-signed, not generated yet", listener: "tls_self_signed = true\n" + pair},
+		{name: "self-signed, generated", listener: "tls_self_signed = true\n" + pair,
+			setup: func(t *testing.T, d string) { selfSigned(t, filepath.Join(d, "tls"), 720*time.Hour) }},
+		{name: "self-signed, broken", listener: "tls_self_signed = true\n" + pair,
+			setup: func(t *testing.T, d string) {
+				selfSigned(t, filepath.Join(d, "tls"), 720*time.Hour)
+				if err := os.WriteFile(filepath.Join(d, "tls", "cert.pem"), []byte("junk"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			},
+			want: []string{`frontdoor.toml:14: listener[1].certificates[0]: certificate DIR/tls/cert.pem with key DIR/tls/key.pem: tls: failed to find any PEM data in certificate input`},
+			code: 2},
+		{name: "client CA without certificates", listener: pair + "tls_client_auth = \"require\"\ntls_client_ca = \"clients.pem\"\n",
+			setup: func(t *testing.T, d string) {
+				selfSigned(t, filepath.Join(d, "tls"), 720*time.Hour)
+				if err := os.WriteFile(filepath.Join(d, "clients.pem"), []byte("junk"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			},
+			want: []string{`frontdoor.toml:15: listener[1].tls_client_ca: client CA file DIR/clients.pem: no PEM certificate found`},
+			code: 2},
+		{name: "missing client CA and certificate", listener: pair + "tls_client_auth = \"request\"\ntls_client_ca = \"clients.pem\"\n",
+			want: []string{
+				`frontdoor.toml:13: listener[1].certificates[0]: certificate DIR/tls/cert.pem: open DIR/tls/cert.pem: no such file or directory`,
+				`frontdoor.toml:15: listener[1].tls_client_ca: client CA file DIR/clients.pem: open DIR/clients.pem: no such file or directory`,
+			},
+			code: 2},
+		{name: "client CA", listener: pair + "tls_client_auth = \"request\"\ntls_client_ca = \"tls/cert.pem\"\n",
+			setup: func(t *testing.T, d string) { selfSigned(t, filepath.Join(d, "tls"), 720*time.Hour) }},
+		{name: "ticket key file missing", listener: pair, tls: "[tls]\nticket_key_file = \"tickets\"\n",
+			setup: func(t *testing.T, d string) { selfSigned(t, filepath.Join(d, "tls"), 720*time.Hour) },
+			want:  []string{`frontdoor.toml:15: tls.ticket_key_file: ticket key file DIR/tickets: stat DIR/tickets: no such file or directory (create it with: frontdoor tls ticket-keys --out DIR/tickets)`},
+			code:  2},
+		{name: "ticket key file readable by others", listener: pair, tls: "[tls]\nticket_key_file = \"tickets\"\n",
+			setup: func(t *testing.T, d string) {
+				selfSigned(t, filepath.Join(d, "tls"), 720*time.Hour)
+				if err := tlsterm.CreateOrRotateKeyFile(filepath.Join(d, "tickets"), time.Now(), 0); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Chmod(filepath.Join(d, "tickets"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			},
+			want: []string{`frontdoor.toml:15: tls.ticket_key_file: ticket key file DIR/tickets: mode 0644 is readable by others; want 0600`},
+			code: 2},
+		{name: "ticket key file", listener: pair, tls: "[tls]\nticket_key_file = \"tickets\"\n",
+			setup: func(t *testing.T, d string) {
+				selfSigned(t, filepath.Join(d, "tls"), 720*time.Hour)
+				if code, _, errOut := run("tls", "ticket-keys", "--out", filepath.Join(d, "tickets")); code != 0 {
+					t.Fatalf("tls ticket-keys: %s", errOut)
+				}
+			}},
+		{name: "ticket key file unused without session tickets", listener: pair, tls: "[tls]\nticket_key_file = \"tickets\"\nsession_tickets = false\n",
+			setup: func(t *testing.T, d string) { selfSigned(t, filepath.Join(d, "tls"), 720*time.Hour) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path, dir := tlsFiles(t, tc.listener+tc.tls)
+			if tc.setup != nil {
+				tc.setup(t, dir)
+			}
+			code, out, errOut := run("check-config", path)
+			var want []string
+			for _, w := range tc.want {
+				want = append(want, filepath.Join(dir, strings.ReplaceAll(w, "DIR", dir)))
+			}
+			got := strings.Split(strings.TrimSuffix(errOut, "\n"), "\n")
+			if errOut == "" {
+				got = nil
+			}
+			match := len(got) == len(want)
+			for i := 0; match && i < len(got); i++ {
+				// A warning ends with a date: compare its beginning.
+				match = got[i] == want[i] || strings.Contains(want[i], "warning:") && strings.HasPrefix(got[i], want[i])
+			}
+			if !match || code != tc.code {
+				t.Errorf("code %d, stderr:\n%s\nwant %d and:\n%s", code, errOut, tc.code, strings.Join(want, "\n"))
+			}
+			if wantOut := path + ": ok (2 listeners, 1 protocols, 1 servers, 0 mailboxes)\n"; tc.code == 0 && out != wantOut {
+				t.Errorf("stdout %q, want %q", out, wantOut)
+			}
+		})
 	}
 }

@@ -10,6 +10,8 @@ package config
 import (
 	"fmt"
 	"time"
+
+	"frontdoor/internal/tomlpos"
 )
 
 // Config is one parsed and validated configuration file.
@@ -32,8 +34,12 @@ type Config struct {
 	Backend   Backend    `toml:"backend"`
 	Log       Log        `toml:"log"`
 	Admin     Admin      `toml:"admin"`
+	TLS       TLS        `toml:"tls"`
 	Listeners []Listener `toml:"listener"`
 	Protocols []Protocol `toml:"protocol"`
+
+	// doc locates the keys of the file, for Line.
+	doc *tomlpos.Doc
 }
 
 // Engine tunes the gnet event-loop core.
@@ -141,6 +147,67 @@ type Listener struct {
 	Address string `toml:"address"`
 	// Protocols names the protocols served here; empty means all.
 	Protocols []string `toml:"protocols"`
+
+	// TLS terminates TLS on this listener (package tlsterm). The other TLS
+	// keys and HSTS are allowed only with it.
+	TLS bool `toml:"tls"`
+	// TLSMinVersion is the lowest TLS version accepted: "1.2" (default) or
+	// "1.3". TLS 1.0 and 1.1 are never accepted (RFC 8996).
+	TLSMinVersion string `toml:"tls_min_version"`
+	// TLSClientAuth asks for client certificates: "none" (default),
+	// "request" (verified when sent) or "require".
+	TLSClientAuth string `toml:"tls_client_auth"`
+	// TLSClientCA is the PEM bundle of the CAs client certificates must
+	// chain to; required unless TLSClientAuth is "none".
+	TLSClientCA string `toml:"tls_client_ca"`
+	// HSTS is the Strict-Transport-Security value sent on this listener's
+	// responses (RFC 6797), e.g. "max-age=31536000; includeSubDomains";
+	// empty (default) sends none.
+	HSTS string `toml:"hsts"`
+	// TLSSelfSigned is for development only: when the one certificate's
+	// files do not exist, the gateway writes a self-signed certificate
+	// there on start.
+	TLSSelfSigned bool `toml:"tls_self_signed"`
+	// Certificates are selected by SNI; the first is the default. At least
+	// one with tls = true.
+	Certificates []Certificate `toml:"certificates"`
+}
+
+// Certificate names the files of one certificate of a TLS listener,
+// relative to the configuration file.
+type Certificate struct {
+	// Cert is the PEM chain: the leaf first, then its intermediates.
+	Cert string `toml:"cert"`
+	// Key is the leaf's PEM private key.
+	Key string `toml:"key"`
+	// OCSP, optional, is a DER OCSP response to staple.
+	OCSP string `toml:"ocsp"`
+}
+
+// TLS holds the settings shared by every TLS listener.
+type TLS struct {
+	// TicketKeyFile is the session-ticket key file shared by the members
+	// of an array (written by `frontdoor tls ticket-keys`), relative to
+	// the configuration file; empty (default) uses per-process keys.
+	TicketKeyFile string `toml:"ticket_key_file"`
+	// TicketRotation is how often per-process ticket keys are replaced.
+	TicketRotation Duration `toml:"ticket_rotation"`
+	// TicketLifetime is how long a replaced per-process key still
+	// decrypts tickets.
+	TicketLifetime Duration `toml:"ticket_lifetime"`
+	// HandshakeTimeout bounds a connection's time from accept to the end of
+	// its handshake, waiting for a handshake slot included.
+	HandshakeTimeout Duration `toml:"handshake_timeout"`
+	// MaxHandshakes bounds the handshakes running at once, per listener.
+	MaxHandshakes int `toml:"max_handshakes"`
+	// HandshakeQueue bounds the connections waiting for a handshake slot,
+	// per listener; beyond it a connection is closed at once.
+	HandshakeQueue int `toml:"handshake_queue"`
+	// MaxPlaintextBuffer bounds the decrypted bytes buffered per
+	// connection.
+	MaxPlaintextBuffer int `toml:"max_plaintext_buffer"`
+	// SessionTickets turns session resumption by tickets on.
+	SessionTickets bool `toml:"session_tickets"`
 }
 
 // Protocol is one client-access protocol, selected by request path prefix.

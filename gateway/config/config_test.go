@@ -3,12 +3,16 @@ package config
 import (
 	"errors"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"frontdoor/tlsterm"
 )
 
 // doc joins lines with newlines, so that a test's line N is lines[N-1].
@@ -25,8 +29,22 @@ func TestDefaultParsesExample(t *testing.T) {
 	if got, want := c.DirectoryPath(), "<embedded>/directory.toml"; got != want {
 		t.Errorf("DirectoryPath = %q, want %q", got, want)
 	}
-	if len(c.Listeners) != 1 || c.Listeners[0].Name != "http" || c.Listeners[0].Address != "127.0.0.1:8080" || len(c.Listeners[0].Protocols) != 0 {
-		t.Errorf("Listeners = %+v, want one \"http\" on 127.0.0.1:8080 serving all protocols", c.Listeners)
+	if len(c.Listeners) != 2 {
+		t.Fatalf("Listeners = %+v, want \"http\" and \"https\"", c.Listeners)
+	}
+	if l := c.Listeners[0]; l.Name != "http" || l.Address != "127.0.0.1:8080" || len(l.Protocols) != 0 || l.TLS {
+		t.Errorf("Listeners[0] = %+v, want \"http\" on 127.0.0.1:8080 serving all protocols, without TLS", l)
+	}
+	wantCerts := []Certificate{{Cert: "run/tls/cert.pem", Key: "run/tls/key.pem"}}
+	if l := c.Listeners[1]; l.Name != "https" || l.Address != "127.0.0.1:8443" || len(l.Protocols) != 0 ||
+		!l.TLS || !l.TLSSelfSigned || !reflect.DeepEqual(l.Certificates, wantCerts) || l.HSTS != "max-age=31536000" ||
+		l.TLSMinVersion != "1.2" || l.TLSClientAuth != "none" || l.TLSClientCA != "" {
+		t.Errorf("Listeners[1] = %+v, want \"https\" on 127.0.0.1:8443 with a self-signed certificate in run/tls/ and HSTS", l)
+	}
+	// The embedded file is not on disk: its paths are relative to the
+	// working directory.
+	if got := c.TLSSettings(1).Certificates; !reflect.DeepEqual(got, []tlsterm.CertPair{{CertFile: "run/tls/cert.pem", KeyFile: "run/tls/key.pem"}}) {
+		t.Errorf("TLSSettings(1).Certificates = %+v", got)
 	}
 	want := map[string]string{
 		"owa": "/owa", "ecp": "/ecp", "ews": "/EWS", "mapi": "/mapi",
@@ -97,6 +115,11 @@ func TestDefaults(t *testing.T) {
 			ReconnectMin: s(100 * time.Millisecond), ReconnectMax: s(5 * time.Second), RetryAfter: s(2 * time.Second),
 		},
 		Log: Log{Level: "info", Format: "text"},
+		TLS: TLS{
+			TicketKeyFile: "", TicketRotation: s(12 * time.Hour), TicketLifetime: s(24 * time.Hour),
+			HandshakeTimeout: s(10 * time.Second), MaxHandshakes: 256, HandshakeQueue: 1024,
+			MaxPlaintextBuffer: 65536, SessionTickets: true,
+		},
 	}
 	if c.Engine != want.Engine {
 		t.Errorf("Engine = %+v, want %+v", c.Engine, want.Engine)
@@ -112,6 +135,13 @@ func TestDefaults(t *testing.T) {
 	}
 	if c.Log != want.Log {
 		t.Errorf("Log = %+v, want %+v", c.Log, want.Log)
+	}
+	if c.TLS != want.TLS {
+		t.Errorf("TLS = %+v, want %+v", c.TLS, want.TLS)
+	}
+	wantListener := Listener{Name: "http", Address: ":8080", TLSMinVersion: "1.2", TLSClientAuth: "none"}
+	if !reflect.DeepEqual(c.Listeners, []Listener{wantListener}) {
+		t.Errorf("Listeners = %+v, want [%+v]", c.Listeners, wantListener)
 	}
 	host, _ := os.Hostname()
 	if host == "" {
@@ -136,7 +166,7 @@ func TestExampleSpellsOutDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, section := range []string{"Engine", "Limits", "Timeouts", "Backend", "Log"} {
+	for _, section := range []string{"Engine", "Limits", "Timeouts", "Backend", "Log", "TLS"} {
 		a := reflect.ValueOf(*ex).FieldByName(section).Interface()
 		b := reflect.ValueOf(*min).FieldByName(section).Interface()
 		if a != b {
@@ -179,6 +209,167 @@ func TestDirectoryPath(t *testing.T) {
 	}
 }
 
+func TestResolve(t *testing.T) {
+	for _, tc := range []struct{ path, p, want string }{
+		{"/etc/frontdoor/frontdoor.toml", "tls/cert.pem", "/etc/frontdoor/tls/cert.pem"},
+		{"/etc/frontdoor/frontdoor.toml", "../pki/cert.pem", "/etc/pki/cert.pem"},
+		{"/etc/frontdoor/frontdoor.toml", "/var/lib/frontdoor/tickets", "/var/lib/frontdoor/tickets"},
+		{"/etc/frontdoor/frontdoor.toml", "", ""},
+		{"frontdoor.toml", "cert.pem", "cert.pem"},
+		{"conf/frontdoor.toml", "tls/cert.pem", "conf/tls/cert.pem"},
+		{"conf/frontdoor.toml", "/abs/cert.pem", "/abs/cert.pem"},
+		// The embedded default: against the working directory.
+		{EmbeddedPath, "run/tls/cert.pem", "run/tls/cert.pem"},
+		{EmbeddedPath, "./run//tls/cert.pem", "run/tls/cert.pem"},
+		{EmbeddedPath, "/etc/cert.pem", "/etc/cert.pem"},
+		{EmbeddedPath, "", ""},
+	} {
+		c := &Config{Path: tc.path}
+		if got := c.Resolve(tc.p); got != tc.want {
+			t.Errorf("Path %q: Resolve(%q) = %q, want %q", tc.path, tc.p, got, tc.want)
+		}
+	}
+	// The embedded directory is not on disk either, but it is mapped to
+	// examples.Directory by name.
+	c := &Config{Path: EmbeddedPath, Directory: "directory.toml"}
+	if got, want := c.DirectoryPath(), "<embedded>/directory.toml"; got != want {
+		t.Errorf("embedded DirectoryPath = %q, want %q", got, want)
+	}
+}
+
+// tlsDoc is a configuration with a plaintext listener (lines 6-8) and a TLS
+// listener (lines 9-23) that sets every TLS key.
+var tlsDoc = doc(append(append([]string{}, base...),
+	`[[listener]]`,
+	`name = "https"`,
+	`address = ":8443"`,
+	`tls = true`,
+	`tls_min_version = "1.3"`,
+	`tls_client_auth = "require"`,
+	`tls_client_ca = "pki/clients.pem"`,
+	`hsts = "max-age=31536000; includeSubDomains"`,
+	`certificates = [`,
+	`  { cert = "pki/ecdsa.pem", key = "pki/ecdsa.key", ocsp = "pki/ecdsa.ocsp" },`,
+	`  { cert = "/etc/pki/rsa.pem", key = "/etc/pki/rsa.key" },`,
+	`]`,
+	`[tls]`,
+	`ticket_key_file = "tickets.keys"`,
+	`ticket_rotation = "6h"`,
+	`ticket_lifetime = "12h"`,
+	`handshake_timeout = "5s"`,
+	`max_handshakes = 64`,
+	`handshake_queue = 128`,
+	`max_plaintext_buffer = 16384`,
+	`session_tickets = false`,
+)...)
+
+func TestTLSSettings(t *testing.T) {
+	c, err := Parse("/etc/frontdoor/frontdoor.toml", tlsDoc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := tlsterm.Settings{
+		MinVersion: "1.3",
+		Certificates: []tlsterm.CertPair{
+			{CertFile: "/etc/frontdoor/pki/ecdsa.pem", KeyFile: "/etc/frontdoor/pki/ecdsa.key", OCSPFile: "/etc/frontdoor/pki/ecdsa.ocsp"},
+			{CertFile: "/etc/pki/rsa.pem", KeyFile: "/etc/pki/rsa.key"},
+		},
+		ClientAuth:            "require",
+		ClientCAFile:          "/etc/frontdoor/pki/clients.pem",
+		HandshakeTimeout:      5 * time.Second,
+		MaxHandshakes:         64,
+		HandshakeQueue:        128,
+		MaxPlaintextBuffer:    16384,
+		TicketKeyFile:         "/etc/frontdoor/tickets.keys",
+		TicketRotation:        6 * time.Hour,
+		TicketLifetime:        12 * time.Hour,
+		DisableSessionTickets: true,
+		HSTS:                  "max-age=31536000; includeSubDomains",
+	}
+	if got := c.TLSSettings(1); !reflect.DeepEqual(got, want) {
+		t.Errorf("TLSSettings(1) =\n%+v\nwant\n%+v", got, want)
+	}
+
+	// Defaults.
+	c, err = Parse("conf/frontdoor.toml", withBase(`tls = true`, `certificates = [{ cert = "c.pem", key = "k.pem" }]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = tlsterm.Settings{
+		MinVersion:         "1.2",
+		Certificates:       []tlsterm.CertPair{{CertFile: "conf/c.pem", KeyFile: "conf/k.pem"}},
+		ClientAuth:         "none",
+		HandshakeTimeout:   10 * time.Second,
+		MaxHandshakes:      256,
+		HandshakeQueue:     1024,
+		MaxPlaintextBuffer: 65536,
+		TicketRotation:     12 * time.Hour,
+		TicketLifetime:     24 * time.Hour,
+	}
+	if got := c.TLSSettings(0); !reflect.DeepEqual(got, want) {
+		t.Errorf("TLSSettings(0) with defaults =\n%+v\nwant\n%+v", got, want)
+	}
+}
+
+// What validation accepts, tlsterm must accept: a configuration that passes
+// check-config must not fail when the gateway starts.
+func TestTLSSettingsAcceptedByTlsterm(t *testing.T) {
+	dir := t.TempDir()
+	if _, _, err := tlsterm.WriteSelfSigned(dir, []string{"localhost"}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	for _, hsts := range []string{
+		"", "max-age=0", "max-age=31536000", "max-age=31536000; includeSubDomains",
+		`max-age="600"; preload; includeSubDomains`, "MAX-AGE=1;", " max-age=1 ; includesubdomains ",
+		"includeSubDomains", "max-age=", "max-age=-1", "max-age=1; max-age=2", "max-age=1; preload=yes", "max-age=1; secure",
+	} {
+		lines := []string{`tls = true`, `certificates = [{ cert = "cert.pem", key = "key.pem" }]`, `hsts = ` + strconv.Quote(hsts)}
+		c, cfgErr := Parse(filepath.Join(dir, "frontdoor.toml"), withBase(lines...))
+		var tsErr error
+		if cfgErr == nil {
+			term, err := tlsterm.NewTerminator(c.TLSSettings(0), slog.New(slog.DiscardHandler))
+			if tsErr = err; err == nil {
+				term.Close()
+			}
+		} else {
+			// Validation refused it: so must tlsterm.
+			s := tlsterm.Settings{Certificates: []tlsterm.CertPair{{CertFile: filepath.Join(dir, "cert.pem"), KeyFile: filepath.Join(dir, "key.pem")}}, HSTS: hsts}
+			term, err := tlsterm.NewTerminator(s, slog.New(slog.DiscardHandler))
+			if err == nil {
+				term.Close()
+				t.Errorf("hsts %q: config refuses it (%v), tlsterm accepts it", hsts, cfgErr)
+			}
+			continue
+		}
+		if tsErr != nil {
+			t.Errorf("hsts %q: config accepts it, tlsterm refuses it: %v", hsts, tsErr)
+		}
+	}
+}
+
+func TestLine(t *testing.T) {
+	c, err := Parse("f.toml", tlsDoc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]int{
+		"listener[1].certificates[0]":      18,
+		"listener[1].certificates[1].key":  19,
+		"listener[1].certificates[1].ocsp": 19, // not written: its table's line
+		"listener[1].tls_client_ca":        15,
+		"listener[1]":                      9,
+		"tls.ticket_key_file":              22,
+		"nope":                             1,
+	} {
+		if got := c.Line(key); got != want {
+			t.Errorf("Line(%q) = %d, want %d", key, got, want)
+		}
+	}
+	if got := (&Config{}).Line("directory"); got != 1 {
+		t.Errorf("Line of a Config not parsed from a file = %d, want 1", got)
+	}
+}
+
 // Base lines for error cases: with them a file is valid, so each case adds
 // exactly the problem it tests. Lines 1-8.
 var (
@@ -214,13 +405,13 @@ func TestParseErrors(t *testing.T) {
 		{"unknown key in second listener", withBase(`[[listener]]`, `name = "b"`, `adress = ":81"`),
 			[]string{`f.toml:11: listener[1].adress: unknown key (did you mean "address"?)`}},
 		{"unknown key, nothing close", withBase(`colour = "red"`),
-			[]string{`f.toml:9: listener[0].colour: unknown key (valid keys: name, address, protocols)`}},
+			[]string{`f.toml:9: listener[0].colour: unknown key (valid keys: name, address, protocols, tls, tls_min_version, tls_client_auth, tls_client_ca, hsts, tls_self_signed, certificates)`}},
 		{"unknown table", withBase(`[limitz]`, `x = 1`),
 			[]string{`f.toml:9: limitz: unknown table (did you mean "limits"?)`}},
 		{"unknown dotted key", doc(`limits.nope = 1`),
 			[]string{`f.toml:1: limits.nope: unknown key (valid keys: max_connections, max_header_bytes, max_body_bytes, max_pipeline_bytes, client_buffer_bytes, max_response_buffer_bytes, max_upload_buffer_bytes)`}},
 		{"Path is not a key", doc(append([]string{`Path = "x"`}, base...)...),
-			[]string{`f.toml:1: Path: unknown key (valid keys: gateway_id, directory, engine, limits, timeouts, backend, log, admin, listener, protocol)`}},
+			[]string{`f.toml:1: Path: unknown key (valid keys: gateway_id, directory, engine, limits, timeouts, backend, log, admin, tls, listener, protocol)`}},
 
 		// TOML types.
 		{"string for int", withBase(`[limits]`, `max_connections = "many"`),
@@ -354,6 +545,112 @@ func TestParseErrors(t *testing.T) {
 			}},
 		{"gateway_id with space", doc(append([]string{`gateway_id = "fd 1"`}, base...)...),
 			[]string{`f.toml:1: gateway_id: "fd 1": must not contain spaces or control characters`}},
+
+		// TLS listeners. The base listener is lines 6-8, so its keys start
+		// at line 9.
+		{"TLS keys without tls = true", withBase(
+			`tls_min_version = "1.3"`,
+			`tls_client_auth = "require"`,
+			`tls_client_ca = "ca.pem"`,
+			`hsts = "max-age=600"`,
+			`tls_self_signed = true`,
+			`certificates = [{ cert = "c.pem", key = "k.pem" }]`,
+		), []string{
+			`f.toml:9: listener[0].tls_min_version: only with tls = true`,
+			`f.toml:10: listener[0].tls_client_auth: only with tls = true`,
+			`f.toml:11: listener[0].tls_client_ca: only with tls = true`,
+			`f.toml:12: listener[0].hsts: only with tls = true`,
+			`f.toml:13: listener[0].tls_self_signed: only with tls = true`,
+			`f.toml:14: listener[0].certificates: only with tls = true`,
+		}},
+		{"TLS keys with tls = false", withBase(`tls = false`, `certificates = [{ cert = "c.pem", key = "k.pem" }]`),
+			[]string{`f.toml:10: listener[0].certificates: only with tls = true`}},
+		{"tls not a boolean", withBase(`tls = "yes"`),
+			[]string{`f.toml:9: listener[0].tls: expected a boolean (true or false), got string "yes"`}},
+		{"tls without certificates", withBase(`tls = true`),
+			[]string{`f.toml:6: listener[0].certificates: required with tls = true, e.g. certificates = [{ cert = "cert.pem", key = "key.pem" }]`}},
+		{"empty certificates", withBase(`tls = true`, `certificates = []`),
+			[]string{`f.toml:10: listener[0].certificates: at least one certificate is required with tls = true`}},
+		{"certificate without key", withBase(`tls = true`, `certificates = [{ cert = "c.pem" }]`),
+			[]string{`f.toml:10: listener[0].certificates[0].key: required`}},
+		{"certificate with empty cert", withBase(`tls = true`, `certificates = [{ cert = "", key = "k.pem" }]`),
+			[]string{`f.toml:10: listener[0].certificates[0].cert: must not be empty`}},
+		{"second certificate on its own line", withBase(`tls = true`, `certificates = [`, `  { cert = "a.pem", key = "a.key" },`, `  { key = "b.key" },`, `]`),
+			[]string{`f.toml:12: listener[0].certificates[1].cert: required`}},
+		{"certificates as an array of tables", withBase(`tls = true`, `[[listener.certificates]]`, `cert = "c.pem"`),
+			[]string{`f.toml:10: listener[0].certificates[0].key: required`}},
+		{"certificate key of the wrong type", withBase(`tls = true`, `certificates = [{ cert = "c.pem", key = "k.pem" }, { cert = "d.pem", key = 1 }]`),
+			[]string{`f.toml:10: listener[0].certificates[1].key: expected a string, got integer 1`}},
+		{"certificate key typo", withBase(`tls = true`, `certificates = [{ cert = "c.pem", key = "k.pem", oscp = "o.der" }]`),
+			[]string{`f.toml:10: listener[0].certificates[0].oscp: unknown key (did you mean "ocsp"?)`}},
+		{"certificates not an array", withBase(`tls = true`, `certificates = "c.pem"`),
+			[]string{`f.toml:10: listener[0].certificates: expected an array of tables, got string "c.pem"`}},
+		{"TLS 1.1", withBase(`tls = true`, `certificates = [{ cert = "c", key = "k" }]`, `tls_min_version = "1.1"`),
+			[]string{`f.toml:11: listener[0].tls_min_version: "1.1": must be "1.2" or "1.3" (TLS 1.0 and 1.1 are deprecated, RFC 8996)`}},
+		{"unknown TLS version", withBase(`tls = true`, `certificates = [{ cert = "c", key = "k" }]`, `tls_min_version = "TLS1.3"`),
+			[]string{`f.toml:11: listener[0].tls_min_version: "TLS1.3": must be "1.2" or "1.3"`}},
+		{"TLS version as a number", withBase(`tls = true`, `certificates = [{ cert = "c", key = "k" }]`, `tls_min_version = 1.3`),
+			[]string{`f.toml:11: listener[0].tls_min_version: expected a string, got float 1.3`}},
+		{"bad client auth", withBase(`tls = true`, `certificates = [{ cert = "c", key = "k" }]`, `tls_client_auth = "optional"`),
+			[]string{`f.toml:11: listener[0].tls_client_auth: "optional": must be none, request or require`}},
+		{"client auth without CA", withBase(`tls = true`, `certificates = [{ cert = "c", key = "k" }]`, `tls_client_auth = "require"`),
+			[]string{`f.toml:6: listener[0].tls_client_ca: required with tls_client_auth = "require": the PEM bundle of the CAs client certificates must chain to`}},
+		{"client auth with empty CA", withBase(`tls = true`, `certificates = [{ cert = "c", key = "k" }]`, `tls_client_auth = "request"`, `tls_client_ca = ""`),
+			[]string{`f.toml:12: listener[0].tls_client_ca: must not be empty`}},
+		{"CA without client auth", withBase(`tls = true`, `certificates = [{ cert = "c", key = "k" }]`, `tls_client_ca = "ca.pem"`),
+			[]string{`f.toml:11: listener[0].tls_client_ca: only with tls_client_auth = "request" or "require"`}},
+		{"HSTS without max-age", withBase(`tls = true`, `certificates = [{ cert = "c", key = "k" }]`, `hsts = "includeSubDomains"`),
+			[]string{`f.toml:11: listener[0].hsts: "includeSubDomains": max-age is required, e.g. "max-age=31536000"`}},
+		{"HSTS max-age not a number", withBase(`tls = true`, `certificates = [{ cert = "c", key = "k" }]`, `hsts = "max-age=1y"`),
+			[]string{`f.toml:11: listener[0].hsts: "max-age=1y": max-age needs a number of seconds, e.g. "max-age=31536000"`}},
+		{"HSTS unknown directive", withBase(`tls = true`, `certificates = [{ cert = "c", key = "k" }]`, `hsts = "max-age=1; secure"`),
+			[]string{`f.toml:11: listener[0].hsts: "max-age=1; secure": unknown directive "secure" (want max-age, includeSubDomains or preload)`}},
+		{"HSTS repeated directive", withBase(`tls = true`, `certificates = [{ cert = "c", key = "k" }]`, `hsts = "max-age=1; preload; Preload"`),
+			[]string{`f.toml:11: listener[0].hsts: "max-age=1; preload; Preload": directive preload repeated`}},
+		{"HSTS directive with a value", withBase(`tls = true`, `certificates = [{ cert = "c", key = "k" }]`, `hsts = "max-age=1; includeSubDomains=1"`),
+			[]string{`f.toml:11: listener[0].hsts: "max-age=1; includeSubDomains=1": includesubdomains takes no value`}},
+		{"HSTS with a line break", withBase(`tls = true`, `certificates = [{ cert = "c", key = "k" }]`, `hsts = "max-age=1;\r\nincludeSubDomains"`),
+			[]string{`f.toml:11: listener[0].hsts: "max-age=1;\r\nincludeSubDomains": must not contain control characters`}},
+		{"self-signed with two certificates", withBase(`tls = true`, `tls_self_signed = true`, `certificates = [{ cert = "a", key = "a" }, { cert = "b", key = "b" }]`),
+			[]string{`f.toml:10: listener[0].tls_self_signed: needs exactly one certificate (the one it generates), got 2`}},
+		{"self-signed with OCSP", withBase(`tls = true`, `tls_self_signed = true`, `certificates = [{ cert = "a", key = "a", ocsp = "a.der" }]`),
+			[]string{`f.toml:11: listener[0].certificates[0].ocsp: not with tls_self_signed (a self-signed certificate has no OCSP responder)`}},
+		{"self-signed without certificates", withBase(`tls = true`, `tls_self_signed = true`),
+			[]string{`f.toml:6: listener[0].certificates: required with tls = true, e.g. certificates = [{ cert = "cert.pem", key = "key.pem" }]`}},
+		{"TLS listener with every key", tlsDoc, nil},
+		{"TLS listener, defaults written out", withBase(
+			`tls = true`, `tls_min_version = "1.2"`, `tls_client_auth = "none"`, `tls_client_ca = ""`, `hsts = ""`, `tls_self_signed = false`,
+			`certificates = [{ cert = "c", key = "k", ocsp = "" }]`), nil},
+		{"self-signed", withBase(`tls = true`, `tls_self_signed = true`, `certificates = [{ cert = "run/c.pem", key = "run/k.pem" }]`), nil},
+
+		// The [tls] section.
+		{"tls section ranges", withBase(
+			`[tls]`,
+			`ticket_rotation = "30s"`,
+			`ticket_lifetime = "0s"`,
+			`handshake_timeout = "0s"`,
+			`max_handshakes = 0`,
+			`handshake_queue = 0`,
+			`max_plaintext_buffer = 2048`,
+		), []string{
+			`f.toml:10: tls.ticket_rotation: must be at least 1m0s, got 30s`,
+			`f.toml:11: tls.ticket_lifetime: must be at least 1m0s, got 0s`,
+			`f.toml:12: tls.handshake_timeout: must be at least 1ms, got 0s`,
+			`f.toml:13: tls.max_handshakes: must be between 1 and 65536, got 0`,
+			`f.toml:14: tls.handshake_queue: must be between 1 and 1048576, got 0`,
+			`f.toml:15: tls.max_plaintext_buffer: must be between 4096 and 1048576, got 2048`,
+		}},
+		{"plaintext buffer too large", withBase(`[tls]`, `max_plaintext_buffer = 2097152`),
+			[]string{`f.toml:10: tls.max_plaintext_buffer: must be between 4096 and 1048576, got 2097152`}},
+		{"tls section types", withBase(`[tls]`, `session_tickets = "yes"`, `ticket_key_file = 1`, `ticket_rotation = 60`),
+			[]string{
+				`f.toml:10: tls.session_tickets: expected a boolean (true or false), got string "yes"`,
+				`f.toml:11: tls.ticket_key_file: expected a string, got integer 1`,
+				`f.toml:12: tls.ticket_rotation: expected a duration string, got integer 60`,
+			}},
+		{"tls section typo", withBase(`[tls]`, `ticket_keyfile = "k"`),
+			[]string{`f.toml:10: tls.ticket_keyfile: unknown key (did you mean "ticket_key_file"?)`}},
+		{"tls section without TLS listeners is fine", withBase(`[tls]`, `max_handshakes = 8`), nil},
 
 		// Several problems are all reported, in line order.
 		{"all at once", doc(

@@ -9,6 +9,7 @@ import (
 
 	"frontdoor/examples"
 	"frontdoor/internal/tomlpos"
+	"frontdoor/tlsterm"
 )
 
 // EmbeddedPath is the Path of the configuration Default returns. It names no
@@ -43,6 +44,8 @@ func Parse(name string, data []byte) (*Config, error) {
 		return nil, err
 	}
 	c.Path = name
+	c.doc = doc
+	c.listenerDefaults()
 	c.validate(doc)
 	if err := doc.Err(); err != nil {
 		return nil, err
@@ -59,13 +62,68 @@ func Default() (*Config, error) {
 	return Parse(EmbeddedPath, examples.Config)
 }
 
-// DirectoryPath returns the directory file's path: Directory as written when
-// absolute, else resolved against the directory of the configuration file.
+// DirectoryPath returns the directory file's path: Directory resolved with
+// Resolve, except in the embedded default configuration, where it is
+// "<embedded>/directory.toml": callers map that to examples.Directory.
 func (c *Config) DirectoryPath() string {
-	if c.Directory == "" || filepath.IsAbs(c.Directory) {
-		return c.Directory
+	if c.Path == EmbeddedPath && c.Directory != "" && !filepath.IsAbs(c.Directory) {
+		return filepath.Join(filepath.Dir(EmbeddedPath), c.Directory)
 	}
-	return filepath.Join(filepath.Dir(c.Path), c.Directory)
+	return c.Resolve(c.Directory)
+}
+
+// Resolve returns a path written in the configuration as the program must
+// open it: unchanged when empty or absolute, else relative to the directory
+// of the configuration file. The embedded default configuration has no
+// directory on disk: its relative paths are relative to the current working
+// directory (`make run` starts in the repository's root).
+func (c *Config) Resolve(path string) string {
+	switch {
+	case path == "" || filepath.IsAbs(path):
+		return path
+	case c.Path == EmbeddedPath:
+		return filepath.Clean(path)
+	}
+	return filepath.Join(filepath.Dir(c.Path), path)
+}
+
+// Line returns the line of the file at which key (a path such as
+// "listener[1].certificates[0].cert", as in errors) was written, or that of
+// its nearest enclosing table or key that was; 1 when there is none. Callers
+// that check what the file refers to (certificate files, say) use it to
+// report problems as FILE:LINE: KEY: message.
+func (c *Config) Line(key string) int {
+	if c.doc == nil {
+		return 1
+	}
+	return c.doc.Line(key)
+}
+
+// TLSSettings returns the tlsterm settings of listener i (which must have
+// tls = true to be of use): its own TLS keys and the [tls] section, with
+// every file path resolved with Resolve.
+func (c *Config) TLSSettings(i int) tlsterm.Settings {
+	l := &c.Listeners[i]
+	certs := make([]tlsterm.CertPair, len(l.Certificates))
+	for j, p := range l.Certificates {
+		certs[j] = tlsterm.CertPair{CertFile: c.Resolve(p.Cert), KeyFile: c.Resolve(p.Key), OCSPFile: c.Resolve(p.OCSP)}
+	}
+	t := &c.TLS
+	return tlsterm.Settings{
+		MinVersion:            l.TLSMinVersion,
+		Certificates:          certs,
+		ClientAuth:            l.TLSClientAuth,
+		ClientCAFile:          c.Resolve(l.TLSClientCA),
+		HandshakeTimeout:      t.HandshakeTimeout.D(),
+		MaxHandshakes:         t.MaxHandshakes,
+		HandshakeQueue:        t.HandshakeQueue,
+		MaxPlaintextBuffer:    t.MaxPlaintextBuffer,
+		TicketKeyFile:         c.Resolve(t.TicketKeyFile),
+		TicketRotation:        t.TicketRotation.D(),
+		TicketLifetime:        t.TicketLifetime.D(),
+		DisableSessionTickets: !t.SessionTickets,
+		HSTS:                  l.HSTS,
+	}
 }
 
 // ParseLogLevel maps a log level name as written in [log] level (debug, info,
@@ -124,6 +182,37 @@ func defaults() *Config {
 			RetryAfter:      Duration(2 * time.Second),
 		},
 		Log: Log{Level: "info", Format: "text"},
+		TLS: TLS{
+			TicketRotation:     Duration(12 * time.Hour),
+			TicketLifetime:     Duration(24 * time.Hour),
+			HandshakeTimeout:   Duration(10 * time.Second),
+			MaxHandshakes:      256,
+			HandshakeQueue:     1024,
+			MaxPlaintextBuffer: 64 << 10,
+			SessionTickets:     true,
+		},
+	}
+}
+
+// Defaults of the per-listener keys, which defaults cannot pre-fill: the
+// listeners are elements of an array.
+const (
+	defaultTLSMinVersion = "1.2"
+	defaultTLSClientAuth = "none"
+)
+
+// listenerDefaults gives every listener the defaults of the keys it does
+// not set. A key written as "" stays empty, for validate to report.
+func (c *Config) listenerDefaults() {
+	for i := range c.Listeners {
+		l := &c.Listeners[i]
+		at := fmt.Sprintf("listener[%d]", i)
+		if !c.doc.Has(at + ".tls_min_version") {
+			l.TLSMinVersion = defaultTLSMinVersion
+		}
+		if !c.doc.Has(at + ".tls_client_auth") {
+			l.TLSClientAuth = defaultTLSClientAuth
+		}
 	}
 }
 

@@ -81,6 +81,14 @@ func (c *Config) validate(doc *tomlpos.Doc) {
 		}
 	}
 
+	tl := &c.TLS
+	v.durIn("tls.ticket_rotation", tl.TicketRotation, time.Minute, 0)
+	v.durIn("tls.ticket_lifetime", tl.TicketLifetime, time.Minute, 0)
+	v.durIn("tls.handshake_timeout", tl.HandshakeTimeout, time.Millisecond, 0)
+	v.intIn("tls.max_handshakes", int64(tl.MaxHandshakes), 1, 1<<16)
+	v.intIn("tls.handshake_queue", int64(tl.HandshakeQueue), 1, 1<<20)
+	v.intIn("tls.max_plaintext_buffer", int64(tl.MaxPlaintextBuffer), 4096, 1<<20)
+
 	c.validateProtocols(v)
 	c.validateListeners(v)
 }
@@ -148,6 +156,70 @@ func (c *Config) validateListeners(v checker) {
 			default:
 				v.unique(seen, name, pat, fmt.Sprintf("protocol %q", name))
 			}
+		}
+		c.validateListenerTLS(v, at, &l)
+	}
+}
+
+// tlsKeys are the listener keys allowed only with tls = true.
+var tlsKeys = []string{"tls_min_version", "tls_client_auth", "tls_client_ca", "hsts", "tls_self_signed", "certificates"}
+
+// validateListenerTLS checks the TLS keys of the listener l at path at.
+func (c *Config) validateListenerTLS(v checker, at string, l *Listener) {
+	if !l.TLS {
+		for _, k := range tlsKeys {
+			if v.Has(at + "." + k) {
+				v.Report(at+"."+k, "only with tls = true")
+			}
+		}
+		return
+	}
+	switch l.TLSMinVersion {
+	case "1.2", "1.3":
+	case "1.0", "1.1":
+		v.Report(at+".tls_min_version", "%q: must be \"1.2\" or \"1.3\" (TLS 1.0 and 1.1 are deprecated, RFC 8996)", l.TLSMinVersion)
+	default:
+		v.Report(at+".tls_min_version", "%q: must be \"1.2\" or \"1.3\"", l.TLSMinVersion)
+	}
+	switch l.TLSClientAuth {
+	case "none":
+		if l.TLSClientCA != "" {
+			v.Report(at+".tls_client_ca", "only with tls_client_auth = \"request\" or \"require\"")
+		}
+	case "request", "require":
+		if l.TLSClientCA == "" {
+			if v.Has(at + ".tls_client_ca") {
+				v.Report(at+".tls_client_ca", "must not be empty")
+			} else {
+				v.Report(at+".tls_client_ca", "required with tls_client_auth = %q: the PEM bundle of the CAs client certificates must chain to", l.TLSClientAuth)
+			}
+		}
+	default:
+		v.Report(at+".tls_client_auth", "%q: must be none, request or require", l.TLSClientAuth)
+	}
+	if l.HSTS != "" {
+		if err := checkHSTS(l.HSTS); err != nil {
+			v.Report(at+".hsts", "%q: %v", l.HSTS, err)
+		}
+	}
+	if len(l.Certificates) == 0 {
+		if v.Has(at + ".certificates") {
+			v.Report(at+".certificates", "at least one certificate is required with tls = true")
+		} else {
+			v.Report(at+".certificates", `required with tls = true, e.g. certificates = [{ cert = "cert.pem", key = "key.pem" }]`)
+		}
+	}
+	for j, p := range l.Certificates {
+		cat := fmt.Sprintf("%s.certificates[%d]", at, j)
+		v.required(cat+".cert", p.Cert)
+		v.required(cat+".key", p.Key)
+	}
+	if l.TLSSelfSigned {
+		switch {
+		case len(l.Certificates) > 1:
+			v.Report(at+".tls_self_signed", "needs exactly one certificate (the one it generates), got %d", len(l.Certificates))
+		case len(l.Certificates) == 1 && l.Certificates[0].OCSP != "":
+			v.Report(at+".certificates[0].ocsp", "not with tls_self_signed (a self-signed certificate has no OCSP responder)")
 		}
 	}
 }
@@ -253,6 +325,47 @@ func checkListenAddress(addr string) (string, error) {
 		host = canon
 	}
 	return net.JoinHostPort(host, strconv.Itoa(n)), nil
+}
+
+// checkHSTS checks a Strict-Transport-Security value (RFC 6797 section
+// 6.1): a required max-age in seconds, optional includeSubDomains and
+// preload, each at most once. It accepts what tlsterm accepts, except
+// control characters, which tlsterm lets through around directives and
+// which would break the header line.
+func checkHSTS(s string) error {
+	if strings.IndexFunc(s, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }) >= 0 {
+		return fmt.Errorf("must not contain control characters")
+	}
+	seen := make(map[string]bool)
+	for _, d := range strings.Split(s, ";") {
+		d = strings.TrimSpace(d)
+		if d == "" {
+			continue
+		}
+		name, val, hasVal := strings.Cut(d, "=")
+		name = strings.ToLower(strings.TrimSpace(name))
+		if seen[name] {
+			return fmt.Errorf("directive %s repeated", name)
+		}
+		seen[name] = true
+		switch name {
+		case "max-age":
+			val = strings.Trim(strings.TrimSpace(val), `"`)
+			if _, err := strconv.ParseUint(val, 10, 63); !hasVal || err != nil {
+				return fmt.Errorf("max-age needs a number of seconds, e.g. \"max-age=31536000\"")
+			}
+		case "includesubdomains", "preload":
+			if hasVal {
+				return fmt.Errorf("%s takes no value", name)
+			}
+		default:
+			return fmt.Errorf("unknown directive %q (want max-age, includeSubDomains or preload)", name)
+		}
+	}
+	if !seen["max-age"] {
+		return fmt.Errorf("max-age is required, e.g. \"max-age=31536000\"")
+	}
+	return nil
 }
 
 // checkPathPrefix checks a protocol's path prefix: an absolute path of one or
