@@ -9,7 +9,7 @@ LDFLAGS   := -s -w -X frontdoor/cli.Version=$(VERSION)
 export CGO_ENABLED ?= 0
 export GOTOOLCHAIN := local
 
-.PHONY: all build run test test-race bench bench-micro fuzz lint clean
+.PHONY: all build run test test-race bench bench-micro fuzz lint clean tlscheck
 
 all: build
 
@@ -46,6 +46,11 @@ fuzz:
 	$(GO) test ./l7/ -run '^$$' -fuzz '^FuzzScanRequestHead$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./l7/ -run '^$$' -fuzz '^FuzzChunkedDecoder$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./l7/ -run '^$$' -fuzz '^FuzzScanVsFasthttp$$' -fuzztime $(FUZZTIME)
+
+# testssl.sh (installed from Debian when missing) against a TLS listener
+# with a throwaway test CA; fails on any CRITICAL, HIGH or MEDIUM finding.
+tlscheck: build
+	./scripts/tlscheck.sh $(BIN)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

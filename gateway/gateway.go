@@ -11,6 +11,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
 	"time"
 
 	"frontdoor/directory"
@@ -18,6 +22,7 @@ import (
 	"frontdoor/l4"
 	"frontdoor/l7"
 	"frontdoor/poolmux"
+	"frontdoor/tlsterm"
 )
 
 // Gateway is one running configuration.
@@ -28,7 +33,8 @@ type Gateway struct {
 	handler *l7.Handler
 	router  *router
 
-	adminAddr string
+	terminators []*tlsterm.Terminator
+	adminAddr   string
 }
 
 // New builds the runtime structures for cfg and dir without listening.
@@ -44,16 +50,34 @@ func New(cfg *config.Config, dir *directory.Directory, log *slog.Logger) (*Gatew
 		protocols[i] = l7.Protocol{Name: p.Name, Prefix: p.PathPrefix, Index: i}
 	}
 	rt, endpoints := newRouter(cfg, dir)
-	served := make([][]bool, len(cfg.Listeners))
+	listeners := make([]l7.Listener, len(cfg.Listeners))
+	var terminators []*tlsterm.Terminator
+	closeTLS := func() {
+		for _, t := range terminators {
+			t.Close()
+		}
+	}
+	for i, ln := range cfg.Listeners {
+		if !ln.TLS {
+			continue
+		}
+		t, err := newTerminator(cfg, i, log)
+		if err != nil {
+			closeTLS()
+			return nil, err
+		}
+		terminators = append(terminators, t)
+		listeners[i].TLS = t
+	}
 	for i, ln := range cfg.Listeners {
 		if len(ln.Protocols) == 0 {
 			continue // all
 		}
-		served[i] = make([]bool, len(cfg.Protocols))
+		listeners[i].Served = make([]bool, len(cfg.Protocols))
 		for _, name := range ln.Protocols {
 			for pi, p := range cfg.Protocols {
 				if p.Name == name {
-					served[i][pi] = true
+					listeners[i].Served[pi] = true
 				}
 			}
 		}
@@ -65,8 +89,7 @@ func New(cfg *config.Config, dir *directory.Directory, log *slog.Logger) (*Gatew
 		Protocols:              protocols,
 		Endpoints:              endpoints,
 		Router:                 rt,
-		Served:                 served,
-		Scheme:                 "http",
+		Listeners:              listeners,
 		MaxHeaderBytes:         lim.MaxHeaderBytes,
 		MaxBodyBytes:           lim.MaxBodyBytes,
 		MaxPipelineBytes:       lim.MaxPipelineBytes,
@@ -105,9 +128,91 @@ func New(cfg *config.Config, dir *directory.Directory, log *slog.Logger) (*Gatew
 		Log:            log,
 	}, handler)
 	if err != nil {
+		closeTLS()
 		return nil, err
 	}
-	return &Gateway{cfg: cfg, log: log, server: srv, handler: handler, router: rt}, nil
+	return &Gateway{cfg: cfg, log: log, server: srv, handler: handler, router: rt, terminators: terminators}, nil
+}
+
+// newTerminator builds listener i's TLS terminator. A development listener
+// (tls_self_signed) gets a self-signed certificate made on first start.
+func newTerminator(cfg *config.Config, i int, log *slog.Logger) (*tlsterm.Terminator, error) {
+	ln := &cfg.Listeners[i]
+	settings := cfg.TLSSettings(i)
+	if ln.TLSSelfSigned && len(settings.Certificates) == 1 {
+		if err := ensureSelfSigned(settings.Certificates[0], ln.Address, log); err != nil {
+			return nil, fmt.Errorf("listener %s: %w", ln.Name, err)
+		}
+	}
+	t, err := tlsterm.NewTerminator(settings, log.With("listener", ln.Name))
+	if err != nil {
+		return nil, fmt.Errorf("listener %s: %w", ln.Name, err)
+	}
+	return t, nil
+}
+
+// ensureSelfSigned writes a development certificate at pair's paths when
+// either file is missing.
+func ensureSelfSigned(pair tlsterm.CertPair, address string, log *slog.Logger) error {
+	_, errC := os.Stat(pair.CertFile)
+	_, errK := os.Stat(pair.KeyFile)
+	if errC == nil && errK == nil {
+		return nil
+	}
+	hosts := []string{"localhost", "127.0.0.1", "::1"}
+	if h, _, err := net.SplitHostPort(address); err == nil && h != "" && h != "127.0.0.1" && h != "::1" {
+		hosts = append(hosts, h)
+	}
+	// Written beside the target and renamed into place, so a crash never
+	// leaves half a pair.
+	if err := os.MkdirAll(filepath.Dir(pair.CertFile), 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(pair.CertFile), ".selfsigned-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	certPath, keyPath, err := tlsterm.WriteSelfSigned(tmp, hosts, 90*24*time.Hour)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(pair.KeyFile), 0o700); err != nil {
+		return err
+	}
+	if err := os.Rename(keyPath, pair.KeyFile); err != nil {
+		return err
+	}
+	if err := os.Rename(certPath, pair.CertFile); err != nil {
+		return err
+	}
+	log.Warn("generated a self-signed development certificate (tls_self_signed): never use it in production",
+		"cert", pair.CertFile, "key", pair.KeyFile, "hosts", hosts)
+	return nil
+}
+
+// Reload re-reads what can change without a restart: every TLS listener's
+// certificates and session-ticket keys. Each is validated before it
+// replaces the old one; an error leaves the old one serving.
+func (g *Gateway) Reload() error {
+	var errs []error
+	for _, t := range g.terminators {
+		if err := t.Store().Reload(); err != nil {
+			errs = append(errs, err)
+		}
+		if tk := t.TicketKeys(); tk != nil {
+			if err := tk.Reload(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	err := errors.Join(errs...)
+	if err != nil {
+		g.log.Error("reload refused, the previous certificates stay in service", "err", err)
+	} else {
+		g.log.Info("reloaded certificates and ticket keys")
+	}
+	return err
 }
 
 // Serve listens and serves until ctx is cancelled, then drains (at most
@@ -128,6 +233,18 @@ func (g *Gateway) Serve(ctx context.Context, ready func()) error {
 		go g.serveAdmin(actx, ln)
 		g.log.Info("admin endpoint", "address", g.adminAddr)
 	}
+	wctx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	for _, t := range g.terminators {
+		// Certificate files are polled: a renewed certificate is picked
+		// up without a signal; a broken one is refused and logged.
+		go t.Store().Watch(wctx, 5*time.Second)
+	}
+	defer func() {
+		for _, t := range g.terminators {
+			t.Close()
+		}
+	}()
 	err := g.server.Serve(ctx, g.cfg.Timeouts.Drain.D(), ready)
 	snap := g.Snapshot()
 	g.log.Info("stopped", "requests", snap.Requests, "client_conns_accepted", snap.ClientsAccepted,
@@ -143,6 +260,21 @@ func Run(ctx context.Context, cfg *config.Config, dir *directory.Directory, log 
 	if err != nil {
 		return err
 	}
+	// SIGHUP reloads certificates and ticket keys (config and directory
+	// reload come with the operations issue).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				_ = g.Reload()
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	return g.Serve(ctx, ready)
 }
 

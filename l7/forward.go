@@ -106,7 +106,11 @@ func (ls *loopState) appendRequestHead(dst []byte, h *RequestHead, req *fasthttp
 	}
 	dst = s.remote.AppendTo(dst)
 	dst = append(dst, "\r\nX-Forwarded-Proto: "...)
-	dst = append(dst, ls.h.cfg.Scheme...)
+	if s.https {
+		dst = append(dst, "https"...)
+	} else {
+		dst = append(dst, "http"...)
+	}
 	dst = append(dst, "\r\n"...)
 	switch h.Framing {
 	case FramingNone:
@@ -152,14 +156,24 @@ func (ls *loopState) appendResponseHead(dst []byte, resp *fasthttp.ResponseHeade
 			connNames = append(connNames, tok)
 		}
 	}
+	sawHSTS := false
 	for k, v := range resp.All() {
 		if isResponseHopField(k) || namedIn(k, connNames) {
 			continue
 		}
+		sawHSTS = sawHSTS || equalFold(k, "strict-transport-security")
 		dst = append(dst, k...)
 		dst = append(dst, ": "...)
 		dst = append(dst, v...)
 		dst = append(dst, "\r\n"...)
+	}
+	if s := st.sess; s != nil && s.https && !sawHSTS {
+		// RFC 6797: HSTS only over a secure transport.
+		if ln := ls.h.listener(s.Listener.Index); ln != nil && ln.TLS != nil && ln.TLS.HSTS() != "" {
+			dst = append(dst, "Strict-Transport-Security: "...)
+			dst = append(dst, ln.TLS.HSTS()...)
+			dst = append(dst, "\r\n"...)
+		}
 	}
 	if st.respFraming == FramingChunked && !st.dechunk {
 		dst = append(dst, "Transfer-Encoding: chunked\r\n"...)

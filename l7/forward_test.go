@@ -141,8 +141,8 @@ type forwardFixture struct {
 
 func newForwardFixture(scheme, remote string) *forwardFixture {
 	f := &forwardFixture{
-		ls:   &loopState{h: &Handler{cfg: Config{Scheme: scheme}}},
-		sess: &session{remote: netip.MustParseAddr(remote)},
+		ls:   &loopState{h: &Handler{}},
+		sess: &session{remote: netip.MustParseAddr(remote), https: scheme == "https"},
 	}
 	f.br = bufio.NewReaderSize(&f.rd, 8192)
 	return f
@@ -403,7 +403,7 @@ func TestAppendResponseHead(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ls := &loopState{h: &Handler{cfg: Config{Scheme: "http"}}, respConnNames: make([][]byte, 0, maxConnectionNames)}
+			ls := &loopState{h: &Handler{}, respConnNames: make([][]byte, 0, maxConnectionNames)}
 			var resp fasthttp.ResponseHeader
 			resp.SetNoDefaultContentType(true)
 			if err := resp.Read(bufio.NewReader(strings.NewReader(tc.in))); err != nil {

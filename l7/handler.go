@@ -23,6 +23,7 @@ import (
 
 	"frontdoor/l4"
 	"frontdoor/poolmux"
+	"frontdoor/tlsterm"
 )
 
 // Protocol is a client-access protocol selected by a path prefix.
@@ -81,11 +82,8 @@ type Config struct {
 	Protocols []Protocol
 	Endpoints []Endpoint
 	Router    Router
-	// Served[listener][protocol] says whether a listener serves a
-	// protocol; a nil row (or a nil Served) serves every protocol.
-	Served [][]bool
-	// Scheme is what X-Forwarded-Proto says ("http" or "https").
-	Scheme string
+	// Listeners is indexed like l4's listeners.
+	Listeners []Listener
 
 	MaxHeaderBytes         int
 	MaxBodyBytes           int64
@@ -104,6 +102,15 @@ type Config struct {
 	Log  *slog.Logger
 }
 
+// Listener is what l7 needs to know of one listener.
+type Listener struct {
+	// Served[protocol] says whether the listener serves a protocol; nil
+	// serves every protocol.
+	Served []bool
+	// TLS terminates TLS on the listener; nil for plaintext.
+	TLS *tlsterm.Terminator
+}
+
 // Handler serves HTTP/1.1 on the l4 core: it is the l4.Acceptor.
 type Handler struct {
 	cfg        Config
@@ -120,9 +127,6 @@ var _ l4.Acceptor = (*Handler)(nil)
 func NewHandler(cfg Config) *Handler {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
-	}
-	if cfg.Scheme == "" {
-		cfg.Scheme = "http"
 	}
 	h := &Handler{cfg: cfg, log: cfg.Log, stats: newStats()}
 	for range cfg.Endpoints {
@@ -198,7 +202,11 @@ func (h *Handler) NewLoop(lp *l4.Loop) {
 // Accept implements l4.Acceptor.
 func (h *Handler) Accept(cc l4.ClientConn) (l4.ClientHandler, []byte, gnet.Action) {
 	ls := cc.Loop.Proto.(*loopState)
-	s := &session{ClientConn: cc, ls: ls}
+	s := &session{ClientConn: cc, ls: ls, io: cc.Conn}
+	if ln := h.listener(cc.Listener.Index); ln != nil && ln.TLS != nil {
+		s.tls = ln.TLS.Accept(cc.Conn)
+		s.io, s.https = s.tls, true
+	}
 	s.setRemote(cc.Conn.RemoteAddr())
 	ls.idleList.Arm(&s.Deadline, s, cc.Loop.Now())
 	h.stats.Accepted.Add(1)
@@ -208,12 +216,19 @@ func (h *Handler) Accept(cc l4.ClientConn) (l4.ClientHandler, []byte, gnet.Actio
 // Refusal implements l4.Acceptor.
 func (h *Handler) Refusal(_ *l4.Listener, _ string) []byte { return h.refusal }
 
+func (h *Handler) listener(i int) *Listener {
+	if i < len(h.cfg.Listeners) {
+		return &h.cfg.Listeners[i]
+	}
+	return nil
+}
+
 // matchProtocol finds the protocol whose prefix starts path among those
 // the listener serves.
 func (h *Handler) matchProtocol(path []byte, listener int) *Protocol {
 	var served []bool
-	if listener < len(h.cfg.Served) {
-		served = h.cfg.Served[listener]
+	if ln := h.listener(listener); ln != nil {
+		served = ln.Served
 	}
 	for i := range h.cfg.Protocols {
 		p := &h.cfg.Protocols[i]

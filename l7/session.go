@@ -8,6 +8,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"frontdoor/l4"
+	"frontdoor/tlsterm"
 )
 
 type sessionState uint8
@@ -26,6 +27,11 @@ const (
 // request needs lives in a pooled stream or in the loop's scratch space.
 type session struct {
 	l4.ClientConn
+	// io is the byte stream requests are read from and responses written
+	// to: the gnet connection itself, or the TLS layer over it.
+	io    Transport
+	tls   *tlsterm.Conn // nil on a plaintext listener
+	https bool          // tls != nil; kept apart so tests need no TLS
 	ls    *loopState
 	cur   *stream // the exchange in progress, nil when idle
 	state sessionState
@@ -52,7 +58,7 @@ type session struct {
 // armIdle starts the keep-alive wait once the last response is flushed;
 // until then the write timeout watches the client's progress.
 func (s *session) armIdle() {
-	if pending := s.Conn.OutboundBuffered(); pending > 0 {
+	if pending := s.io.OutboundBuffered(); pending > 0 {
 		// Polled on every sweep, like a lingering close.
 		s.flushing = true
 		s.flushedMark = s.sent - int64(pending)
@@ -74,9 +80,40 @@ func (s *session) setRemote(a net.Addr) {
 
 func (s *session) remoteString() string { return s.remote.String() }
 
+// Transport is what a session needs of its connection: gnet.Conn's
+// reading and writing methods, with the same semantics (Peek(n <= 0)
+// returns everything buffered; bytes returned by Peek are valid until
+// Discard or the callback returns). *tlsterm.Conn provides the same over TLS.
+type Transport interface {
+	Peek(n int) ([]byte, error)
+	Discard(n int) (int, error)
+	InboundBuffered() int
+	Write(p []byte) (int, error)
+	Writev(bs [][]byte) (int, error)
+	OutboundBuffered() int
+	Close() error
+}
+
+var (
+	_ Transport = (gnet.Conn)(nil)
+	_ Transport = (*tlsterm.Conn)(nil)
+)
+
 // OnTraffic implements l4.Handler.
 func (s *session) OnTraffic(gnet.Conn) gnet.Action {
 	s.Loop.Tick()
+	if s.tls != nil {
+		// Ciphertext in, plaintext out; nothing to do for HTTP until the
+		// handshake (on its own goroutine) has finished.
+		ready, err := s.tls.OnTraffic()
+		if err != nil {
+			s.state = stClosed
+			return gnet.Close
+		}
+		if !ready {
+			return gnet.None
+		}
+	}
 	return s.process()
 }
 
@@ -88,7 +125,7 @@ func (s *session) resume() {
 	}
 	if s.process() == gnet.Close {
 		s.state = stClosed
-		_ = s.Conn.Close()
+		_ = s.io.Close()
 	}
 }
 
@@ -108,7 +145,7 @@ func (s *session) process() gnet.Action {
 			if s.cur.conn == nil {
 				// Queued for an idle backend connection: the body waits
 				// in the connection's buffer, within a bound.
-				if s.Conn.InboundBuffered() > s.ls.h.cfg.MaxUploadBufferBytes {
+				if s.io.InboundBuffered() > s.ls.h.cfg.MaxUploadBufferBytes {
 					return s.abort(rejUploadOverflow)
 				}
 				return gnet.None
@@ -120,7 +157,7 @@ func (s *session) process() gnet.Action {
 			// Pipelined bytes wait for their turn, within a bound: gnet
 			// cannot stop reading a socket, so a client that keeps
 			// sending ahead is cut off instead.
-			if s.Conn.InboundBuffered() > s.ls.h.cfg.MaxPipelineBytes {
+			if s.io.InboundBuffered() > s.ls.h.cfg.MaxPipelineBytes {
 				return s.abort(rejPipelineOverflow)
 			}
 			return gnet.None
@@ -135,7 +172,7 @@ func (s *session) process() gnet.Action {
 func (s *session) readHead() (act gnet.Action, more bool) {
 	ls := s.ls
 	cfg := &ls.h.cfg
-	c := s.Conn
+	c := s.io
 	buf, _ := c.Peek(-1)
 	if len(buf) == 0 {
 		if s.closeAfter {
@@ -240,7 +277,7 @@ func (s *session) finishLocal() (gnet.Action, bool) {
 // pumpBody forwards the request body bytes that have arrived.
 func (s *session) pumpBody() gnet.Action {
 	st := s.cur
-	c := s.Conn
+	c := s.io
 	for !st.bodyDone {
 		buf, _ := c.Peek(-1)
 		if len(buf) == 0 {
@@ -307,7 +344,7 @@ var (
 // write sends p to the client and counts it for the write timeout.
 func (s *session) write(p []byte) {
 	s.sent += int64(len(p))
-	_, _ = s.Conn.Write(p)
+	_, _ = s.io.Write(p)
 }
 
 // writeLocal sends a response made by the gateway.
@@ -352,12 +389,12 @@ func (s *session) abort(r *Reject) gnet.Action {
 // gnet's close writes what it can without waiting, which would cut a
 // response short for a client that reads slowly.
 func (s *session) linger() gnet.Action {
-	if s.Conn.OutboundBuffered() == 0 {
+	if s.io.OutboundBuffered() == 0 {
 		s.state = stClosed
 		return gnet.Close
 	}
 	s.state = stLinger
-	s.flushedMark = s.sent - int64(s.Conn.OutboundBuffered())
+	s.flushedMark = s.sent - int64(s.io.OutboundBuffered())
 	s.lastFlush = s.Loop.Now()
 	s.ls.lingerList.Arm(&s.Deadline, s, s.Loop.Now())
 	return gnet.None
@@ -369,7 +406,7 @@ func (s *session) close() {
 		return
 	}
 	if s.linger() == gnet.Close {
-		_ = s.Conn.Close()
+		_ = s.io.Close()
 	}
 }
 
@@ -395,7 +432,7 @@ func (s *session) armWrite() {
 	if s.Armed() || s.state != stWait {
 		return
 	}
-	if pending := s.Conn.OutboundBuffered(); pending > 0 {
+	if pending := s.io.OutboundBuffered(); pending > 0 {
 		s.flushedMark = s.sent - int64(pending)
 		s.ls.writeList.Arm(&s.Deadline, s, s.Loop.Now())
 	}
@@ -406,7 +443,7 @@ func (s *session) Expire(now int64) {
 	switch s.state {
 	case stIdle:
 		if s.flushing {
-			pending := int64(s.Conn.OutboundBuffered())
+			pending := int64(s.io.OutboundBuffered())
 			if pending == 0 {
 				s.flushing = false
 				s.ls.idleList.Arm(&s.Deadline, s, now)
@@ -423,33 +460,33 @@ func (s *session) Expire(now int64) {
 			s.ls.logReject(s, rejWriteTimeout.Reason, 0)
 		}
 		s.state = stClosed
-		_ = s.Conn.Close()
+		_ = s.io.Close()
 	case stHead:
 		if s.reject(rejHeaderTimeout) == gnet.Close {
-			_ = s.Conn.Close()
+			_ = s.io.Close()
 		}
 	case stBody:
 		if st := s.cur; st != nil && st.conn != nil {
 			st.conn.Close() // the server holds part of a request
 		}
 		if s.abort(rejBodyTimeout) == gnet.Close {
-			_ = s.Conn.Close()
+			_ = s.io.Close()
 		}
 	case stLinger:
 		// Checked on every sweep: close as soon as the client has
 		// everything, or when it stopped reading for the write timeout.
-		pending := int64(s.Conn.OutboundBuffered())
+		pending := int64(s.io.OutboundBuffered())
 		if flushed := s.sent - pending; flushed > s.flushedMark {
 			s.flushedMark, s.lastFlush = flushed, now
 		}
 		if pending == 0 || now-s.lastFlush > int64(s.ls.h.cfg.WriteTimeout) {
 			s.state = stClosed
-			_ = s.Conn.Close()
+			_ = s.io.Close()
 			return
 		}
 		s.ls.lingerList.Arm(&s.Deadline, s, now)
 	case stWait:
-		pending := int64(s.Conn.OutboundBuffered())
+		pending := int64(s.io.OutboundBuffered())
 		if pending == 0 {
 			return
 		}
@@ -465,7 +502,7 @@ func (s *session) Expire(now int64) {
 			st.sess = nil
 		}
 		s.state = stClosed
-		_ = s.Conn.Close()
+		_ = s.io.Close()
 	}
 }
 
@@ -475,13 +512,16 @@ func (s *session) Drain() {
 	if s.state == stIdle {
 		// Idle: close now, after the last response is flushed.
 		if s.linger() == gnet.Close {
-			_ = s.Conn.Close()
+			_ = s.io.Close()
 		}
 	}
 }
 
 // OnClose implements l4.Handler.
 func (s *session) OnClose(gnet.Conn, error) {
+	if s.tls != nil {
+		s.tls.OnClose()
+	}
 	if st := s.cur; st != nil {
 		s.cur = nil
 		st.sess = nil

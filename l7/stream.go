@@ -192,7 +192,7 @@ func (st *stream) Receive(c *poolmux.Conn, p []byte) (int, bool, error) {
 	if done {
 		st.complete()
 	} else if s := st.sess; s != nil {
-		out := s.Conn.OutboundBuffered()
+		out := s.io.OutboundBuffered()
 		switch {
 		case out > s.ls.h.cfg.MaxResponseBufferBytes:
 			st.abandon(errSlowClient)
@@ -347,7 +347,7 @@ func (st *stream) abandon(err error) {
 	}
 	s.cur = nil
 	s.state = stClosed
-	_ = s.Conn.Close()
+	_ = s.io.Close()
 }
 
 // failBadResponse answers 502 for a response the gateway cannot relay.
@@ -362,7 +362,7 @@ func (st *stream) failBadResponse(r *Reject) {
 	s.cur = nil
 	if started {
 		s.state = stClosed
-		_ = s.Conn.Close()
+		_ = s.io.Close()
 		return
 	}
 	if s.state == stBody {

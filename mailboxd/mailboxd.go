@@ -329,6 +329,11 @@ type counters struct {
 
 func (s *server) handle(ctx *fasthttp.RequestCtx) {
 	ctx.Response.Header.Set(HeaderServer, s.name)
+	// The security headers a mailbox server's web apps send (Exchange's
+	// OWA does); the gateway relays them, and TLS scanners look for them.
+	ctx.Response.Header.Set("X-Content-Type-Options", "nosniff")
+	ctx.Response.Header.Set("X-Frame-Options", "SAMEORIGIN")
+	ctx.Response.Header.Set("Referrer-Policy", "no-referrer")
 	path := ctx.Path()
 	isControl := bytes.HasPrefix(path, []byte(ControlPrefix))
 	if isControl && ctx.ConnRequestNum() == 1 {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +41,14 @@ type Options struct {
 	Extra string
 	// Log receives the gateway's log; nil discards it.
 	Log io.Writer
+	// TLS makes the listener a TLS one with a self-signed certificate
+	// generated into CertDir (a temp dir when empty).
+	TLS bool
+	// CertDir holds the TLS listener's cert.pem and key.pem.
+	CertDir string
+	// ListenerExtra is TOML appended to the [[listener]] table (e.g.
+	// hsts = "max-age=60").
+	ListenerExtra string
 }
 
 // Protocols served by every generated config, all on the mailbox servers'
@@ -57,6 +66,14 @@ func Start(t testing.TB, opts Options, servers ...*testbed.Mailboxd) *Gateway {
 	var b strings.Builder
 	fmt.Fprintf(&b, "directory = \"directory.toml\"\ngateway_id = \"gw-test\"\n[engine]\nloops = %d\n", opts.Loops)
 	fmt.Fprintf(&b, "[[listener]]\nname = \"http\"\naddress = %q\n", addr)
+	if opts.TLS {
+		if opts.CertDir == "" {
+			opts.CertDir = t.TempDir()
+		}
+		fmt.Fprintf(&b, "tls = true\ntls_self_signed = true\ncertificates = [{ cert = %q, key = %q }]\n",
+			filepath.Join(opts.CertDir, "cert.pem"), filepath.Join(opts.CertDir, "key.pem"))
+	}
+	b.WriteString(opts.ListenerExtra)
 	for _, p := range Protocols {
 		name, prefix, _ := strings.Cut(p, ":")
 		fmt.Fprintf(&b, "[[protocol]]\nname = %q\npath_prefix = %q\nbackend_port = 1\n", name, prefix)
