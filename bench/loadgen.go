@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -111,28 +112,45 @@ type Options struct {
 	// ReadBufferSize is each connection's read buffer (default 16 KiB). A
 	// response header block must fit in it; bodies stream through it.
 	ReadBufferSize int
+	// TLS, if set, makes every connection a TLS client connection: the
+	// handshake runs right after the dial, bounded by DialTimeout, and a
+	// failed one counts in ErrorCounts.Handshake. Run uses a clone of the
+	// config (ServerName defaults to the host of Addr), so set
+	// InsecureSkipVerify or RootCAs as the server needs. With a
+	// ClientSessionCache, connections after the first resume the session
+	// (TLS 1.3 tickets arrive with the first response, so a connection
+	// resumes once an earlier one has read a response); Result.Resumed
+	// counts them. The cache is shared, so a warm-up run can fill it.
+	TLS *tls.Config
+	// LatencyFromDial makes the first request on every connection count its
+	// latency from the start of the dial, so that it includes the TCP
+	// connect and the TLS handshake. Meant for RequestsPerConn = 1, where
+	// it is the latency a client that connects per request sees.
+	LatencyFromDial bool
 }
 
 // ErrorCounts counts failed requests by cause. Every request the generator
 // sends ends exactly once: as a success, or in one of these counters (a
-// connection failure fails all requests outstanding on it), except Connect,
-// which counts failed connection attempts.
+// connection failure fails all requests outstanding on it), except Connect
+// and Handshake, which count failed connection attempts.
 type ErrorCounts struct {
-	Connect int64 `json:"connect"` // dial failed
-	Write   int64 `json:"write"`   // write failed (peer reset, closed)
-	Read    int64 `json:"read"`    // read failed or peer closed with requests outstanding
-	Timeout int64 `json:"timeout"` // no progress within IOTimeout
-	Status  int64 `json:"status"`  // well-framed response with status >= 500
-	Framing int64 `json:"framing"` // response could not be framed (see ErrFraming)
+	Connect   int64 `json:"connect"`   // dial failed
+	Handshake int64 `json:"handshake"` // TLS handshake failed or timed out (see Options.TLS)
+	Write     int64 `json:"write"`     // write failed (peer reset, closed)
+	Read      int64 `json:"read"`      // read failed or peer closed with requests outstanding
+	Timeout   int64 `json:"timeout"`   // no progress within IOTimeout
+	Status    int64 `json:"status"`    // well-framed response with status >= 500
+	Framing   int64 `json:"framing"`   // response could not be framed (see ErrFraming)
 }
 
 // Total returns the sum of all error counts.
 func (e ErrorCounts) Total() int64 {
-	return e.Connect + e.Write + e.Read + e.Timeout + e.Status + e.Framing
+	return e.Connect + e.Handshake + e.Write + e.Read + e.Timeout + e.Status + e.Framing
 }
 
 func (e *ErrorCounts) add(o ErrorCounts) {
 	e.Connect += o.Connect
+	e.Handshake += o.Handshake
 	e.Write += o.Write
 	e.Read += o.Read
 	e.Timeout += o.Timeout
@@ -146,7 +164,7 @@ func (e ErrorCounts) String() string {
 	for _, f := range []struct {
 		name string
 		n    int64
-	}{{"connect", e.Connect}, {"write", e.Write}, {"read", e.Read}, {"timeout", e.Timeout}, {"status", e.Status}, {"framing", e.Framing}} {
+	}{{"connect", e.Connect}, {"handshake", e.Handshake}, {"write", e.Write}, {"read", e.Read}, {"timeout", e.Timeout}, {"status", e.Status}, {"framing", e.Framing}} {
 		if f.n != 0 {
 			parts = append(parts, f.name+"="+strconv.FormatInt(f.n, 10))
 		}
@@ -168,14 +186,34 @@ type Result struct {
 	// index 2 is 2xx, ..., 5 is 5xx. A benchmark whose 2xx count is not
 	// Requests is measuring an error path (a 404 is fast) and says so.
 	StatusClasses [6]int64
-	// Dials counts connections successfully opened.
+	// Dials counts connections successfully opened (with TLS: whose
+	// handshake succeeded).
 	Dials int64
+	// Handshakes counts successful TLS handshakes, Resumed those of them
+	// that resumed a session (tls.ConnectionState.DidResume). Both are 0
+	// without Options.TLS.
+	Handshakes, Resumed int64
+	// TLSParams describes the first successful handshake, e.g. "TLS 1.3
+	// TLS_AES_128_GCM_SHA256 X25519MLKEM768"; empty without TLS.
+	TLSParams string
+	// HandshakeLatency holds, per successful TLS connection, the time from
+	// the start of the dial to the end of the handshake (TCP connect
+	// included). Nil without Options.TLS.
+	HandshakeLatency *Histogram
 	// Elapsed is the wall time from the start of the run until the last
 	// connection finished draining.
 	Elapsed time.Duration
 	// Latency holds the latency of every successful request: from the
 	// write that sent it to the read that completed its response.
 	Latency *Histogram
+}
+
+// HandshakesPerSecond is Handshakes divided by Elapsed.
+func (r *Result) HandshakesPerSecond() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.Handshakes) / r.Elapsed.Seconds()
 }
 
 // RequestsPerSecond is Requests divided by Elapsed.
@@ -200,11 +238,47 @@ func (r *Result) String() string {
 // abandoned, not counted). It returns an error only for invalid options;
 // everything that goes wrong on the wire is counted in the Result.
 func Run(ctx context.Context, opts Options) (*Result, error) {
-	if opts.Addr == "" {
-		return nil, errors.New("bench: no target address")
-	}
 	if opts.Duration <= 0 && opts.Requests <= 0 {
 		return nil, errors.New("bench: a run needs a duration or a request count")
+	}
+	r, err := newRun(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	opts = r.opts
+	stopWatch := context.AfterFunc(ctx, func() { r.stop.Store(true) })
+	defer stopWatch()
+
+	workers := make([]*worker, opts.Conns)
+	var wg sync.WaitGroup
+	for i := range workers {
+		budget := int64(-1) // unlimited
+		if opts.Requests > 0 {
+			budget = opts.Requests / int64(opts.Conns)
+			if int64(i) < opts.Requests%int64(opts.Conns) {
+				budget++
+			}
+			if budget == 0 {
+				continue
+			}
+		}
+		w := r.newWorker(r.dialers[i%len(r.dialers)], budget)
+		workers[i] = w
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.loop()
+		}()
+	}
+	wg.Wait()
+	return r.collect(workers), nil
+}
+
+// newRun checks opts, fills in the defaults and prepares what a run's
+// workers share: the serialised request, the dialers and the TLS config.
+func newRun(ctx context.Context, opts Options) (*run, error) {
+	if opts.Addr == "" {
+		return nil, errors.New("bench: no target address")
 	}
 	if opts.Conns <= 0 {
 		opts.Conns = 1
@@ -244,49 +318,57 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		}
 	}
 
-	r := &run{
-		opts:   opts,
-		wire:   wire,
-		reqLen: len(one),
-		head:   strings.EqualFold(opts.Request.Method, "HEAD"),
-		ctx:    ctx,
-		t0:     time.Now(),
-	}
-	stopWatch := context.AfterFunc(ctx, func() { r.stop.Store(true) })
-	defer stopWatch()
-
-	workers := make([]*worker, opts.Conns)
-	var wg sync.WaitGroup
-	for i := range workers {
-		budget := int64(-1) // unlimited
-		if opts.Requests > 0 {
-			budget = opts.Requests / int64(opts.Conns)
-			if int64(i) < opts.Requests%int64(opts.Conns) {
-				budget++
+	var tlsConf *tls.Config
+	if opts.TLS != nil {
+		// A clone, so that filling in ServerName does not touch the
+		// caller's config; ClientSessionCache is an interface and stays
+		// shared with it.
+		tlsConf = opts.TLS.Clone()
+		if tlsConf.ServerName == "" {
+			host, _, err := net.SplitHostPort(opts.Addr)
+			if err != nil {
+				host = opts.Addr
 			}
-			if budget == 0 {
-				continue
-			}
+			tlsConf.ServerName = host
 		}
-		w := &worker{
-			run:    r,
-			dialer: dialers[i%len(dialers)],
-			budget: budget,
-			buf:    make([]byte, opts.ReadBufferSize),
-			sent:   make([]time.Duration, opts.Pipeline),
-			hist:   NewHistogram(),
-		}
-		w.parser.Head = r.head
-		workers[i] = w
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			w.loop()
-		}()
 	}
-	wg.Wait()
 
+	return &run{
+		opts:    opts,
+		wire:    wire,
+		reqLen:  len(one),
+		head:    strings.EqualFold(opts.Request.Method, "HEAD"),
+		dialers: dialers,
+		tls:     tlsConf,
+		ctx:     ctx,
+		t0:      time.Now(),
+	}, nil
+}
+
+// newWorker allocates a worker's buffers and histograms.
+func (r *run) newWorker(d *net.Dialer, budget int64) *worker {
+	w := &worker{
+		run:    r,
+		dialer: d,
+		budget: budget,
+		buf:    make([]byte, r.opts.ReadBufferSize),
+		sent:   make([]time.Duration, r.opts.Pipeline),
+		hist:   NewHistogram(),
+	}
+	if r.tls != nil {
+		w.hsHist = NewHistogram()
+	}
+	w.parser.Head = r.head
+	return w
+}
+
+// collect merges the workers' counters (nil workers are skipped) into a
+// Result whose Elapsed ends now.
+func (r *run) collect(workers []*worker) *Result {
 	res := &Result{Elapsed: time.Since(r.t0), Latency: NewHistogram()}
+	if r.tls != nil {
+		res.HandshakeLatency = NewHistogram()
+	}
 	for _, w := range workers {
 		if w == nil {
 			continue
@@ -294,23 +376,33 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		res.Requests += w.ok
 		res.Errors.add(w.errs)
 		res.Dials += w.dials
+		res.Handshakes += w.handshakes
+		res.Resumed += w.resumed
+		if res.TLSParams == "" {
+			res.TLSParams = w.tlsParams
+		}
 		for i, n := range w.classes {
 			res.StatusClasses[i] += n
 		}
 		res.Latency.Merge(w.hist)
+		if w.hsHist != nil {
+			res.HandshakeLatency.Merge(w.hsHist)
+		}
 	}
-	return res, nil
+	return res
 }
 
 // run is the state shared, read-only except for stop, by a run's workers.
 type run struct {
-	opts   Options
-	wire   []byte // Pipeline serialised copies of the request
-	reqLen int
-	head   bool
-	ctx    context.Context
-	t0     time.Time
-	stop   atomic.Bool // ctx was cancelled
+	opts    Options
+	wire    []byte // Pipeline serialised copies of the request
+	reqLen  int
+	head    bool
+	dialers []*net.Dialer
+	tls     *tls.Config // nil: plaintext
+	ctx     context.Context
+	t0      time.Time
+	stop    atomic.Bool // ctx was cancelled
 }
 
 // since returns the monotonic time since the run started; it is the clock
@@ -320,6 +412,13 @@ func (r *run) since() time.Duration { return time.Since(r.t0) }
 // over reports whether no new request may be sent.
 func (r *run) over(now time.Duration) bool {
 	return r.stop.Load() || (r.opts.Duration > 0 && now >= r.opts.Duration)
+}
+
+// cancelled reports whether ctx was cancelled. It also reads ctx.Err,
+// because a dial or handshake interrupted by ctx can return before the
+// AfterFunc that sets stop has run. Only for error paths: it takes a lock.
+func (r *run) cancelled() bool {
+	return r.stop.Load() || r.ctx.Err() != nil
 }
 
 // worker drives one client connection at a time (reconnecting after errors
@@ -334,11 +433,15 @@ type worker struct {
 	sent   []time.Duration // ring: send time of each outstanding request
 	parser ResponseParser
 	hist   *Histogram
+	hsHist *Histogram // dial start to handshake done; nil without TLS
 
-	ok      int64
-	errs    ErrorCounts
-	classes [6]int64
-	dials   int64
+	ok         int64
+	errs       ErrorCounts
+	classes    [6]int64
+	dials      int64
+	handshakes int64
+	resumed    int64
+	tlsParams  string
 
 	deadlineAt time.Duration // run time at which the conn deadline was last pushed
 }
@@ -347,17 +450,17 @@ func (w *worker) loop() {
 	r := w.run
 	backoff := 10 * time.Millisecond
 	for w.budget != 0 && !r.over(r.since()) {
-		conn, err := w.dialer.DialContext(r.ctx, "tcp", r.opts.Addr)
-		if err != nil {
-			if r.stop.Load() {
+		conn, dialed := w.connect(w.dialer)
+		if conn == nil {
+			if r.cancelled() {
 				return
 			}
-			w.errs.Connect++
 			if w.budget > 0 {
 				w.budget--
 			}
-			// Back off so a refused port does not become a hot loop; the
-			// sleep ends early at the end of the run or on cancellation.
+			// Back off so a refused port (or a server that refuses every
+			// handshake) does not become a hot loop; the sleep ends early
+			// at the end of the run or on cancellation.
 			wait := backoff
 			if r.opts.Duration > 0 {
 				wait = min(wait, max(r.opts.Duration-r.since(), 0))
@@ -373,15 +476,58 @@ func (w *worker) loop() {
 			continue
 		}
 		backoff = 10 * time.Millisecond
-		w.dials++
-		w.serve(conn)
+		w.serve(conn, dialed)
+		conn.Close()
 	}
 }
 
+// connect opens one connection with d and, with TLS, completes the
+// handshake. It returns the connection and the run time at which the dial
+// started, or a nil connection after a failure, which it has counted unless
+// the run was cancelled.
+func (w *worker) connect(d *net.Dialer) (net.Conn, time.Duration) {
+	r := w.run
+	start := r.since()
+	conn, err := d.DialContext(r.ctx, "tcp", r.opts.Addr)
+	if err != nil {
+		if !r.cancelled() {
+			w.errs.Connect++
+		}
+		return nil, start
+	}
+	if r.tls == nil {
+		w.dials++
+		return conn, start
+	}
+	tc := tls.Client(conn, r.tls)
+	conn.SetDeadline(time.Now().Add(r.opts.DialTimeout)) // serve pushes its own
+	if err := tc.HandshakeContext(r.ctx); err != nil {
+		conn.Close()
+		if !r.cancelled() {
+			w.errs.Handshake++
+		}
+		return nil, start
+	}
+	w.hsHist.Record(r.since() - start)
+	w.dials++
+	w.handshakes++
+	st := tc.ConnectionState()
+	if st.DidResume {
+		w.resumed++
+	}
+	if w.tlsParams == "" {
+		w.tlsParams = tls.VersionName(st.Version) + " " + tls.CipherSuiteName(st.CipherSuite) + " " + st.CurveID.String()
+	}
+	return tc, start
+}
+
 // serve runs requests on one connection until the run is over, the budget
-// or per-connection limit is used up, or the connection fails. It closes
-// conn. This is the hot path: it must not allocate.
-func (w *worker) serve(conn net.Conn) {
+// or per-connection limit is used up, or the connection fails. dialed is
+// the run time at which the connection's dial started (for
+// LatencyFromDial). It reports whether the connection is still usable:
+// every request sent was answered and neither side ended the connection.
+// The caller closes conn. This is the hot path: it must not allocate.
+func (w *worker) serve(conn net.Conn, dialed time.Duration) (usable bool) {
 	r := w.run
 	unwatch := context.AfterFunc(r.ctx, func() {
 		// Unblock a read or write in progress. AfterFuncs run in their own
@@ -390,10 +536,7 @@ func (w *worker) serve(conn net.Conn) {
 		r.stop.Store(true)
 		conn.SetDeadline(time.Unix(1, 0))
 	})
-	defer func() {
-		unwatch()
-		conn.Close()
-	}()
+	defer unwatch()
 
 	w.parser.Reset()
 	w.deadlineAt = -r.opts.IOTimeout // force the first push
@@ -420,14 +563,17 @@ func (w *worker) serve(conn net.Conn) {
 			}
 			if k > 0 {
 				if !w.pushDeadline(conn, now) {
-					return
+					return false
 				}
 				if _, err := conn.Write(r.wire[:k*r.reqLen]); err != nil {
 					w.fail(err, &w.errs.Write, outstanding+k)
-					return
+					return false
 				}
 				for j := range k {
 					w.sent[(first+outstanding+j)%pipeline] = now
+				}
+				if perConn == 0 && r.opts.LatencyFromDial {
+					w.sent[first] = dialed // outstanding is 0: the first request is at first
 				}
 				outstanding += k
 				perConn += k
@@ -437,11 +583,11 @@ func (w *worker) serve(conn net.Conn) {
 			}
 		}
 		if outstanding == 0 {
-			return // finished with this connection; loop decides whether to redial
+			return true // finished with this connection; the caller decides whether to redial
 		}
 
 		if !w.pushDeadline(conn, now) {
-			return
+			return false
 		}
 		n, err := conn.Read(w.buf[wr:])
 		wr += n
@@ -452,7 +598,7 @@ func (w *worker) serve(conn net.Conn) {
 				rd += c
 				if perr != nil {
 					w.errs.Framing += int64(outstanding)
-					return
+					return false
 				}
 				if !done {
 					if c == 0 {
@@ -462,7 +608,7 @@ func (w *worker) serve(conn net.Conn) {
 				}
 				if outstanding == 0 {
 					w.errs.Framing++ // a response nobody asked for
-					return
+					return false
 				}
 				status := w.parser.Status()
 				w.classes[min(status/100, 5)]++
@@ -478,7 +624,7 @@ func (w *worker) serve(conn net.Conn) {
 					// The server ends the connection after this response;
 					// requests pipelined behind it will never be answered.
 					w.errs.Read += int64(outstanding)
-					return
+					return false
 				}
 			}
 			switch {
@@ -492,15 +638,15 @@ func (w *worker) serve(conn net.Conn) {
 			case wr == len(w.buf):
 				// A header block or chunk line fills the whole buffer.
 				w.errs.Framing += int64(outstanding)
-				return
+				return false
 			}
 		}
 		if err != nil {
 			if outstanding == 0 && errors.Is(err, io.EOF) {
-				return // closed right after our last answer: not a failure
+				return false // closed right after our last answer: not a failure
 			}
 			w.fail(err, &w.errs.Read, outstanding)
-			return
+			return false
 		}
 	}
 }
@@ -531,4 +677,89 @@ func (w *worker) fail(err error, counter *int64, n int) {
 		counter = &w.errs.Timeout
 	}
 	*counter += int64(n)
+}
+
+// IdleConns is a set of open, idle keep-alive connections made by
+// OpenIdle, for measuring what idle connections cost a server.
+type IdleConns struct {
+	conns []net.Conn
+	// Result describes the opening: Requests counts the connections held
+	// (each carried one successful request), Errors the attempts and
+	// requests that failed, Elapsed the time it took to open them all.
+	Result *Result
+}
+
+// Len returns the number of connections held.
+func (ic *IdleConns) Len() int { return len(ic.conns) }
+
+// Close closes every connection held (with TLS, after a close_notify
+// alert, which crypto/tls bounds with its own 5 s write deadline).
+func (ic *IdleConns) Close() {
+	for _, c := range ic.conns {
+		c.Close()
+	}
+	ic.conns = nil
+}
+
+// OpenIdle opens n connections to opts.Addr, opts.Conns at a time. Each
+// one (after its TLS handshake, with opts.TLS) sends opts.Request once and
+// reads the response, so that the server holds it as a real keep-alive
+// connection rather than a fresh accept, and is then left open and idle.
+// Connections whose request fails are closed, not retried, so OpenIdle
+// makes at most n attempts. opts.LocalAddrs are used round-robin per
+// connection; Pipeline, RequestsPerConn, Requests and Duration are
+// ignored. Cancelling ctx stops the opening; what was opened is returned
+// and must still be closed.
+func OpenIdle(ctx context.Context, opts Options, n int) (*IdleConns, error) {
+	if n <= 0 {
+		return nil, errors.New("bench: OpenIdle needs a positive connection count")
+	}
+	opts.Pipeline, opts.RequestsPerConn, opts.Requests, opts.Duration = 1, 1, int64(n), 0
+	r, err := newRun(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	stopWatch := context.AfterFunc(ctx, func() { r.stop.Store(true) })
+	defer stopWatch()
+
+	openers := min(r.opts.Conns, n)
+	workers := make([]*worker, openers)
+	held := make([][]net.Conn, openers)
+	var wg sync.WaitGroup
+	for i := range workers {
+		count := n / openers
+		if i < n%openers {
+			count++
+		}
+		w := r.newWorker(nil, 0)
+		workers[i] = w
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range count {
+				if r.cancelled() {
+					return
+				}
+				d := r.dialers[(i+k*openers)%len(r.dialers)]
+				conn, dialed := w.connect(d)
+				if conn == nil {
+					continue
+				}
+				ok := w.ok
+				w.budget = 1
+				if w.serve(conn, dialed) && w.ok > ok {
+					conn.SetDeadline(time.Time{}) // idle until closed
+					held[i] = append(held[i], conn)
+				} else {
+					conn.Close()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	ic := &IdleConns{Result: r.collect(workers)}
+	for _, h := range held {
+		ic.conns = append(ic.conns, h...)
+	}
+	return ic, nil
 }

@@ -321,7 +321,21 @@ func rawServer(t testing.TB, batch int) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveRaw(t, ln, batch)
+}
+
+// serveRaw runs rawServer's responder on ln and returns ln's address.
+func serveRaw(t testing.TB, ln net.Listener, batch int) string {
+	t.Helper()
 	t.Cleanup(func() { ln.Close() })
+	conns := runRaw(ln, batch)
+	t.Cleanup(conns.Wait)
+	return ln.Addr().String()
+}
+
+// runRaw serves ln until it is closed; the WaitGroup counts the
+// connections being served.
+func runRaw(ln net.Listener, batch int) *sync.WaitGroup {
 	resp := []byte("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + strings.Repeat("x", 100))
 	const maxBatch = 64
 	canned := make([]byte, 0, maxBatch*len(resp))
@@ -329,7 +343,6 @@ func rawServer(t testing.TB, batch int) string {
 		canned = append(canned, resp...)
 	}
 	var conns sync.WaitGroup
-	t.Cleanup(conns.Wait)
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -372,7 +385,7 @@ func rawServer(t testing.TB, batch int) string {
 			}()
 		}
 	}()
-	return ln.Addr().String()
+	return &conns
 }
 
 // TestRunSteadyStateAllocs checks the zero-allocation promise: a run's

@@ -121,3 +121,47 @@ func CPUPerRequest(before, after ProcSample, requests int64) float64 {
 	d := after.CPU - before.CPU
 	return float64(d.Microseconds()) / float64(requests)
 }
+
+// ProcFDs returns the number of file descriptors process pid has open (the
+// entries of /proc/PID/fd).
+func ProcFDs(pid int) (int, error) {
+	ents, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
+	if err != nil {
+		return 0, err
+	}
+	return len(ents), nil
+}
+
+// ProcNoFile returns the soft limit on open files (RLIMIT_NOFILE) of
+// process pid, from /proc/PID/limits; 0 means unlimited.
+func ProcNoFile(pid int) (uint64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/limits")
+	if err != nil {
+		return 0, err
+	}
+	return parseProcLimitsNoFile(b)
+}
+
+// parseProcLimitsNoFile finds the soft limit in the line
+// "Max open files            20000                20000                files".
+func parseProcLimitsNoFile(b []byte) (uint64, error) {
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		rest, ok := bytes.CutPrefix(line, []byte("Max open files"))
+		if !ok {
+			continue
+		}
+		f := bytes.Fields(rest)
+		if len(f) < 2 {
+			break
+		}
+		if string(f[0]) == "unlimited" {
+			return 0, nil
+		}
+		n, err := strconv.ParseUint(string(f[0]), 10, 64)
+		if err != nil {
+			break
+		}
+		return n, nil
+	}
+	return 0, fmt.Errorf("bench: no \"Max open files\" limit in /proc limits")
+}

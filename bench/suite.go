@@ -11,11 +11,13 @@ package bench
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -43,6 +45,21 @@ type Scenario struct {
 	RequestsPerConn int
 	// Header is added to the base request (GET /owa/ with X-AnchorMailbox).
 	Header []Header
+	// TLS runs the gateway row against the gateway's TLS listener. mailboxd
+	// has no TLS, so the direct row runs the same load in plaintext: the
+	// ceiling.
+	TLS bool
+	// Resume gives the TLS client a session cache, so that handshakes after
+	// the first (the warm-up's) resume a session with a ticket.
+	Resume bool
+	// LatencyFromDial counts each connection's first request from the start
+	// of its dial (see Options.LatencyFromDial).
+	LatencyFromDial bool
+	// Idle makes the scenario an idle-connection measurement (see
+	// measureIdle) rather than a load run: --idle-conns keep-alive
+	// connections are opened and held, and the gateway's memory is sampled.
+	// It has no direct row.
+	Idle bool
 }
 
 // Scenarios lists the suite's workloads in the order they run. Every request
@@ -75,12 +92,62 @@ var Scenarios = []Scenario{
 		RequestsPerConn: 10,
 		Header:          []Header{{"X-Mailboxd-Size", "100"}},
 	},
+	{
+		Name:        "tls-keepalive-get",
+		Description: "keepalive-get over TLS to the gateway's TLS listener: per-request cost of TLS records (direct row: plaintext)",
+		TLS:         true,
+		Header:      []Header{{"X-Mailboxd-Size", "100"}},
+	},
+	{
+		Name:            "tls-handshake-full",
+		Description:     "a new TLS connection per request, no session cache: full handshakes/s and gateway CPU per handshake",
+		Pipeline:        1,
+		RequestsPerConn: 1,
+		TLS:             true,
+		LatencyFromDial: true,
+		Header:          []Header{{"X-Mailboxd-Size", "100"}},
+	},
+	{
+		Name:            "tls-handshake-resumed",
+		Description:     "as tls-handshake-full with a client session cache: resumed handshakes (tickets)",
+		Pipeline:        1,
+		RequestsPerConn: 1,
+		TLS:             true,
+		Resume:          true,
+		LatencyFromDial: true,
+		Header:          []Header{{"X-Mailboxd-Size", "100"}},
+	},
+	{
+		Name:        "idle-conns",
+		Description: "--idle-conns idle keep-alive connections (one request each): gateway RSS per connection, extrapolated to 1M",
+		Idle:        true,
+		Header:      []Header{{"X-Mailboxd-Size", "100"}},
+	},
+	{
+		Name:        "idle-conns-tls",
+		Description: "as idle-conns over TLS: RSS per idle TLS connection, extrapolated to 1M",
+		Idle:        true,
+		TLS:         true,
+		Header:      []Header{{"X-Mailboxd-Size", "100"}},
+	},
 }
 
 const (
 	anchorMailbox = "alice@example.test"
 	mailboxdName  = "mbx1"
+	// tlsServerName is the SNI the TLS scenarios send. The gateway serves
+	// its self-signed certificate whatever the name (the first certificate
+	// is the default), and the client does not verify it.
+	tlsServerName = "localhost"
+	// idleFDHeadroom is the number of file descriptors left to a process
+	// beyond one per idle connection (listeners, backend connections,
+	// epoll, pipes, /proc reads).
+	idleFDHeadroom = 500
 )
+
+// idleSourceAddrs spread idle connections over several source IPs when
+// --source-addrs is not given.
+var idleSourceAddrs = []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6", "127.0.0.7", "127.0.0.8", "127.0.0.9"}
 
 // suiteOptions are the parsed flags.
 type suiteOptions struct {
@@ -91,6 +158,8 @@ type suiteOptions struct {
 	targets                          map[string]bool
 	cpuPin                           bool
 	sourceAddrs                      []string
+	idleConns                        int
+	idleHold                         time.Duration
 }
 
 // Main is `frontdoor bench`: args are the arguments after "bench". It
@@ -117,6 +186,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.cpuPin, "cpu-pin", false, "run the gateway pinned to CPU 0 with taskset -c 0 (ignored if taskset is missing)")
 	fs.StringVar(&source, "source-addrs", "", "comma-separated 127.0.0.x source IPs to spread client connections over")
 	fs.DurationVar(&o.startupTimeout, "startup-timeout", 15*time.Second, "how long to wait for mailboxd and the gateway to answer")
+	fs.IntVar(&o.idleConns, "idle-conns", 10000, "idle connections the idle-conns scenarios open (capped by the\nfile-descriptor limit, less 500 for each process's other descriptors)")
+	fs.DurationVar(&o.idleHold, "idle-hold", 2*time.Second, "how long the idle-conns scenarios hold the connections before sampling the gateway's RSS")
 	fs.BoolVar(&list, "list", false, "list the scenarios and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: frontdoor bench [flags]\n\n"+
@@ -146,8 +217,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		tw.Flush()
 		return 0
 	}
-	if o.duration <= 0 || o.warmup < 0 || o.conns <= 0 || o.pipeline <= 0 || o.loops < 0 || o.startupTimeout <= 0 {
-		return usage("--duration, --conns, --pipeline and --startup-timeout must be positive, --warmup and --loops not negative")
+	if o.duration <= 0 || o.warmup < 0 || o.conns <= 0 || o.pipeline <= 0 || o.loops < 0 || o.startupTimeout <= 0 ||
+		o.idleConns <= 0 || o.idleHold < 0 {
+		return usage("--duration, --conns, --pipeline, --idle-conns and --startup-timeout must be positive, --warmup, --loops and --idle-hold not negative")
 	}
 	for _, name := range splitList(scenarioList) {
 		if name == "all" {
@@ -221,9 +293,13 @@ type Report struct {
 	// CPUPinned is true when the gateway really ran under taskset -c 0.
 	CPUPinned bool `json:"cpu_pinned"`
 	// GatewayError says why gateway rows are missing, if they are.
-	GatewayError string      `json:"gateway_error,omitempty"`
-	Interrupted  bool        `json:"interrupted,omitempty"`
-	Results      []RunReport `json:"results"`
+	GatewayError string `json:"gateway_error,omitempty"`
+	// TLSError says why the gateway rows of TLS scenarios were not
+	// measured (the gateway refused the TLS listener's configuration, or
+	// its TLS listener did not answer); they are error rows then.
+	TLSError    string      `json:"tls_error,omitempty"`
+	Interrupted bool        `json:"interrupted,omitempty"`
+	Results     []RunReport `json:"results"`
 }
 
 // RunReport is one row of the table. Latencies are microseconds. Pointer
@@ -254,6 +330,68 @@ type RunReport struct {
 	// the growth of connections_accepted during the measured run.
 	BackendConnectionsOpen *int64 `json:"backend_connections_open"`
 	BackendConnectionsNew  *int64 `json:"backend_connections_new"`
+
+	// TLS is true when the row's connections used TLS. PlaintextCeiling
+	// marks the direct row of a TLS scenario: mailboxd has no TLS, so it
+	// is the same load in plaintext.
+	TLS              bool `json:"tls"`
+	PlaintextCeiling bool `json:"plaintext_ceiling,omitempty"`
+	// Handshakes counts successful TLS handshakes of the measured run (or
+	// of the opening, for idle rows), HandshakesResumed those that resumed
+	// a session; HandshakesPerSecond is Handshakes / elapsed.
+	Handshakes          int64   `json:"handshakes,omitempty"`
+	HandshakesResumed   int64   `json:"handshakes_resumed,omitempty"`
+	HandshakesPerSecond float64 `json:"handshakes_per_s,omitempty"`
+	// HandshakeLatency is the time from the start of a dial to the end of
+	// its TLS handshake. TLSParams describes a handshake, e.g. "TLS 1.3
+	// TLS_AES_128_GCM_SHA256 X25519MLKEM768".
+	HandshakeLatency *LatencyUS `json:"handshake_latency_us,omitempty"`
+	TLSParams        string     `json:"tls_params,omitempty"`
+	// GatewayCPUPerHandshakeUS is the gateway's CPU time per successful
+	// handshake, for scenarios with one request per connection (where it
+	// covers the accept, the handshake, the request and the close).
+	GatewayCPUPerHandshakeUS *float64 `json:"gateway_cpu_us_per_handshake,omitempty"`
+
+	// Idle holds the figures of an idle-connection scenario.
+	Idle *IdleReport `json:"idle,omitempty"`
+	// Error says why the row could not be measured; its figures are then
+	// zero.
+	Error string `json:"error,omitempty"`
+}
+
+// IdleReport is the idle-connection measurement of one row. For these rows
+// RunReport.Conns is the number of connections held, Requests the requests
+// that succeeded (one per connection), ElapsedSeconds the time it took to
+// open them, Latency that of the one request (after the handshake).
+type IdleReport struct {
+	// Requested is --idle-conns; Limit what the file-descriptor limits
+	// allowed (the smaller of the runner's and the gateway's soft
+	// RLIMIT_NOFILE, less 500 headroom each; 0 if unknown); Attempted is
+	// the smaller of the two, the number of connections tried.
+	Requested int `json:"conns_requested"`
+	Limit     int `json:"conns_limit,omitempty"`
+	Attempted int `json:"conns_attempted"`
+	// Held is the number of idle connections open when RSS was sampled.
+	Held int `json:"conns_held"`
+	// SourceAddrs are the client IPs the connections came from.
+	SourceAddrs []string `json:"source_addrs"`
+	HoldSeconds float64  `json:"hold_s"`
+	// RSSBeforeBytes is the gateway's VmRSS after the warm-up, before the
+	// connections were opened; RSSHeldBytes after holding them HoldSeconds.
+	RSSBeforeBytes int64 `json:"rss_before_bytes"`
+	RSSHeldBytes   int64 `json:"rss_held_bytes"`
+	// RSSPerConnBytes is (RSSHeldBytes - RSSBeforeBytes) / Held, and
+	// Extrapolated1MGiB that times one million, in GiB.
+	RSSPerConnBytes   float64 `json:"rss_per_conn_bytes"`
+	Extrapolated1MGiB float64 `json:"extrapolated_1m_conns_gib"`
+	// GatewayFDsBefore and GatewayFDsHeld count /proc/PID/fd at the two
+	// samples: a check that the gateway really holds the connections.
+	GatewayFDsBefore *int `json:"gateway_fds_before,omitempty"`
+	GatewayFDsHeld   *int `json:"gateway_fds_held,omitempty"`
+	// GatewayCPUPerConnUS is the gateway's CPU time while the connections
+	// were opened, per connection held: accept, handshake (with TLS) and
+	// one request.
+	GatewayCPUPerConnUS *float64 `json:"gateway_cpu_us_per_conn,omitempty"`
 }
 
 // LatencyUS holds latency statistics in microseconds.
@@ -273,8 +411,15 @@ type suite struct {
 	stdout, stderr io.Writer
 	dir            string
 	mbx, gw        *child
+	mbxPort        int
 	mbxAddr        string
 	gwAddr         string
+	// gwTLSAddr is the gateway's TLS listener; empty when the gateway runs
+	// without one (no TLS scenario selected, or tlsErr).
+	gwTLSAddr string
+	// tlsErr says why the gateway has no working TLS listener although a
+	// TLS scenario was selected; those scenarios then get error rows.
+	tlsErr string
 	// probeOpen and probeAccepted calibrate the stats probe: whether
 	// mailboxd counts the probe's own connection in connections_open and
 	// connections_accepted (the reference mailboxd does not; a stand-in
@@ -302,15 +447,14 @@ func runSuite(ctx context.Context, o suiteOptions, stdout, stderr io.Writer) (co
 	s.dir = dir
 	defer os.RemoveAll(dir)
 
-	mbxPort, err1 := freePort()
-	gwPort, err2 := freePort()
-	if err := errors.Join(err1, err2); err != nil {
+	s.mbxPort, err = freePort()
+	if err != nil {
 		return fail("picking ports: %v", err)
 	}
-	s.mbxAddr = "127.0.0.1:" + strconv.Itoa(mbxPort)
-	s.gwAddr = "127.0.0.1:" + strconv.Itoa(gwPort)
-	if err := s.writeConfig(gwPort, mbxPort); err != nil {
-		return fail("writing config: %v", err)
+	s.mbxAddr = "127.0.0.1:" + strconv.Itoa(s.mbxPort)
+	wantTLS := false
+	for _, sc := range o.scenarios {
+		wantTLS = wantTLS || sc.TLS
 	}
 
 	// Children are stopped on every path out, the gateway first so it never
@@ -328,7 +472,7 @@ func runSuite(ctx context.Context, o suiteOptions, stdout, stderr io.Writer) (co
 	if err != nil {
 		return fail("starting mailboxd: %v", err)
 	}
-	if err := waitReady(ctx, s.mbx, "http://"+s.mbxAddr+"/healthcheck.htm", nil, o.startupTimeout); err != nil {
+	if err := waitReady(ctx, s.mbx, probeClient, "http://"+s.mbxAddr+"/healthcheck.htm", nil, o.startupTimeout); err != nil {
 		s.mbx.dumpOutput(stderr)
 		return fail("mailboxd did not come up: %v", err)
 	}
@@ -339,7 +483,7 @@ func runSuite(ctx context.Context, o suiteOptions, stdout, stderr io.Writer) (co
 
 	gatewayOK := false
 	if o.targets["gateway"] {
-		if err := s.startGateway(ctx); err != nil {
+		if err := s.startGatewayTLSFallback(ctx, wantTLS); err != nil {
 			s.report.GatewayError = err.Error()
 			fmt.Fprintf(stderr, "frontdoor bench: gateway failed to start: %v\n", err)
 			if s.gw != nil {
@@ -356,23 +500,40 @@ func runSuite(ctx context.Context, o suiteOptions, stdout, stderr io.Writer) (co
 		} else {
 			gatewayOK = true
 		}
+		s.report.TLSError = s.tlsErr
 	}
 
 	for _, sc := range o.scenarios {
+		if sc.Idle && !o.targets["gateway"] {
+			fmt.Fprintf(stderr, "frontdoor bench: %s skipped: idle scenarios measure the gateway only\n", sc.Name)
+		}
 		for _, target := range []string{"direct", "gateway"} {
-			if !o.targets[target] || (target == "gateway" && !gatewayOK) {
+			if !o.targets[target] || (target == "gateway" && !gatewayOK) || (sc.Idle && target == "direct") {
 				continue
 			}
 			if ctx.Err() != nil {
 				break
 			}
-			rr, err := s.measure(ctx, sc, target)
+			var (
+				rr  *RunReport
+				err error
+			)
+			switch {
+			case target == "gateway" && sc.TLS && s.gwTLSAddr == "":
+				rr = &RunReport{Scenario: sc.Name, Target: target, TLS: true, Error: "not measured: the gateway has no working TLS listener"}
+				if sc.Idle {
+					rr.Idle = &IdleReport{Requested: o.idleConns}
+				}
+				fmt.Fprintf(stderr, "frontdoor bench: %s %s: %s\n", sc.Name, target, rr.Error)
+			case sc.Idle:
+				rr, err = s.measureIdle(ctx, sc)
+			default:
+				rr, err = s.measure(ctx, sc, target)
+			}
 			if err != nil {
 				fmt.Fprintf(stderr, "frontdoor bench: %s %s: %v\n", sc.Name, target, err)
 				code = 1
-				continue
-			}
-			if ctx.Err() == nil { // an interrupted run's numbers are not comparable
+			} else if ctx.Err() == nil { // an interrupted run's numbers are not comparable
 				s.report.Results = append(s.report.Results, *rr)
 				if rr.Requests == 0 {
 					code = 1
@@ -383,9 +544,14 @@ func runSuite(ctx context.Context, o suiteOptions, stdout, stderr io.Writer) (co
 				s.finish(stdout)
 				return fail("mailboxd exited during %s %s: %v", sc.Name, target, s.mbx.exitErr())
 			}
-			if target == "gateway" && s.gw.exited() {
-				s.gw.dumpOutput(stderr)
-				err := fmt.Errorf("gateway exited during %s: %v", sc.Name, s.gw.exitErr())
+			if target == "gateway" && (s.gw == nil || s.gw.exited()) {
+				var err error
+				if s.gw == nil { // measureIdle could not restart it, and said why
+					err = fmt.Errorf("gateway not running after %s", sc.Name)
+				} else {
+					s.gw.dumpOutput(stderr)
+					err = fmt.Errorf("gateway exited during %s: %v", sc.Name, s.gw.exitErr())
+				}
 				s.report.GatewayError = err.Error()
 				fmt.Fprintf(stderr, "frontdoor bench: %v\n", err)
 				gatewayOK = false
@@ -393,6 +559,7 @@ func runSuite(ctx context.Context, o suiteOptions, stdout, stderr io.Writer) (co
 			}
 		}
 	}
+	s.report.TLSError = s.tlsErr
 	if ctx.Err() != nil {
 		s.report.Interrupted = true
 		fmt.Fprintf(stderr, "frontdoor bench: interrupted\n")
@@ -405,22 +572,42 @@ func runSuite(ctx context.Context, o suiteOptions, stdout, stderr io.Writer) (co
 }
 
 // writeConfig writes the gateway config and its directory file into s.dir.
-func (s *suite) writeConfig(gwPort, mbxPort int) error {
+// tlsPort > 0 adds a second listener, "https", that terminates TLS with a
+// self-signed certificate the gateway writes into s.dir/tls on start.
+func (s *suite) writeConfig(gwPort, tlsPort, mbxPort int) error {
 	cfg := fmt.Sprintf(`# Written by frontdoor bench.
 directory = "directory.toml"
 
 [engine]
 loops = %d            # 0 = one per CPU
 
+[timeouts]
+idle = "10m"          # idle-conns holds connections while it opens thousands more
+
 [[listener]]
 name = "http"
 address = "127.0.0.1:%d"
-
+`, s.o.loops, gwPort)
+	if tlsPort > 0 {
+		tlsDir := filepath.Join(s.dir, "tls")
+		if err := os.MkdirAll(tlsDir, 0o700); err != nil {
+			return err
+		}
+		cfg += fmt.Sprintf(`
+[[listener]]
+name = "https"
+address = "127.0.0.1:%d"
+tls = true
+tls_self_signed = true   # the gateway writes the certificate if the files are missing
+certificates = [{ cert = %q, key = %q }]
+`, tlsPort, filepath.Join(tlsDir, "cert.pem"), filepath.Join(tlsDir, "key.pem"))
+	}
+	cfg += fmt.Sprintf(`
 [[protocol]]
 name = "owa"
 path_prefix = "/owa"
 backend_port = %d
-`, s.o.loops, gwPort, mbxPort)
+`, mbxPort)
 	dir := fmt.Sprintf(`# Written by frontdoor bench.
 [[site]]
 name = "site-a"
@@ -472,9 +659,28 @@ func (s *suite) calibrateStats() error {
 	return nil
 }
 
-// startGateway starts `frontdoor run` (under taskset with --cpu-pin) and
-// waits for it to route a request to mailboxd.
-func (s *suite) startGateway(ctx context.Context) error {
+// startGateway picks fresh ports for the gateway, writes its config (with
+// a TLS listener if withTLS), starts `frontdoor run` (under taskset with
+// --cpu-pin) and waits for it to route a request to mailboxd. With TLS it
+// then waits for the TLS listener to do the same; a gateway whose plaintext
+// listener works but whose TLS listener does not answer is kept, with
+// s.tlsErr saying why and s.gwTLSAddr empty. Fresh ports on every start
+// mean a restart never waits for the old process's sockets.
+func (s *suite) startGateway(ctx context.Context, withTLS bool) error {
+	gwPort, err := freePort()
+	if err != nil {
+		return fmt.Errorf("picking a port: %w", err)
+	}
+	tlsPort := 0
+	if withTLS {
+		if tlsPort, err = freePort(); err != nil {
+			return fmt.Errorf("picking a port: %w", err)
+		}
+	}
+	s.gwAddr, s.gwTLSAddr = "127.0.0.1:"+strconv.Itoa(gwPort), ""
+	if err := s.writeConfig(gwPort, tlsPort, s.mbxPort); err != nil {
+		return fmt.Errorf("writing config: %w", err)
+	}
 	argv := []string{s.o.binary, "run", "--config", filepath.Join(s.dir, "frontdoor.toml")}
 	if s.o.cpuPin {
 		if ts, err := exec.LookPath("taskset"); err == nil {
@@ -482,26 +688,79 @@ func (s *suite) startGateway(ctx context.Context) error {
 			s.report.CPUPinned = true
 		}
 	}
-	var err error
 	s.gw, err = startChild("gateway", argv, s.dir)
 	if err != nil {
 		return err
 	}
 	hdr := http.Header{"X-AnchorMailbox": {anchorMailbox}}
-	if err := waitReady(ctx, s.gw, "http://"+s.gwAddr+"/owa/", hdr, s.o.startupTimeout); err != nil {
+	if err := waitReady(ctx, s.gw, probeClient, "http://"+s.gwAddr+"/owa/", hdr, s.o.startupTimeout); err != nil {
 		return err
+	}
+	tlsNote := ""
+	if withTLS {
+		addr := "127.0.0.1:" + strconv.Itoa(tlsPort)
+		if err := waitReady(ctx, s.gw, tlsProbeClient, "https://"+addr+"/owa/", hdr, s.o.startupTimeout); err != nil {
+			if ctx.Err() != nil || s.gw.exited() {
+				return err
+			}
+			s.tlsErr = fmt.Sprintf("the gateway's TLS listener on %s did not answer: %v", addr, err)
+			fmt.Fprintf(s.stderr, "frontdoor bench: %s; TLS scenarios will not be measured\n", s.tlsErr)
+		} else {
+			s.gwTLSAddr = addr
+			tlsNote = ", TLS on " + addr
+		}
 	}
 	pin := ""
 	if s.report.CPUPinned {
 		pin = ", pinned to CPU 0"
 	}
-	fmt.Fprintf(s.stderr, "gateway listening on %s (pid %d, loops=%d%s)\n", s.gwAddr, s.gw.pid(), s.o.loops, pin)
+	fmt.Fprintf(s.stderr, "gateway listening on %s%s (pid %d, loops=%d%s)\n", s.gwAddr, tlsNote, s.gw.pid(), s.o.loops, pin)
 	return nil
 }
 
-// measure runs one scenario against one target: warm-up, then the measured
-// run bracketed by /proc samples of every process involved.
-func (s *suite) measure(ctx context.Context, sc Scenario, target string) (*RunReport, error) {
+// startGatewayTLSFallback starts the gateway, with a TLS listener if
+// withTLS. If the gateway does not start with one (its config schema may
+// not know TLS yet), the reason goes to s.tlsErr and the gateway is started
+// again without it, so that the plaintext scenarios still run.
+func (s *suite) startGatewayTLSFallback(ctx context.Context, withTLS bool) error {
+	err := s.startGateway(ctx, withTLS)
+	if err == nil || !withTLS || ctx.Err() != nil {
+		return err
+	}
+	why := err.Error()
+	if s.gw != nil {
+		if line := s.gw.lastLine(); line != "" {
+			why += " (" + line + ")"
+		}
+		s.gw.dumpOutput(s.stderr)
+		s.gw.stop()
+		s.gw = nil
+	}
+	s.tlsErr = "the gateway did not start with a TLS listener configured: " + why
+	fmt.Fprintf(s.stderr, "frontdoor bench: %s; starting it without one\n", s.tlsErr)
+	if err := s.startGateway(ctx, false); err != nil {
+		s.tlsErr = "" // not a TLS problem after all
+		return err
+	}
+	return nil
+}
+
+// restartGateway stops the gateway and starts a fresh one, with a TLS
+// listener if the old one had a working one. On error s.gw may be a child
+// that failed to come up (or nil).
+func (s *suite) restartGateway(ctx context.Context) error {
+	withTLS := s.gwTLSAddr != ""
+	if s.gw != nil {
+		s.gw.stop()
+		s.gw = nil
+	}
+	return s.startGateway(ctx, withTLS)
+}
+
+// loadOptions is the load-generator configuration of one scenario against
+// one target. Direct rows of TLS scenarios are plaintext: mailboxd has no
+// TLS.
+func (s *suite) loadOptions(sc Scenario, target string) Options {
 	opts := Options{
 		Addr: s.mbxAddr,
 		Request: Request{
@@ -513,12 +772,45 @@ func (s *suite) measure(ctx context.Context, sc Scenario, target string) (*RunRe
 		Pipeline:        orDefault(sc.Pipeline, s.o.pipeline),
 		RequestsPerConn: sc.RequestsPerConn,
 		LocalAddrs:      s.o.sourceAddrs,
+		LatencyFromDial: sc.LatencyFromDial,
 	}
 	if target == "gateway" {
 		opts.Addr = s.gwAddr
+		if sc.TLS {
+			opts.Addr = s.gwTLSAddr
+			opts.TLS = benchTLSConfig(sc.Resume)
+		}
 	}
-	fmt.Fprintf(s.stderr, "running %s -> %s: %d conns, pipeline %d, %v (+%v warm-up)\n",
-		sc.Name, target, opts.Conns, opts.Pipeline, s.o.duration, s.o.warmup)
+	return opts
+}
+
+// benchTLSConfig is the load generator's TLS client config. It does not
+// verify the gateway's self-signed certificate: verification would only add
+// load-generator CPU on a machine whose cores the gateway shares. Without
+// resume there is no session cache, so every handshake is a full one; with
+// it, one cache serves the warm-up and the measured run, so every measured
+// handshake can resume.
+func benchTLSConfig(resume bool) *tls.Config {
+	c := &tls.Config{InsecureSkipVerify: true, ServerName: tlsServerName} // self-signed bench certificate
+	if resume {
+		c.ClientSessionCache = tls.NewLRUClientSessionCache(64)
+	}
+	return c
+}
+
+// measure runs one scenario against one target: warm-up, then the measured
+// run bracketed by /proc samples of every process involved.
+func (s *suite) measure(ctx context.Context, sc Scenario, target string) (*RunReport, error) {
+	opts := s.loadOptions(sc, target)
+	kind := ""
+	switch {
+	case opts.TLS != nil:
+		kind = ", TLS"
+	case sc.TLS:
+		kind = ", plaintext (mailboxd has no TLS)"
+	}
+	fmt.Fprintf(s.stderr, "running %s -> %s: %d conns, pipeline %d%s, %v (+%v warm-up)\n",
+		sc.Name, target, opts.Conns, opts.Pipeline, kind, s.o.duration, s.o.warmup)
 
 	if s.o.warmup > 0 {
 		opts.Duration = s.o.warmup
@@ -559,45 +851,255 @@ func (s *suite) measure(ctx context.Context, sc Scenario, target string) (*RunRe
 		ElapsedSeconds:    res.Elapsed.Seconds(),
 		Requests:          res.Requests,
 		RequestsPerSecond: res.RequestsPerSecond(),
-		Latency: LatencyUS{
-			P50:  usOf(res.Latency.Quantile(0.50)),
-			P99:  usOf(res.Latency.Quantile(0.99)),
-			P999: usOf(res.Latency.Quantile(0.999)),
-			Max:  usOf(res.Latency.Max()),
-			Mean: usOf(res.Latency.Mean()),
-		},
-		Errors:        res.Errors,
-		ErrorsTotal:   res.Errors.Total(),
-		StatusClasses: map[string]int64{},
-		Dials:         res.Dials,
+		Latency:           latencyOf(res.Latency),
+		Errors:            res.Errors,
+		ErrorsTotal:       res.Errors.Total(),
+		StatusClasses:     map[string]int64{},
+		Dials:             res.Dials,
+		TLS:               opts.TLS != nil,
+		PlaintextCeiling:  sc.TLS && opts.TLS == nil,
 	}
 	for class, n := range res.StatusClasses {
 		if n > 0 {
 			rr.StatusClasses[strconv.Itoa(class)+"xx"] = n
 		}
 	}
-	perReq := func(i int) *float64 {
+	perN := func(i int, n int64) *float64 {
 		if before[i].err != nil || after[i].err != nil {
 			return nil
 		}
-		v := CPUPerRequest(before[i].ProcSample, after[i].ProcSample, res.Requests)
+		v := CPUPerRequest(before[i].ProcSample, after[i].ProcSample, n)
 		return &v
 	}
 	if target == "gateway" {
-		rr.GatewayCPUPerRequestUS = perReq(0)
+		rr.GatewayCPUPerRequestUS = perN(0, res.Requests)
 		if after[0].err == nil {
 			rss := after[0].RSS
 			rr.GatewayRSSBytes = &rss
 		}
 	}
-	rr.MailboxdCPUPerRequestUS = perReq(1)
-	rr.LoadgenCPUPerRequestUS = perReq(2)
+	rr.MailboxdCPUPerRequestUS = perN(1, res.Requests)
+	rr.LoadgenCPUPerRequestUS = perN(2, res.Requests)
 	if statsErr == nil {
 		open := max(statsAfter.ConnectionsOpen-s.probeOpen, 0)
 		created := max(statsAfter.ConnectionsAccepted-statsBefore.ConnectionsAccepted-s.probeAccepted, 0)
 		rr.BackendConnectionsOpen, rr.BackendConnectionsNew = &open, &created
 	}
+	if opts.TLS != nil {
+		rr.Handshakes, rr.HandshakesResumed = res.Handshakes, res.Resumed
+		rr.HandshakesPerSecond = res.HandshakesPerSecond()
+		hl := latencyOf(res.HandshakeLatency)
+		rr.HandshakeLatency = &hl
+		rr.TLSParams = res.TLSParams
+		if opts.RequestsPerConn == 1 && target == "gateway" && res.Handshakes > 0 {
+			rr.GatewayCPUPerHandshakeUS = perN(0, res.Handshakes)
+		}
+	}
 	return rr, nil
+}
+
+func latencyOf(h *Histogram) LatencyUS {
+	return LatencyUS{
+		P50:  usOf(h.Quantile(0.50)),
+		P99:  usOf(h.Quantile(0.99)),
+		P999: usOf(h.Quantile(0.999)),
+		Max:  usOf(h.Max()),
+		Mean: usOf(h.Mean()),
+	}
+}
+
+// measureIdle measures what idle keep-alive connections cost the gateway.
+// It restarts the gateway first: memory an earlier scenario left in the
+// gateway's heap (freed, but neither collected nor returned to the kernel
+// while the gateway is idle) would otherwise absorb the new connections and
+// hide their cost. It then warms the fresh gateway up (backend pool, TLS)
+// with --warmup of keep-alive load, lets it settle, and runs runIdle with
+// as many connections as the file-descriptor limits allow.
+func (s *suite) measureIdle(ctx context.Context, sc Scenario) (*RunReport, error) {
+	rr := &RunReport{Scenario: sc.Name, Target: "gateway", TLS: sc.TLS, StatusClasses: map[string]int64{},
+		Idle: &IdleReport{Requested: s.o.idleConns}}
+	fmt.Fprintf(s.stderr, "running %s -> gateway: restarting the gateway for a clean memory baseline\n", sc.Name)
+	if err := s.restartGateway(ctx); err != nil {
+		if s.gw != nil {
+			s.gw.dumpOutput(s.stderr)
+			s.gw.stop()
+			s.gw = nil
+		}
+		return nil, fmt.Errorf("restarting the gateway: %w", err)
+	}
+	if sc.TLS && s.gwTLSAddr == "" {
+		rr.Error = "not measured: the gateway has no working TLS listener"
+		return rr, nil
+	}
+	opts := s.loadOptions(sc, "gateway")
+	if s.o.warmup > 0 {
+		opts.Duration = s.o.warmup
+		if _, err := Run(ctx, opts); err != nil {
+			return nil, err
+		}
+		opts.Duration = 0
+	}
+	// Let the warm-up's connections close.
+	sleepCtx(ctx, 500*time.Millisecond)
+
+	pid := s.gw.pid()
+	gwLimit, err := ProcNoFile(pid)
+	if err != nil {
+		fmt.Fprintf(s.stderr, "frontdoor bench: gateway fd limit unknown, assuming it is the runner's: %v\n", err)
+	}
+	n := s.o.idleConns
+	if room := fdRoom(nofileLimit(), gwLimit); room >= 0 {
+		rr.Idle.Limit = room
+		n = min(n, room)
+	}
+	if n <= 0 {
+		rr.Error = fmt.Sprintf("not measured: the file-descriptor limit leaves no room for idle connections (%d kept for other descriptors)", idleFDHeadroom)
+		return rr, nil
+	}
+	if len(opts.LocalAddrs) == 0 {
+		opts.LocalAddrs = idleSourceAddrs
+	}
+	tlsNote := ""
+	if opts.TLS != nil {
+		tlsNote = " TLS"
+	}
+	fmt.Fprintf(s.stderr, "running %s -> gateway: opening %d idle%s connections from %d source addresses, %d at a time, holding them %v\n",
+		sc.Name, n, tlsNote, len(opts.LocalAddrs), opts.Conns, s.o.idleHold)
+	probe := idleProbe{
+		RSS: func() (int64, error) { return ProcRSS(pid) },
+		FDs: func() (int, error) { return ProcFDs(pid) },
+		CPU: func() (time.Duration, error) { return ProcCPU(pid) },
+	}
+	ir, res, err := runIdle(ctx, opts, n, s.o.idleHold, probe)
+	if err != nil {
+		return nil, err
+	}
+	ir.Requested, ir.Limit = rr.Idle.Requested, rr.Idle.Limit
+	rr.Idle = ir
+	rr.Conns, rr.Pipeline = ir.Held, 1
+	rr.ElapsedSeconds = res.Elapsed.Seconds()
+	rr.Requests, rr.RequestsPerSecond = res.Requests, res.RequestsPerSecond()
+	rr.Latency = latencyOf(res.Latency)
+	rr.Errors, rr.ErrorsTotal = res.Errors, res.Errors.Total()
+	rr.Dials = res.Dials
+	for class, n := range res.StatusClasses {
+		if n > 0 {
+			rr.StatusClasses[strconv.Itoa(class)+"xx"] = n
+		}
+	}
+	if rss, err := ProcRSS(pid); err == nil {
+		rr.GatewayRSSBytes = &rss
+	}
+	if opts.TLS != nil {
+		rr.Handshakes, rr.HandshakesResumed = res.Handshakes, res.Resumed
+		rr.HandshakesPerSecond = res.HandshakesPerSecond()
+		hl := latencyOf(res.HandshakeLatency)
+		rr.HandshakeLatency = &hl
+		rr.TLSParams = res.TLSParams
+	}
+	return rr, nil
+}
+
+// idleProbe samples the process whose idle-connection cost is measured.
+// RSS is required; FDs and CPU may be nil.
+type idleProbe struct {
+	RSS func() (int64, error)
+	FDs func() (int, error)
+	CPU func() (time.Duration, error)
+}
+
+// runIdle samples p, opens n idle connections with opts (OpenIdle), holds
+// them for hold, samples p again, and closes them. It computes the RSS per
+// connection held and its extrapolation to a million connections (idleCost).
+// The returned Result describes the opening. The Requested and Limit fields
+// of the report are left to the caller.
+func runIdle(ctx context.Context, opts Options, n int, hold time.Duration, p idleProbe) (*IdleReport, *Result, error) {
+	ir := &IdleReport{Attempted: n, SourceAddrs: opts.LocalAddrs, HoldSeconds: hold.Seconds()}
+	before, err := p.RSS()
+	if err != nil {
+		return nil, nil, fmt.Errorf("sampling RSS: %w", err)
+	}
+	ir.RSSBeforeBytes = before
+	ir.GatewayFDsBefore = optFDs(p.FDs)
+	cpu0, cpuErr := optCPU(p.CPU)
+
+	ic, err := OpenIdle(ctx, opts, n)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer ic.Close()
+	cpu1, cpuErr1 := optCPU(p.CPU)
+	sleepCtx(ctx, hold)
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	held, err := p.RSS()
+	if err != nil {
+		return nil, nil, fmt.Errorf("sampling RSS: %w", err)
+	}
+	ir.RSSHeldBytes = held
+	ir.GatewayFDsHeld = optFDs(p.FDs)
+	ir.Held = ic.Len()
+	ir.RSSPerConnBytes, ir.Extrapolated1MGiB = idleCost(before, held, ir.Held)
+	if cpuErr == nil && cpuErr1 == nil && ir.Held > 0 {
+		v := float64((cpu1 - cpu0).Microseconds()) / float64(ir.Held)
+		ir.GatewayCPUPerConnUS = &v
+	}
+	return ir, ic.Result, nil
+}
+
+func optFDs(f func() (int, error)) *int {
+	if f == nil {
+		return nil
+	}
+	n, err := f()
+	if err != nil {
+		return nil
+	}
+	return &n
+}
+
+func optCPU(f func() (time.Duration, error)) (time.Duration, error) {
+	if f == nil {
+		return 0, errors.New("no CPU probe")
+	}
+	return f()
+}
+
+// idleCost returns the resident memory one idle connection costs, from the
+// RSS before the connections were opened and while conns of them were held,
+// and that cost extrapolated to a million connections, in GiB (2^30 bytes).
+// It is 0, 0 for no connections. A negative cost means the process returned
+// more memory meanwhile than the connections took: the measurement is
+// noise, which the caller shows as it is rather than hiding it.
+func idleCost(before, held int64, conns int) (perConn, gib1M float64) {
+	if conns <= 0 {
+		return 0, 0
+	}
+	perConn = float64(held-before) / float64(conns)
+	return perConn, perConn * 1e6 / (1 << 30)
+}
+
+// fdRoom returns how many idle connections the soft RLIMIT_NOFILE limits
+// of the processes involved allow, each connection costing every one of
+// them a descriptor (the runner its client end, the gateway its server end)
+// and each keeping idleFDHeadroom for everything else. Zero limits are
+// unknown or unlimited and ignored; with none known it returns -1.
+func fdRoom(limits ...uint64) int {
+	room := -1
+	for _, l := range limits {
+		if l == 0 {
+			continue
+		}
+		r := math.MaxInt32
+		if l < uint64(r) {
+			r = max(int(l)-idleFDHeadroom, 0)
+		}
+		if room < 0 || r < room {
+			room = r
+		}
+	}
+	return room
 }
 
 func orDefault(v, dflt int) int {
@@ -638,7 +1140,8 @@ func (s *suite) finish(stdout io.Writer) error {
 	return os.WriteFile(s.o.jsonFile, append(b, '\n'), 0o644)
 }
 
-// writeTable prints the human-readable report.
+// writeTable prints the human-readable report: load rows, then (if any)
+// idle-connection rows in a table of their own, then notes.
 func writeTable(w io.Writer, r *Report) {
 	pin := "no"
 	if r.CPUPinned {
@@ -646,26 +1149,55 @@ func writeTable(w io.Writer, r *Report) {
 	}
 	fmt.Fprintf(w, "frontdoor bench: %s per run (+%s warm-up), gateway loops %d, cpu pin: %s, %d CPUs, %s\n\n",
 		fmtSeconds(r.DurationSeconds), fmtSeconds(r.WarmupSeconds), r.GatewayLoops, pin, r.CPUs, r.GoVersion)
-	rows := [][]string{{"SCENARIO", "TARGET", "CONNS", "PIPE", "REQ/S", "P50", "P99", "P99.9", "MAX", "ERRORS", "GW CPU/REQ", "GW RSS", "MBX CPU/REQ", "BACKEND OPEN/NEW"}}
-	for _, rr := range r.Results {
-		backend := "-"
-		if rr.Target == "gateway" && rr.BackendConnectionsOpen != nil {
-			backend = fmt.Sprintf("%d/%d", *rr.BackendConnectionsOpen, *rr.BackendConnectionsNew)
-		}
-		rss := "-"
-		if rr.GatewayRSSBytes != nil {
-			rss = fmt.Sprintf("%.1fMiB", float64(*rr.GatewayRSSBytes)/(1<<20))
-		}
-		rows = append(rows, []string{
-			rr.Scenario, rr.Target, strconv.Itoa(rr.Conns), strconv.Itoa(rr.Pipeline), fmt.Sprintf("%.0f", rr.RequestsPerSecond),
-			fmtUS(rr.Latency.P50), fmtUS(rr.Latency.P99), fmtUS(rr.Latency.P999), fmtUS(rr.Latency.Max),
-			strconv.FormatInt(rr.ErrorsTotal, 10), fmtCPU(rr.GatewayCPUPerRequestUS), rss, fmtCPU(rr.MailboxdCPUPerRequestUS), backend,
-		})
-	}
-	writeColumns(w, rows, 2)
-
+	rows := [][]string{{"SCENARIO", "TARGET", "CONNS", "PIPE", "REQ/S", "HS/S", "P50", "P99", "P99.9", "MAX", "ERRORS", "GW CPU/REQ", "GW RSS", "MBX CPU/REQ", "BACKEND OPEN/NEW"}}
+	idleRows := [][]string{{"SCENARIO", "TARGET", "HELD", "OPENED IN", "HS/S", "ERRORS", "RSS BEFORE", "RSS HELD", "RSS/CONN", "AT 1M CONNS", "GW CPU/CONN"}}
 	var notes []string
+	plainCeiling, handshakeRows := false, false
 	for _, rr := range r.Results {
+		target := rr.Target
+		if rr.PlaintextCeiling {
+			target, plainCeiling = "direct (no TLS)", true
+		}
+		if rr.Error != "" {
+			row := []string{rr.Scenario, target, "NOT MEASURED (see notes)"}
+			if rr.Idle != nil {
+				idleRows = append(idleRows, row)
+			} else {
+				rows = append(rows, row)
+			}
+			notes = append(notes, fmt.Sprintf("%s/%s: %s", rr.Scenario, rr.Target, rr.Error))
+			continue
+		}
+		hs := "-"
+		if rr.TLS {
+			hs = fmt.Sprintf("%.0f", rr.HandshakesPerSecond)
+		}
+		if rr.Idle != nil {
+			ir := rr.Idle
+			idleRows = append(idleRows, []string{
+				rr.Scenario, target, fmt.Sprintf("%d/%d", ir.Held, ir.Requested), fmtSeconds(math.Round(rr.ElapsedSeconds*1000) / 1000), hs,
+				strconv.FormatInt(rr.ErrorsTotal, 10), fmtBytes(float64(ir.RSSBeforeBytes)), fmtBytes(float64(ir.RSSHeldBytes)),
+				fmtBytes(ir.RSSPerConnBytes), fmt.Sprintf("%.2fGiB", ir.Extrapolated1MGiB), fmtCPU(ir.GatewayCPUPerConnUS),
+			})
+		} else {
+			backend := "-"
+			if rr.Target == "gateway" && rr.BackendConnectionsOpen != nil {
+				backend = fmt.Sprintf("%d/%d", *rr.BackendConnectionsOpen, *rr.BackendConnectionsNew)
+			}
+			rss := "-"
+			if rr.GatewayRSSBytes != nil {
+				rss = fmt.Sprintf("%.1fMiB", float64(*rr.GatewayRSSBytes)/(1<<20))
+			}
+			rows = append(rows, []string{
+				rr.Scenario, target, strconv.Itoa(rr.Conns), strconv.Itoa(rr.Pipeline), fmt.Sprintf("%.0f", rr.RequestsPerSecond), hs,
+				fmtUS(rr.Latency.P50), fmtUS(rr.Latency.P99), fmtUS(rr.Latency.P999), fmtUS(rr.Latency.Max),
+				strconv.FormatInt(rr.ErrorsTotal, 10), fmtCPU(rr.GatewayCPUPerRequestUS), rss, fmtCPU(rr.MailboxdCPUPerRequestUS), backend,
+			})
+		}
+		if rr.RequestsPerConn == 1 {
+			handshakeRows = true
+		}
+
 		if rr.ErrorsTotal > 0 {
 			notes = append(notes, fmt.Sprintf("%s/%s errors: %s", rr.Scenario, rr.Target, rr.Errors))
 		}
@@ -674,6 +1206,49 @@ func writeTable(w io.Writer, r *Report) {
 				notes = append(notes, fmt.Sprintf("%s/%s: %d %s responses (counted as successes; check routing)", rr.Scenario, rr.Target, n, class))
 			}
 		}
+		if rr.TLS && rr.HandshakeLatency != nil {
+			n := fmt.Sprintf("%s/%s: %s, %d handshakes (%d resumed), connect+handshake p50 %s p99 %s",
+				rr.Scenario, rr.Target, orDash(rr.TLSParams), rr.Handshakes, rr.HandshakesResumed,
+				fmtUS(rr.HandshakeLatency.P50), fmtUS(rr.HandshakeLatency.P99))
+			if rr.GatewayCPUPerHandshakeUS != nil {
+				n += fmt.Sprintf(", gateway CPU %.1fus per handshake", *rr.GatewayCPUPerHandshakeUS)
+			}
+			notes = append(notes, n)
+		}
+		if ir := rr.Idle; ir != nil {
+			if ir.Limit > 0 && ir.Attempted < ir.Requested {
+				notes = append(notes, fmt.Sprintf("%s/%s: --idle-conns %d capped to %d by the file-descriptor limit (%d kept per process for other descriptors)",
+					rr.Scenario, rr.Target, ir.Requested, ir.Attempted, idleFDHeadroom))
+			}
+			if ir.GatewayFDsBefore != nil && ir.GatewayFDsHeld != nil {
+				grew := *ir.GatewayFDsHeld - *ir.GatewayFDsBefore
+				note := fmt.Sprintf("%s/%s: gateway descriptors %d -> %d (+%d) for %d connections held",
+					rr.Scenario, rr.Target, *ir.GatewayFDsBefore, *ir.GatewayFDsHeld, grew, ir.Held)
+				if float64(grew) < 0.99*float64(ir.Held) {
+					note += ": it did NOT hold them all (timeouts, limits?), RSS/CONN is too low"
+				}
+				notes = append(notes, note)
+			}
+		}
+	}
+	writeColumns(w, rows, 2)
+	if len(idleRows) > 1 {
+		fmt.Fprintln(w)
+		writeColumns(w, idleRows, 2)
+	}
+
+	if plainCeiling {
+		notes = append(notes, "direct (no TLS): mailboxd has no TLS, so the ceiling of a tls-* scenario is the same load in plaintext straight to mailboxd")
+	}
+	if handshakeRows {
+		notes = append(notes, "tls-handshake-*: one request per connection, so REQ/S is connections/s, GW CPU/REQ is CPU per connection (accept, handshake, request, close) and latency counts from the start of the dial")
+	}
+	if len(idleRows) > 1 {
+		notes = append(notes, "idle: RSS/CONN = (gateway VmRSS with the connections held - VmRSS before opening them) / connections held, on a freshly started gateway; "+
+			"AT 1M CONNS = RSS/CONN x 10^6, extrapolated (kernel socket memory is not in RSS); OPENED IN and HS/S cover opening them; no direct rows")
+	}
+	if r.TLSError != "" {
+		notes = append(notes, "TLS scenarios not measured through the gateway: "+r.TLSError)
 	}
 	if r.GatewayError != "" {
 		notes = append(notes, "gateway not measured: "+r.GatewayError)
@@ -689,10 +1264,22 @@ func writeTable(w io.Writer, r *Report) {
 }
 
 // writeColumns prints rows as aligned columns two spaces apart: the first
-// textCols columns left-aligned, the (numeric) rest right-aligned.
+// textCols columns left-aligned, the (numeric) rest right-aligned. A row
+// shorter than the first (the header) is a message row: its text columns
+// are aligned, and the rest is printed as it is, without widening any
+// column.
 func writeColumns(w io.Writer, rows [][]string, textCols int) {
 	var width []int
 	for _, r := range rows {
+		if len(rows) > 0 && len(r) < len(rows[0]) {
+			for i := range min(len(r), textCols) {
+				for i >= len(width) {
+					width = append(width, 0)
+				}
+				width[i] = max(width[i], len(r[i]))
+			}
+			continue
+		}
 		for i, c := range r {
 			if i >= len(width) {
 				width = append(width, 0)
@@ -703,9 +1290,14 @@ func writeColumns(w io.Writer, rows [][]string, textCols int) {
 	var b strings.Builder
 	for _, r := range rows {
 		b.Reset()
+		short := len(r) < len(rows[0])
 		for i, c := range r {
 			if i > 0 {
 				b.WriteString("  ")
+			}
+			if short && i >= textCols {
+				b.WriteString(c)
+				continue
 			}
 			pad := strings.Repeat(" ", width[i]-len(c))
 			if i < textCols {
@@ -719,6 +1311,28 @@ func writeColumns(w io.Writer, rows [][]string, textCols int) {
 		}
 		fmt.Fprintln(w, b.String())
 	}
+}
+
+// fmtBytes formats a byte count compactly: 812B, 4.7KiB, 60.2MiB, 1.25GiB.
+func fmtBytes(n float64) string {
+	a := math.Abs(n)
+	switch {
+	case a < 1<<10:
+		return fmt.Sprintf("%.0fB", n)
+	case a < 1<<20:
+		return fmt.Sprintf("%.1fKiB", n/(1<<10))
+	case a < 1<<30:
+		return fmt.Sprintf("%.1fMiB", n/(1<<20))
+	default:
+		return fmt.Sprintf("%.2fGiB", n/(1<<30))
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 // fmtUS formats microseconds compactly: 87us, 1.25ms, 2.10s.
@@ -774,9 +1388,19 @@ var probeClient = &http.Client{
 	Transport: &http.Transport{DisableKeepAlives: true}, // and no Proxy: never via $HTTP_PROXY
 }
 
-// waitReady polls url every 50 ms until it answers 200, the child exits,
-// timeout passes or ctx is cancelled.
-func waitReady(ctx context.Context, c *child, url string, hdr http.Header, timeout time.Duration) error {
+// tlsProbeClient is probeClient for the gateway's TLS listener, whose
+// certificate is self-signed and not verified.
+var tlsProbeClient = &http.Client{
+	Timeout: 2 * time.Second,
+	Transport: &http.Transport{
+		DisableKeepAlives: true,
+		TLSClientConfig:   benchTLSConfig(false),
+	},
+}
+
+// waitReady polls url with client every 50 ms until it answers 200, the
+// child exits, timeout passes or ctx is cancelled.
+func waitReady(ctx context.Context, c *child, client *http.Client, url string, hdr http.Header, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	last := errors.New("no answer yet")
 	for {
@@ -790,7 +1414,7 @@ func waitReady(ctx context.Context, c *child, url string, hdr http.Header, timeo
 		for k, v := range hdr {
 			req.Header[k] = v
 		}
-		resp, err := probeClient.Do(req)
+		resp, err := client.Do(req)
 		if err == nil {
 			io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 			resp.Body.Close()
@@ -911,6 +1535,16 @@ func (c *child) dumpOutput(w io.Writer) {
 		fmt.Fprintln(w)
 	}
 	fmt.Fprintf(w, "--- end of %s output ---\n", c.name)
+}
+
+// lastLine returns the last non-empty line the child printed: usually why
+// it exited.
+func (c *child) lastLine() string {
+	out := bytes.TrimSpace(c.out.Bytes())
+	if i := bytes.LastIndexByte(out, '\n'); i >= 0 {
+		out = out[i+1:]
+	}
+	return string(bytes.TrimSpace(out))
 }
 
 // tailBuffer is an io.Writer that keeps the last max bytes written: a child

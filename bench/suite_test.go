@@ -3,7 +3,9 @@ package bench
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -34,6 +36,10 @@ import (
 const (
 	fakeEnv       = "FRONTDOOR_BENCH_FAKE"
 	fakeGwFailEnv = "FRONTDOOR_BENCH_FAKE_GW_FAIL"
+	// fakeGwTLSEnv changes the fake gateway's TLS listener: "refuse" makes
+	// it reject a config with tls = true, as a gateway whose schema has no
+	// TLS would; "plain" makes it serve plaintext where TLS was asked for.
+	fakeGwTLSEnv = "FRONTDOOR_BENCH_FAKE_GW_TLS"
 )
 
 func TestMain(m *testing.M) {
@@ -59,6 +65,8 @@ func fakeFrontdoor(args []string) int {
 			return 2
 		}
 		return fakeMailboxd(ctx, *listen, *name)
+	case "tls-raw-server":
+		return tlsRawServerMain(ctx)
 	case "run":
 		cfg := fs.String("config", "", "")
 		if fs.Parse(args[1:]) != nil {
@@ -135,28 +143,73 @@ func fakeGateway(ctx context.Context, cfgPath string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	listen := regexp.MustCompile(`(?m)^address = "([^"]+)"`).FindSubmatch(cfg)
+	listen := regexp.MustCompile(`(?m)^address = "([^"]+)"`).FindAllSubmatch(cfg, -1)
 	backend := regexp.MustCompile(`(?m)^address = "([^"]+)"`).FindSubmatch(dir)
 	if listen == nil || backend == nil || !bytes.Contains(dir, []byte(`address = "alice@example.test"`)) {
 		fmt.Fprintf(os.Stderr, "fake gateway: config not as expected:\n%s\n%s", cfg, dir)
 		return 1
 	}
+	wantTLS := regexp.MustCompile(`(?m)^tls = true`).Match(cfg)
+	if wantTLS && os.Getenv(fakeGwTLSEnv) == "refuse" {
+		fmt.Fprintf(os.Stderr, "frontdoor: %s: unknown key \"listener.tls\" (fake gateway without TLS)\n", cfgPath)
+		return 1
+	}
 	target, _ := url.Parse("http://" + string(backend[1]))
 	proxy := httputil.NewSingleHostReverseProxy(target)
 	proxy.Transport = &http.Transport{MaxIdleConnsPerHost: 64}
-	srv := &http.Server{
-		Addr: string(listen[1]),
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.Header.Get("X-AnchorMailbox") == "" || !strings.HasPrefix(r.URL.Path, "/owa") {
-				http.Error(w, "no route", http.StatusNotFound)
-				return
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-AnchorMailbox") == "" || !strings.HasPrefix(r.URL.Path, "/owa") {
+			http.Error(w, "no route", http.StatusNotFound)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	})
+	srv := &http.Server{Addr: string(listen[0][1]), Handler: handler}
+	servers := []*http.Server{srv}
+	if wantTLS {
+		// Like the gateway's tls_self_signed: write the certificate where
+		// the config says if it is not there.
+		m := regexp.MustCompile(`(?m)^certificates = \[\{ cert = "([^"]+)", key = "([^"]+)" \}\]`).FindSubmatch(cfg)
+		if len(listen) < 2 || m == nil {
+			fmt.Fprintf(os.Stderr, "fake gateway: TLS listener not as expected:\n%s", cfg)
+			return 1
+		}
+		certFile, keyFile := string(m[1]), string(m[2])
+		if _, err := os.Stat(certFile); err != nil {
+			_, certPEM, keyPEM, err := selfSigned()
+			if err == nil {
+				err = errors.Join(os.WriteFile(certFile, certPEM, 0o644), os.WriteFile(keyFile, keyPEM, 0o600))
 			}
-			proxy.ServeHTTP(w, r)
-		}),
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "fake gateway:", err)
+				return 1
+			}
+		}
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "fake gateway:", err)
+			return 1
+		}
+		tsrv := &http.Server{Addr: string(listen[1][1]), Handler: handler}
+		servers = append(servers, tsrv)
+		go func() {
+			var err error
+			if os.Getenv(fakeGwTLSEnv) == "plain" {
+				err = tsrv.ListenAndServe()
+			} else {
+				tsrv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+				err = tsrv.ListenAndServeTLS("", "")
+			}
+			if err != http.ErrServerClosed {
+				fmt.Fprintln(os.Stderr, "fake gateway TLS listener:", err)
+			}
+		}()
 	}
 	go func() {
 		<-ctx.Done()
-		srv.Close()
+		for _, s := range servers {
+			s.Close()
+		}
 	}()
 	if err := srv.ListenAndServe(); err != http.ErrServerClosed {
 		fmt.Fprintln(os.Stderr, "fake gateway:", err)
@@ -173,7 +226,7 @@ func testSuiteOptions(t *testing.T, scenarios ...string) suiteOptions {
 	}
 	o := suiteOptions{
 		duration: 300 * time.Millisecond, warmup: 100 * time.Millisecond, startupTimeout: 10 * time.Second,
-		conns: 4, pipeline: 1, loops: 1, binary: exe,
+		conns: 4, pipeline: 1, loops: 1, binary: exe, idleConns: 100, idleHold: 200 * time.Millisecond,
 		targets:  map[string]bool{"direct": true, "gateway": true},
 		jsonFile: filepath.Join(t.TempDir(), "out.json"),
 	}
@@ -308,7 +361,7 @@ func TestMainUsage(t *testing.T) {
 	}
 	for _, args := range [][]string{
 		{"--scenario", "nope"}, {"--conns", "0"}, {"--targets", "x"}, {"extra"}, {"--bogus"},
-		{"--source-addrs", "10.0.0.1"},
+		{"--source-addrs", "10.0.0.1"}, {"--idle-conns", "0"}, {"--idle-hold", "-1s"},
 	} {
 		stderr.Reset()
 		if code := Main(args, &stdout, &stderr); code != 2 {
@@ -316,14 +369,15 @@ func TestMainUsage(t *testing.T) {
 		}
 	}
 	stdout.Reset()
-	if code := Main([]string{"--list"}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "pipelined-get") {
+	if code := Main([]string{"--list"}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "pipelined-get") ||
+		!strings.Contains(stdout.String(), "idle-conns-tls") || !strings.Contains(stdout.String(), "tls-handshake-resumed") {
 		t.Errorf("--list: exit %d, output %q", code, stdout.String())
 	}
 }
 
 func TestWrittenConfig(t *testing.T) {
 	s := &suite{o: suiteOptions{loops: 1}, dir: t.TempDir()}
-	if err := s.writeConfig(18080, 18081); err != nil {
+	if err := s.writeConfig(18080, 0, 18081); err != nil {
 		t.Fatal(err)
 	}
 	cfg, _ := os.ReadFile(filepath.Join(s.dir, "frontdoor.toml"))
@@ -345,7 +399,7 @@ func TestWrittenConfig(t *testing.T) {
 // validation, and route alice to mbx1.
 func TestWrittenConfigLoads(t *testing.T) {
 	s := &suite{o: suiteOptions{loops: 1}, dir: t.TempDir()}
-	if err := s.writeConfig(18080, 18081); err != nil {
+	if err := s.writeConfig(18080, 0, 18081); err != nil {
 		t.Fatal(err)
 	}
 	c, err := config.Load(filepath.Join(s.dir, "frontdoor.toml"))
