@@ -34,6 +34,7 @@ type Gateway struct {
 	router  *router
 
 	terminators []*tlsterm.Terminator
+	listenerTLS []*tlsterm.Terminator // by listener index, nil for plaintext
 	adminAddr   string
 }
 
@@ -131,7 +132,12 @@ func New(cfg *config.Config, dir *directory.Directory, log *slog.Logger) (*Gatew
 		closeTLS()
 		return nil, err
 	}
-	return &Gateway{cfg: cfg, log: log, server: srv, handler: handler, router: rt, terminators: terminators}, nil
+	byListener := make([]*tlsterm.Terminator, len(listeners))
+	for i := range listeners {
+		byListener[i] = listeners[i].TLS
+	}
+	return &Gateway{cfg: cfg, log: log, server: srv, handler: handler, router: rt,
+		terminators: terminators, listenerTLS: byListener}, nil
 }
 
 // newTerminator builds listener i's TLS terminator. A development listener
@@ -292,6 +298,9 @@ type Snapshot struct {
 	// connections per open backend connection.
 	ClientsPerBackendConn float64          `json:"clients_per_backend_conn"`
 	Backends              []BackendSummary `json:"backends"`
+	// TLS holds each TLS listener's handshake counters (by version, suite,
+	// key-exchange group, resumption, failure reason).
+	TLS map[string]map[string]int64 `json:"tls,omitempty"`
 	Loops                 int              `json:"loops"`
 	Time                  time.Time        `json:"time"`
 }
@@ -352,6 +361,14 @@ func (g *Gateway) Snapshot() Snapshot {
 		}
 		s.BackendConns += b.ConnsOpen
 		s.Backends = append(s.Backends, b)
+	}
+	for i, ln := range g.cfg.Listeners {
+		if ln.TLS && i < len(g.listenerTLS) && g.listenerTLS[i] != nil {
+			if s.TLS == nil {
+				s.TLS = map[string]map[string]int64{}
+			}
+			s.TLS[ln.Name] = g.listenerTLS[i].Stats().Snapshot()
+		}
 	}
 	if s.BackendConns > 0 {
 		s.ClientsPerBackendConn = float64(s.ClientsOpen) / float64(s.BackendConns)

@@ -81,6 +81,11 @@ func TestTLSDataPath(t *testing.T) {
 	if proto != "https" {
 		t.Errorf("X-Forwarded-Proto %q", proto)
 	}
+	// Go clients negotiate the post-quantum hybrid group by default; the
+	// gateway's counters say so.
+	if st := g.Snapshot().TLS["http"]; st["handshakes"] != 1 || st["post_quantum"] != 1 || st["version.tls1.3"] != 1 {
+		t.Errorf("TLS counters: %v", st)
+	}
 
 	t.Run("pipelined", func(t *testing.T) {
 		var req bytes.Buffer

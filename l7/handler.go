@@ -41,6 +41,9 @@ type Request struct {
 	Path []byte
 	// AfterPrefix is Path after the protocol prefix ("" or starting with '/').
 	AfterPrefix []byte
+	// TLS is the client's TLS connection (nil over plaintext): its State()
+	// has the verified client certificate, for authentication.
+	TLS *tlsterm.Conn
 }
 
 // Field returns the value of the first field named name (given in lower

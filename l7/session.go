@@ -228,7 +228,7 @@ func (s *session) readHead() (act gnet.Action, more bool) {
 	} else {
 		// The Request lives in the loop's scratch space: passed to an
 		// interface method, a fresh one would escape to the heap.
-		ls.request = Request{Protocol: proto, Header: req, Path: path, AfterPrefix: path[len(proto.Prefix):]}
+		ls.request = Request{Protocol: proto, Header: req, Path: path, AfterPrefix: path[len(proto.Prefix):], TLS: s.tls}
 		route = cfg.Router.Route(&ls.request)
 		ls.request = Request{}
 	}
