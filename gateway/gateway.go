@@ -300,9 +300,9 @@ type Snapshot struct {
 	Backends              []BackendSummary `json:"backends"`
 	// TLS holds each TLS listener's handshake counters (by version, suite,
 	// key-exchange group, resumption, failure reason).
-	TLS map[string]map[string]int64 `json:"tls,omitempty"`
-	Loops                 int              `json:"loops"`
-	Time                  time.Time        `json:"time"`
+	TLS   map[string]map[string]int64 `json:"tls,omitempty"`
+	Loops int                         `json:"loops"`
+	Time  time.Time                   `json:"time"`
 }
 
 // BackendSummary is one endpoint's pool counters over all loops.
