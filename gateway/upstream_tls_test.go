@@ -381,3 +381,41 @@ func TestUpstreamTLSCAErrors(t *testing.T) {
 func readHTTP(c *gwtest.Client) (*http.Response, error) {
 	return http.ReadResponse(c.R, &http.Request{Method: "GET"})
 }
+
+// TestUpstreamTLSStreams sends large responses (many records, more than the
+// plaintext bound), an upload, and a response after which the server closes,
+// over a TLS backend connection.
+func TestUpstreamTLSStreams(t *testing.T) {
+	tmp := t.TempDir()
+	ca := newTestCA(t, tmp, "backend-ca")
+	m := startTLSMailboxd(t, "mbx-tls", ca.leaf(t, "mbx-tls.example.test"))
+	plain := testbed.StartMailboxd(t, "mbx-plain")
+	g := upstreamGateway(t, m, "", fmt.Sprintf("tls_ca = %q", ca.pem), plain)
+	c := g.Dial(t)
+	const size = 3 << 20
+	for _, extra := range []string{"", "X-Mailboxd-Chunked: true\r\n"} {
+		c.Send(t, fmt.Sprintf("GET /owa/big HTTP/1.1\r\nHost: h\r\nX-AnchorMailbox: alice@example.test\r\nX-Mailboxd-Size: %d\r\n%s\r\n", size, extra))
+		resp, body := readResponse(t, c, "GET")
+		if resp.StatusCode != 200 || len(body) != size {
+			t.Fatalf("%q: status %d, %d bytes, want 200 and %d", extra, resp.StatusCode, len(body), size)
+		}
+		checkPattern(t, body)
+	}
+	upload := strings.Repeat("0123456789abcdef", 20000) // 320000 bytes, written exclusively
+	c.Send(t, fmt.Sprintf("POST /owa/up HTTP/1.1\r\nHost: h\r\nX-AnchorMailbox: alice@example.test\r\nContent-Length: %d\r\n\r\n%s", len(upload), upload))
+	resp, body := readResponse(t, c, "POST")
+	if e := echoOf(t, body); resp.StatusCode != 200 || e.BodyBytes != int64(len(upload)) || e.Server != m.name {
+		t.Fatalf("upload: status %d, echo %+v", resp.StatusCode, e)
+	}
+	// The server closes its end (close_notify, FIN) after answering; the
+	// pool dials again and the next requests are served.
+	for i := 0; i < 5; i++ {
+		c.Send(t, "GET /owa/ HTTP/1.1\r\nHost: h\r\nX-AnchorMailbox: alice@example.test\r\nX-Mailboxd-Close: true\r\n\r\n")
+		if resp, body := readResponse(t, c, "GET"); resp.StatusCode != 200 || echoOf(t, body).Server != m.name {
+			t.Fatalf("close %d: status %d: %s", i, resp.StatusCode, body)
+		}
+	}
+	if b := backendOf(t, g, m.name); b.Failed != 0 || b.DialFailures != 0 {
+		t.Errorf("TLS backend counters %+v", b)
+	}
+}
