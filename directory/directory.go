@@ -35,6 +35,11 @@ type Server struct {
 	// served on that port, without one the protocol's backend_port applies.
 	Address string
 	Site    *Site
+	// TLS is set when the gateway reaches the server over TLS; the
+	// server's certificate must then be valid for TLSServerName (by
+	// default the host of Address).
+	TLS           bool
+	TLSServerName string
 	// Index is the server's position in Directory.Servers (dense, from 0).
 	Index int
 }

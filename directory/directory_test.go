@@ -218,6 +218,18 @@ func TestParseErrors(t *testing.T) {
 		{"active among copies", withBase(`[[database]]`, `name = "D2"`, `active = "m1"`, `copies = ["m1"]`),
 			[]string{`d.toml:17: database[1].copies[0]: "m1" holds the active copy (active = "m1"); copies lists the passive copies only`}},
 
+		// Upstream TLS.
+		{"tls not a boolean", withBase(`[[server]]`, `name = "m2"`, `address = "10.0.0.2"`, `site = "a"`, `tls = "yes"`),
+			[]string{`d.toml:18: server[1].tls: expected a boolean (true or false), got string "yes"`}},
+		{"tls_server_name without tls", withBase(`[[server]]`, `name = "m2"`, `address = "10.0.0.2"`, `site = "a"`, `tls_server_name = "m2.ex.test"`),
+			[]string{`d.toml:18: server[1].tls_server_name: only with tls = true`}},
+		{"empty tls_server_name", withBase(`[[server]]`, `name = "m2"`, `address = "mbx2.ex.test:443"`, `site = "a"`, `tls = true`, `tls_server_name = ""`),
+			[]string{`d.toml:19: server[1].tls_server_name: must not be empty (leave it out to check the host of the address, "mbx2.ex.test")`}},
+		{"bad tls_server_name", withBase(`[[server]]`, `name = "m2"`, `address = "10.0.0.2"`, `site = "a"`, `tls = true`, `tls_server_name = "bad_name"`),
+			[]string{`d.toml:19: server[1].tls_server_name: "bad_name": must be a host name or an IP address`}},
+		{"tls_server_name with port", withBase(`[[server]]`, `name = "m2"`, `address = "10.0.0.2"`, `site = "a"`, `tls = true`, `tls_server_name = "m2.ex.test:443"`),
+			[]string{`d.toml:19: server[1].tls_server_name: "m2.ex.test:443": must be a host name or an IP address`}},
+
 		// Site URLs.
 		{"external_url not http", withBase(`[[site]]`, `name = "b"`, `external_url = "ftp://mail.ex.test"`),
 			[]string{`d.toml:16: site[1].external_url: "ftp://mail.ex.test": must be an absolute http or https URL, e.g. "https://mail.example.com"`}},
@@ -227,6 +239,31 @@ func TestParseErrors(t *testing.T) {
 			[]string{`d.toml:16: site[1].external_url: "https://mail.ex.test/?x=1": must not have a query or fragment`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkErrors(t, tc.data, tc.want) })
+	}
+}
+
+func TestServerTLS(t *testing.T) {
+	d, err := Parse("d.toml", withBase(
+		`[[server]]`, `name = "m2"`, `address = "mbx2.ex.test:8443"`, `site = "a"`, `tls = true`,
+		`[[server]]`, `name = "m3"`, `address = "[::1]:8443"`, `site = "a"`, `tls = true`, `tls_server_name = "mbx3.ex.test"`,
+		`[[server]]`, `name = "m4"`, `address = "10.0.0.4"`, `site = "a"`, `tls = true`,
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, serverName string
+		tls              bool
+	}{
+		{"m1", "", false},
+		{"m2", "mbx2.ex.test", true},
+		{"m3", "mbx3.ex.test", true},
+		{"m4", "10.0.0.4", true},
+	} {
+		s := d.byServer[tc.name]
+		if s.TLS != tc.tls || s.TLSServerName != tc.serverName {
+			t.Errorf("%s: TLS %v, server name %q; want %v, %q", tc.name, s.TLS, s.TLSServerName, tc.tls, tc.serverName)
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"frontdoor/internal/hostport"
 	"frontdoor/internal/tomlpos"
 )
 
@@ -31,9 +32,11 @@ type siteEntry struct {
 }
 
 type serverEntry struct {
-	Name    string `toml:"name"`
-	Address string `toml:"address"`
-	Site    string `toml:"site"`
+	Name          string `toml:"name"`
+	Address       string `toml:"address"`
+	Site          string `toml:"site"`
+	TLS           bool   `toml:"tls"`
+	TLSServerName string `toml:"tls_server_name"`
 }
 
 type databaseEntry struct {
@@ -110,12 +113,30 @@ func build(doc *tomlpos.Doc, f *file) *Directory {
 		if v.name(at+".name", e.Name) {
 			v.unique(serverAt, e.Name, at+".name", "server")
 		}
+		host := ""
 		if v.required(at+".address", e.Address) {
-			if _, _, err := splitAddress(e.Address); err != nil {
+			var err error
+			if host, _, err = splitAddress(e.Address); err != nil {
 				v.Report(at+".address", "%q: %v", e.Address, err)
 			}
 		}
-		s := &Server{Name: e.Name, Address: e.Address, Index: i}
+		s := &Server{Name: e.Name, Address: e.Address, Index: i, TLS: e.TLS}
+		if e.TLS {
+			s.TLSServerName = host
+		}
+		switch {
+		case !v.Has(at + ".tls_server_name"):
+		case !e.TLS:
+			v.Report(at+".tls_server_name", "only with tls = true")
+		case e.TLSServerName == "":
+			v.Report(at+".tls_server_name", "must not be empty (leave it out to check the host of the address, %q)", host)
+		default:
+			if _, ok := hostport.CanonicalHost(e.TLSServerName); !ok || strings.ContainsAny(e.TLSServerName, "[]") {
+				v.Report(at+".tls_server_name", "%q: must be a host name or an IP address", e.TLSServerName)
+			} else {
+				s.TLSServerName = e.TLSServerName
+			}
+		}
 		if v.required(at+".site", e.Site) {
 			if s.Site = d.bySite[e.Site]; s.Site == nil {
 				v.Report(at+".site", "unknown site %q%s", e.Site, defined(f.Sites, func(s siteEntry) string { return s.Name }))

@@ -7,6 +7,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -50,7 +51,11 @@ func New(cfg *config.Config, dir *directory.Directory, log *slog.Logger) (*Gatew
 	for i, p := range cfg.Protocols {
 		protocols[i] = l7.Protocol{Name: p.Name, Prefix: p.PathPrefix, Index: i}
 	}
-	rt, endpoints := newRouter(cfg, dir)
+	upstream, err := newUpstreamTLS(cfg, dir, log)
+	if err != nil {
+		return nil, err
+	}
+	rt, endpoints := newRouter(cfg, dir, upstream)
 	listeners := make([]l7.Listener, len(cfg.Listeners))
 	var terminators []*tlsterm.Terminator
 	closeTLS := func() {
@@ -114,11 +119,12 @@ func New(cfg *config.Config, dir *directory.Directory, log *slog.Logger) (*Gatew
 		},
 		Log: log,
 	})
+	var srv *l4.Server
 	specs := make([]l4.ListenerSpec, len(cfg.Listeners))
 	for i, ln := range cfg.Listeners {
 		specs[i] = l4.ListenerSpec{Name: ln.Name, Address: ln.Address}
 	}
-	srv, err := l4.NewServer(l4.Options{
+	srv, err = l4.NewServer(l4.Options{
 		Listeners:      specs,
 		Loops:          cfg.Engine.Loops,
 		ReusePort:      cfg.Engine.ReusePort,
@@ -142,6 +148,47 @@ func New(cfg *config.Config, dir *directory.Directory, log *slog.Logger) (*Gatew
 
 // newTerminator builds listener i's TLS terminator. A development listener
 // (tls_self_signed) gets a self-signed certificate made on first start.
+// maxUpstreamPlaintext bounds the decrypted bytes buffered per TLS backend
+// connection: above the longest response head l7 accepts (64 KiB), so a
+// head always fits, and the body is relayed as it is decrypted.
+const maxUpstreamPlaintext = 256 << 10
+
+// upstreamTLS builds the TLS clients of the directory's servers with
+// tls = true.
+type upstreamTLS struct {
+	client *tlsterm.Client
+	roots  *x509.CertPool // nil: the system roots
+}
+
+// newUpstreamTLS loads [backend] tls_ca when a server uses TLS; nil when
+// none does.
+func newUpstreamTLS(cfg *config.Config, dir *directory.Directory, log *slog.Logger) (*upstreamTLS, error) {
+	used := false
+	for _, s := range dir.Servers {
+		used = used || s.TLS
+	}
+	if !used {
+		return nil, nil
+	}
+	u := &upstreamTLS{client: tlsterm.NewClient(maxUpstreamPlaintext, log)}
+	if ca := cfg.Backend.TLSCA; ca != "" {
+		roots, err := tlsterm.LoadCAFile(cfg.Resolve(ca))
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: backend.tls_ca: %w", cfg.Path, cfg.Line("backend.tls_ca"), err)
+		}
+		u.roots = roots
+	}
+	return u, nil
+}
+
+// forServer returns the pool TLS settings of srv, nil for a plaintext one.
+func (u *upstreamTLS) forServer(srv *directory.Server) *poolmux.TLS {
+	if u == nil || !srv.TLS {
+		return nil
+	}
+	return &poolmux.TLS{Client: u.client, Config: tlsterm.ClientConfig(u.roots, srv.TLSServerName)}
+}
+
 func newTerminator(cfg *config.Config, i int, log *slog.Logger) (*tlsterm.Terminator, error) {
 	ln := &cfg.Listeners[i]
 	settings := cfg.TLSSettings(i)
@@ -309,6 +356,7 @@ type Snapshot struct {
 type BackendSummary struct {
 	Server       string `json:"server"`
 	Address      string `json:"address"`
+	TLS          bool   `json:"tls"`
 	ConnsOpen    int64  `json:"conns_open"`
 	Dials        int64  `json:"dials"`
 	DialFailures int64  `json:"dial_failures"`
@@ -353,7 +401,7 @@ func (g *Gateway) Snapshot() Snapshot {
 	for i, ep := range g.handler.Endpoints() {
 		ps := g.handler.PoolStats(i)
 		b := BackendSummary{
-			Server: ep.Name, Address: ep.Addr,
+			Server: ep.Name, Address: ep.Addr, TLS: ep.TLS != nil,
 			ConnsOpen: ps.ConnsOpen.Load(), Dials: ps.Dials.Load(), DialFailures: ps.DialFailures.Load(),
 			Requests: ps.Requests.Load(), Retries: ps.Retries.Load(), Detached: ps.Detached.Load(),
 			Queued: ps.Queued.Load(), QueueFull: ps.QueueFull.Load(), QueueTimeout: ps.QueueTimeout.Load(),

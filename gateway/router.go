@@ -23,9 +23,9 @@ type router struct {
 
 // newRouter computes the endpoint of every (server, protocol) pair: the
 // server's own port when its address has one, else the protocol's backend
-// port. Pairs that land on the same host:port share one endpoint, so one
-// pool serves them.
-func newRouter(cfg *config.Config, dir *directory.Directory) (*router, []l7.Endpoint) {
+// port. Pairs that land on the same host:port (and TLS settings) share one
+// endpoint, so one pool serves them.
+func newRouter(cfg *config.Config, dir *directory.Directory, up *upstreamTLS) (*router, []l7.Endpoint) {
 	r := &router{dir: dir, endpoint: make([][]int, len(dir.Servers))}
 	var endpoints []l7.Endpoint
 	index := map[string]int{}
@@ -33,11 +33,17 @@ func newRouter(cfg *config.Config, dir *directory.Directory) (*router, []l7.Endp
 		row := make([]int, len(cfg.Protocols))
 		for pi, p := range cfg.Protocols {
 			addr := srv.HostPort(p.BackendPort)
-			i, ok := index[addr]
+			key := addr
+			if srv.TLS {
+				// The same host:port reached over TLS with another
+				// name to check is another pool.
+				key = addr + " tls " + srv.TLSServerName
+			}
+			i, ok := index[key]
 			if !ok {
 				i = len(endpoints)
-				index[addr] = i
-				endpoints = append(endpoints, l7.Endpoint{Name: srv.Name, Addr: addr})
+				index[key] = i
+				endpoints = append(endpoints, l7.Endpoint{Name: srv.Name, Addr: addr, TLS: up.forServer(srv)})
 			}
 			row[pi] = i
 		}

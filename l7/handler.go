@@ -78,6 +78,8 @@ type Router interface {
 type Endpoint struct {
 	Name string // server name, for logs
 	Addr string // host:port
+	// TLS, when set, makes the endpoint's backend connections TLS.
+	TLS *poolmux.TLS
 }
 
 // Config is the l7 configuration, built by the gateway.
@@ -198,6 +200,7 @@ func (h *Handler) NewLoop(lp *l4.Loop) {
 	ls.pools = make([]*poolmux.Pool, len(h.cfg.Endpoints))
 	for i, ep := range h.cfg.Endpoints {
 		ls.pools[i] = poolmux.NewPool(lp, ep.Name, ep.Addr, &h.cfg.Pool, h.poolStats[i], h.log)
+		ls.pools[i].SetTLS(ep.TLS)
 	}
 	lp.Proto = ls
 }

@@ -5,6 +5,25 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+
+	"frontdoor/tlsterm"
+)
+
+// transport is what a Conn reads and writes through: the gnet.Conn itself
+// for a plaintext server, the TLS connection's plaintext view for a TLS
+// one. Both have gnet's semantics (Discard(n <= 0) drops everything).
+type transport interface {
+	Peek(n int) ([]byte, error)
+	Discard(n int) (int, error)
+	Write(p []byte) (int, error)
+	Writev(bs [][]byte) (int, error)
+	OutboundBuffered() int
+	Close() error
+}
+
+var (
+	_ transport = (gnet.Conn)(nil)
+	_ transport = (*tlsterm.Conn)(nil)
 )
 
 type connState uint8
@@ -19,8 +38,13 @@ const (
 // exchanges form a FIFO: requests are written in order and responses come
 // back in the same order (RFC 9112 section 9.3.2).
 type Conn struct {
-	pool  *Pool
-	gc    gnet.Conn
+	pool *Pool
+	// io is gc, or tc for a TLS server; set in OnOpen.
+	io transport
+	gc gnet.Conn
+	// tc is the TLS connection of a TLS server: set by the dialling
+	// goroutine after its handshake, before the socket is enrolled.
+	tc    *tlsterm.Conn
 	state connState
 	fifo  []Exchange
 
@@ -52,7 +76,7 @@ func (c *Conn) Write(p []byte) {
 		c.batch = append(c.batch, p)
 		return
 	}
-	_, _ = c.gc.Write(p)
+	_, _ = c.io.Write(p)
 }
 
 // Writev sends several buffers with one system call when possible.
@@ -60,7 +84,7 @@ func (c *Conn) Writev(bs [][]byte) {
 	if c.state != connReady {
 		return
 	}
-	_, _ = c.gc.Writev(bs)
+	_, _ = c.io.Writev(bs)
 }
 
 // OutboundBuffered is how many written bytes wait in user space for the
@@ -69,7 +93,7 @@ func (c *Conn) OutboundBuffered() int {
 	if c.state != connReady {
 		return 0
 	}
-	return c.gc.OutboundBuffered()
+	return c.io.OutboundBuffered()
 }
 
 // Release ends the exclusive hold of an exchange whose request body is
@@ -120,7 +144,7 @@ func (c *Conn) Detach() {
 // Close closes the connection; its exchanges are handled in OnClose.
 func (c *Conn) Close() {
 	if c.state == connReady {
-		_ = c.gc.Close()
+		_ = c.io.Close()
 	}
 }
 
@@ -197,6 +221,11 @@ func (c *Conn) isMember() bool {
 func (c *Conn) OnOpen(gc gnet.Conn) gnet.Action {
 	p := c.pool
 	c.gc = gc
+	c.io = gc
+	if c.tc != nil {
+		c.tc.Attach(gc)
+		c.io = c.tc
+	}
 	if !c.isMember() || c.state != connDialing {
 		c.state = connClosed
 		return gnet.Close
@@ -216,8 +245,17 @@ func (c *Conn) OnOpen(gc gnet.Conn) gnet.Action {
 func (c *Conn) OnTraffic(gc gnet.Conn) gnet.Action {
 	p := c.pool
 	now := p.lp.Tick()
+	io := transport(gc)
+	if c.tc != nil {
+		// Decrypt what arrived; an error (a bad record, the server's
+		// close_notify with nothing left to read) ends the connection.
+		if _, err := c.tc.OnTraffic(); err != nil {
+			return gnet.Close
+		}
+		io = c.tc
+	}
 	for c.state == connReady {
-		buf, _ := gc.Peek(-1)
+		buf, _ := io.Peek(-1)
 		if len(buf) == 0 {
 			break
 		}
@@ -233,7 +271,7 @@ func (c *Conn) OnTraffic(gc gnet.Conn) gnet.Action {
 		n, done, err := x.Receive(c, buf)
 		if n > 0 {
 			// Never Discard(0): gnet reads n <= 0 as "discard everything".
-			_, _ = gc.Discard(n)
+			_, _ = io.Discard(n)
 		}
 		if err != nil {
 			c.fifo[0] = nil
@@ -267,6 +305,9 @@ func (c *Conn) OnTraffic(gc gnet.Conn) gnet.Action {
 func (c *Conn) OnClose(_ gnet.Conn, err error) {
 	p := c.pool
 	p.lp.Tick()
+	if c.tc != nil {
+		c.tc.OnClose()
+	}
 	wasReady := c.state == connReady
 	c.state = connClosed
 	c.exclusive = false

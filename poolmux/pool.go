@@ -2,6 +2,7 @@ package poolmux
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"net"
 	"sync/atomic"
@@ -10,6 +11,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"frontdoor/l4"
+	"frontdoor/tlsterm"
 )
 
 // Exchange is one request and its response, as poolmux sees it.
@@ -77,7 +79,22 @@ type Pool struct {
 	down bool
 
 	batch [][]byte // scratch for writev batching in dispatch
+
+	tls *TLS // nil: plaintext
 }
+
+// TLS makes a pool's connections TLS: each dial is followed by a client
+// handshake (Config carries the roots and the server name to verify) on
+// the dialling goroutine, and records are then read and written on the
+// loop through Client's connections. A failed handshake is a failed dial.
+type TLS struct {
+	Client *tlsterm.Client
+	Config *tls.Config
+}
+
+// SetTLS makes the pool's connections TLS (nil: plaintext). Call it after
+// NewPool, before the first Submit.
+func (p *Pool) SetTLS(t *TLS) { p.tls = t }
 
 // NewPool returns the pool of loop lp for server name at addr. Connections
 // are dialled on first use.
@@ -250,6 +267,16 @@ func (c *Conn) enroll(delay time.Duration) {
 	p := c.pool
 	p.stats.Dials.Add(1)
 	nc, err := net.DialTimeout("tcp", p.addr, p.opts.ConnectTimeout)
+	if err == nil && p.tls != nil {
+		// The handshake blocks on the socket here, off the loop; it has
+		// its own ConnectTimeout.
+		var tc *tlsterm.Conn
+		if tc, err = p.tls.Client.Handshake(nc, p.tls.Config, p.opts.ConnectTimeout); err != nil {
+			nc.Close()
+		} else {
+			c.tc = tc // read by the loop after Enroll
+		}
+	}
 	if err == nil {
 		var ch <-chan gnet.RegisteredResult
 		ch, err = p.lp.EventLoop().Enroll(gnet.NewContext(context.Background(), c), nc)

@@ -126,6 +126,11 @@ type handshake struct {
 
 	local, remote net.Addr
 	written       gnet.AsyncCallback
+
+	// nc is the dialled socket of a client handshake (Client.Handshake):
+	// the wire reads and writes it directly, blocking, on the dialling
+	// goroutine. nil on the server side.
+	nc net.Conn
 }
 
 // Accept wraps a connection accepted on gc's event loop. Call it from
@@ -600,6 +605,9 @@ func (w *wire) Write(p []byte) (int, error) {
 func (w *wire) Close() error {
 	c := (*Conn)(w)
 	if h := c.hs; h != nil {
+		if h.nc != nil {
+			return h.nc.Close()
+		}
 		h.mu.Lock()
 		h.closed = true
 		h.cond.Broadcast()
@@ -632,6 +640,9 @@ func (w *wire) SetWriteDeadline(time.Time) error { return nil }
 // read serves the handshake goroutine: it blocks until the loop has fed
 // ciphertext, the connection closed, or the timeout passed.
 func (h *handshake) read(p []byte) (int, error) {
+	if h.nc != nil {
+		return h.nc.Read(p)
+	}
 	h.mu.Lock()
 	for len(h.in) == 0 && !h.closed && !h.expired {
 		if h.backlog {
@@ -672,6 +683,9 @@ func (h *handshake) read(p []byte) (int, error) {
 // write serves the handshake goroutine: the records are copied (AsyncWrite
 // needs the buffer until the loop has written it) and queued on the loop.
 func (h *handshake) write(p []byte) (int, error) {
+	if h.nc != nil {
+		return h.nc.Write(p)
+	}
 	b := make([]byte, len(p))
 	copy(b, p)
 	h.mu.Lock()

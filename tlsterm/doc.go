@@ -79,6 +79,15 @@
 // X25519MLKEM768, one small echo, server in its own process): about 7 KiB
 // of heap and 9 KiB of RSS per connection, no goroutine.
 //
+// # Client connections
+//
+// Client (client.go) is the other direction, for the gateway's TLS
+// connections to its backends (poolmux). The handshake needs no pool: it
+// runs on the dialling goroutine, which may block, with the wire
+// forwarding to the dialled net.Conn. The socket is then enrolled on a
+// loop and Attach gives the Conn its gnet.Conn; from there on the Conn is
+// driven exactly like a server Conn after its handshake.
+//
 // # Other parts
 //
 // Store selects certificates by SNI (RFC 6066 section 3) from a reloadable

@@ -121,6 +121,10 @@ type Backend struct {
 	ReconnectMax Duration `toml:"reconnect_max"`
 	// RetryAfter is the value of Retry-After on 503 answers.
 	RetryAfter Duration `toml:"retry_after"`
+	// TLSCA is the PEM bundle of the CAs that mailbox servers declared with
+	// tls = true in the directory must chain to, relative to the config
+	// file; empty means the system roots.
+	TLSCA string `toml:"tls_ca"`
 }
 
 // Log configures the structured log.

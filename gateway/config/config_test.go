@@ -446,6 +446,11 @@ func TestParseErrors(t *testing.T) {
 			[]string{`f.toml:11: backend.reconnect_max: must be at least backend.reconnect_min (2s), got 1s`}},
 		{"fractional retry_after", withBase(`[backend]`, `retry_after = "1500ms"`),
 			[]string{`f.toml:10: backend.retry_after: 1.5s: must be whole seconds (Retry-After carries seconds)`}},
+		{"empty tls_ca", withBase(`[backend]`, `tls_ca = ""`),
+			[]string{`f.toml:10: backend.tls_ca: must not be empty (leave it out to verify mailbox servers against the system roots)`}},
+		{"tls_ca not a string", withBase(`[backend]`, `tls_ca = true`),
+			[]string{`f.toml:10: backend.tls_ca: expected a string, got boolean true`}},
+		{"tls_ca is fine", withBase(`[backend]`, `tls_ca = "pki/backend-ca.pem"`), nil},
 		{"sweep too slow", withBase(`[engine]`, `sweep_interval = "2m"`),
 			[]string{`f.toml:10: engine.sweep_interval: must be at most 1m0s, got 2m0s`}},
 

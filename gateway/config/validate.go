@@ -67,6 +67,9 @@ func (c *Config) validate(doc *tomlpos.Doc) {
 	if v.durIn("backend.retry_after", b.RetryAfter, time.Second, 0) && b.RetryAfter.D()%time.Second != 0 {
 		v.Report("backend.retry_after", "%s: must be whole seconds (Retry-After carries seconds)", b.RetryAfter.D())
 	}
+	if b.TLSCA == "" && v.Has("backend.tls_ca") {
+		v.Report("backend.tls_ca", "must not be empty (leave it out to verify mailbox servers against the system roots)")
+	}
 
 	if _, err := ParseLogLevel(c.Log.Level); err != nil {
 		v.Report("log.level", "%q: must be debug, info, warn or error", c.Log.Level)
