@@ -114,7 +114,7 @@ func build(doc *tomlpos.Doc, f *file) *Directory {
 			v.unique(serverAt, e.Name, at+".name", "server")
 		}
 		host := ""
-		if v.required(at+".address", e.Address) {
+		if v.Required(at+".address", e.Address) {
 			var err error
 			if host, _, err = splitAddress(e.Address); err != nil {
 				v.Report(at+".address", "%q: %v", e.Address, err)
@@ -137,7 +137,7 @@ func build(doc *tomlpos.Doc, f *file) *Directory {
 				s.TLSServerName = e.TLSServerName
 			}
 		}
-		if v.required(at+".site", e.Site) {
+		if v.Required(at+".site", e.Site) {
 			if s.Site = d.bySite[e.Site]; s.Site == nil {
 				v.Report(at+".site", "unknown site %q%s", e.Site, defined(f.Sites, func(s siteEntry) string { return s.Name }))
 			}
@@ -156,7 +156,7 @@ func build(doc *tomlpos.Doc, f *file) *Directory {
 			v.unique(databaseAt, e.Name, at+".name", "database")
 		}
 		db := &Database{Name: e.Name}
-		if v.required(at+".active", e.Active) {
+		if v.Required(at+".active", e.Active) {
 			if db.Active = d.byServer[e.Active]; db.Active == nil {
 				v.Report(at+".active", "unknown server %q%s", e.Active, defined(f.Servers, serverNames))
 			}
@@ -190,7 +190,7 @@ func build(doc *tomlpos.Doc, f *file) *Directory {
 		for j, alias := range e.Aliases {
 			v.address(d, addressAt, fmt.Sprintf("%s.aliases[%d]", at, j), alias, m)
 		}
-		if v.required(at+".database", e.Database) {
+		if v.Required(at+".database", e.Database) {
 			if m.Database = d.byDatabase[e.Database]; m.Database == nil {
 				v.Report(at+".database", "unknown database %q%s", e.Database,
 					defined(f.Databases, func(db databaseEntry) string { return db.Name }))
@@ -204,24 +204,11 @@ func build(doc *tomlpos.Doc, f *file) *Directory {
 // checker reports problems found in values to a Doc.
 type checker struct{ *tomlpos.Doc }
 
-// required reports an empty required string; it returns whether s is set.
-func (v checker) required(path, s string) bool {
-	if s != "" {
-		return true
-	}
-	if v.Has(path) {
-		v.Report(path, "must not be empty")
-	} else {
-		v.Report(path, "required")
-	}
-	return false
-}
-
 // name checks a required site, server or database name. Names are matched
 // exactly (case-sensitively) and may contain spaces, as Exchange database
 // names often do, but not at either end.
 func (v checker) name(path, s string) bool {
-	if !v.required(path, s) {
+	if !v.Required(path, s) {
 		return false
 	}
 	if len(s) > 128 || s != strings.TrimSpace(s) || strings.IndexFunc(s, func(r rune) bool { return r < ' ' || r == 0x7f }) >= 0 {
@@ -244,7 +231,7 @@ func (v checker) unique(seen map[string]string, key, path, what string) bool {
 
 // address checks a mailbox's primary address or alias and indexes it.
 func (v checker) address(d *Directory, seen map[string]string, path, addr string, m *Mailbox) {
-	if !v.required(path, addr) {
+	if !v.Required(path, addr) {
 		return
 	}
 	if err := checkSMTPAddress(addr); err != nil {

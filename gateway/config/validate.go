@@ -21,7 +21,7 @@ func (c *Config) validate(doc *tomlpos.Doc) {
 	if strings.IndexFunc(c.GatewayID, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
 		v.Report("gateway_id", "%q: must not contain spaces or control characters", c.GatewayID)
 	}
-	v.required("directory", c.Directory)
+	v.Required("directory", c.Directory)
 
 	e := &c.Engine
 	v.intIn("engine.loops", int64(e.Loops), 0, 4096)
@@ -107,7 +107,7 @@ func (c *Config) validateProtocols(v checker) {
 		if v.name(at+".name", p.Name) {
 			v.unique(names, p.Name, at+".name", fmt.Sprintf("protocol name %q", p.Name))
 		}
-		if v.required(at+".path_prefix", p.PathPrefix) {
+		if v.Required(at+".path_prefix", p.PathPrefix) {
 			if err := checkPathPrefix(p.PathPrefix); err != nil {
 				v.Report(at+".path_prefix", "%q: %v", p.PathPrefix, err)
 			} else {
@@ -143,7 +143,7 @@ func (c *Config) validateListeners(v checker) {
 		if v.name(at+".name", l.Name) {
 			v.unique(names, l.Name, at+".name", fmt.Sprintf("listener name %q", l.Name))
 		}
-		if v.required(at+".address", l.Address) {
+		if v.Required(at+".address", l.Address) {
 			if canon, err := checkListenAddress(l.Address); err != nil {
 				v.Report(at+".address", "%q: %v", l.Address, err)
 			} else {
@@ -214,8 +214,8 @@ func (c *Config) validateListenerTLS(v checker, at string, l *Listener) {
 	}
 	for j, p := range l.Certificates {
 		cat := fmt.Sprintf("%s.certificates[%d]", at, j)
-		v.required(cat+".cert", p.Cert)
-		v.required(cat+".key", p.Key)
+		v.Required(cat+".cert", p.Cert)
+		v.Required(cat+".key", p.Key)
 	}
 	if l.TLSSelfSigned {
 		switch {
@@ -230,22 +230,9 @@ func (c *Config) validateListenerTLS(v checker, at string, l *Listener) {
 // checker reports problems found in values to a Doc.
 type checker struct{ *tomlpos.Doc }
 
-// required reports an empty required string; it returns whether s is set.
-func (v checker) required(path, s string) bool {
-	if s != "" {
-		return true
-	}
-	if v.Has(path) {
-		v.Report(path, "must not be empty")
-	} else {
-		v.Report(path, "required")
-	}
-	return false
-}
-
 // name checks a required identifier used in logs, counters and references.
 func (v checker) name(path, s string) bool {
-	if !v.required(path, s) {
+	if !v.Required(path, s) {
 		return false
 	}
 	if !validName(s) {

@@ -169,6 +169,21 @@ func (d *Doc) Has(path string) bool {
 	return ok
 }
 
+// Required reports an empty required string at path ("must not be empty"
+// when the key is present, "required" when it is missing) and returns
+// whether s is set.
+func (d *Doc) Required(path, s string) bool {
+	if s != "" {
+		return true
+	}
+	if d.Has(path) {
+		d.Report(path, "must not be empty")
+	} else {
+		d.Report(path, "required")
+	}
+	return false
+}
+
 // Line returns the line of path, or of its nearest ancestor present in the
 // document, or 1.
 func (d *Doc) Line(path string) int {
