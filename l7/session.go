@@ -80,19 +80,8 @@ func (s *session) setRemote(a net.Addr) {
 
 func (s *session) remoteString() string { return s.remote.String() }
 
-// Transport is what a session needs of its connection: gnet.Conn's
-// reading and writing methods, with the same semantics (Peek(n <= 0)
-// returns everything buffered; bytes returned by Peek are valid until
-// Discard or the callback returns). *tlsterm.Conn provides the same over TLS.
-type Transport interface {
-	Peek(n int) ([]byte, error)
-	Discard(n int) (int, error)
-	InboundBuffered() int
-	Write(p []byte) (int, error)
-	Writev(bs [][]byte) (int, error)
-	OutboundBuffered() int
-	Close() error
-}
+// Transport is the byte stream a session reads and writes (see l4.Transport).
+type Transport = l4.Transport
 
 var (
 	_ Transport = (gnet.Conn)(nil)

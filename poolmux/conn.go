@@ -6,24 +6,13 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"frontdoor/l4"
 	"frontdoor/tlsterm"
 )
 
-// transport is what a Conn reads and writes through: the gnet.Conn itself
-// for a plaintext server, the TLS connection's plaintext view for a TLS
-// one. Both have gnet's semantics (Discard(n <= 0) drops everything).
-type transport interface {
-	Peek(n int) ([]byte, error)
-	Discard(n int) (int, error)
-	Write(p []byte) (int, error)
-	Writev(bs [][]byte) (int, error)
-	OutboundBuffered() int
-	Close() error
-}
-
 var (
-	_ transport = (gnet.Conn)(nil)
-	_ transport = (*tlsterm.Conn)(nil)
+	_ l4.Transport = (gnet.Conn)(nil)
+	_ l4.Transport = (*tlsterm.Conn)(nil)
 )
 
 type connState uint8
@@ -40,7 +29,7 @@ const (
 type Conn struct {
 	pool *Pool
 	// io is gc, or tc for a TLS server; set in OnOpen.
-	io transport
+	io l4.Transport // the gnet.Conn, or the TLS connection over it
 	gc gnet.Conn
 	// tc is the TLS connection of a TLS server: set by the dialling
 	// goroutine after its handshake, before the socket is enrolled.
@@ -245,7 +234,7 @@ func (c *Conn) OnOpen(gc gnet.Conn) gnet.Action {
 func (c *Conn) OnTraffic(gc gnet.Conn) gnet.Action {
 	p := c.pool
 	now := p.lp.Tick()
-	io := transport(gc)
+	io := l4.Transport(gc)
 	if c.tc != nil {
 		// Decrypt what arrived; an error (a bad record, the server's
 		// close_notify with nothing left to read) ends the connection.

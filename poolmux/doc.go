@@ -27,7 +27,7 @@
 //
 // A pool given SetTLS speaks TLS to its server; everything above (the
 // FIFO, pipelining, detach, retries, backoff) is the same, because a Conn
-// reads and writes through a transport: the gnet.Conn itself for a
+// reads and writes through an l4.Transport: the gnet.Conn itself for a
 // plaintext server, the plaintext view of a tlsterm.Conn for a TLS one.
 // Both have gnet's Peek/Discard/Write/Writev semantics, so the plaintext
 // path is unchanged (one interface call, as before, and no allocation).

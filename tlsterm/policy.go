@@ -182,8 +182,8 @@ func NewTerminator(s Settings, log *slog.Logger) (*Terminator, error) {
 		return nil, fmt.Errorf("tlsterm: max plaintext buffer %d: want %d to %d", t.maxPlain, plainMin, plainMax)
 	}
 	if s.HSTS != "" {
-		if err := validateHSTS(s.HSTS); err != nil {
-			return nil, err
+		if err := CheckHSTS(s.HSTS); err != nil {
+			return nil, fmt.Errorf("tlsterm: HSTS %q: %w", s.HSTS, err)
 		}
 		t.hsts = s.HSTS
 	}
@@ -219,10 +219,15 @@ func loadCAFile(path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// validateHSTS checks a Strict-Transport-Security value (RFC 6797 section
-// 6.1): a required max-age with a decimal value, optional
-// includeSubDomains, and "preload" (the browsers' list convention).
-func validateHSTS(v string) error {
+// CheckHSTS checks a Strict-Transport-Security value (RFC 6797 section
+// 6.1): a required max-age in seconds, optional includeSubDomains and
+// preload (the browsers' list convention), each at most once, and no
+// control characters (the value becomes a header line). The config
+// validation uses it too, so both refuse the same values.
+func CheckHSTS(v string) error {
+	if strings.IndexFunc(v, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }) >= 0 {
+		return errors.New("must not contain control characters")
+	}
 	seen := map[string]bool{}
 	for _, d := range strings.Split(v, ";") {
 		d = strings.TrimSpace(d)
@@ -232,25 +237,25 @@ func validateHSTS(v string) error {
 		name, val, hasVal := strings.Cut(d, "=")
 		name = strings.ToLower(strings.TrimSpace(name))
 		if seen[name] {
-			return fmt.Errorf("tlsterm: HSTS %q: directive %s repeated", v, name)
+			return fmt.Errorf("directive %s repeated", name)
 		}
 		seen[name] = true
 		switch name {
 		case "max-age":
 			val = strings.Trim(strings.TrimSpace(val), `"`)
 			if _, err := strconv.ParseUint(val, 10, 63); !hasVal || err != nil {
-				return fmt.Errorf("tlsterm: HSTS %q: max-age needs a number of seconds", v)
+				return fmt.Errorf("max-age needs a number of seconds, e.g. \"max-age=31536000\"")
 			}
 		case "includesubdomains", "preload":
 			if hasVal {
-				return fmt.Errorf("tlsterm: HSTS %q: %s takes no value", v, name)
+				return fmt.Errorf("%s takes no value", name)
 			}
 		default:
-			return fmt.Errorf("tlsterm: HSTS %q: unknown directive %q", v, name)
+			return fmt.Errorf("unknown directive %q (want max-age, includeSubDomains or preload)", name)
 		}
 	}
 	if !seen["max-age"] {
-		return fmt.Errorf("tlsterm: HSTS %q: max-age is required", v)
+		return fmt.Errorf("max-age is required, e.g. \"max-age=31536000\"")
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"frontdoor/internal/hostport"
 	"frontdoor/internal/tomlpos"
+	"frontdoor/tlsterm"
 )
 
 // validate reports every semantic problem of c to doc. Type problems were
@@ -201,7 +202,7 @@ func (c *Config) validateListenerTLS(v checker, at string, l *Listener) {
 		v.Report(at+".tls_client_auth", "%q: must be none, request or require", l.TLSClientAuth)
 	}
 	if l.HSTS != "" {
-		if err := checkHSTS(l.HSTS); err != nil {
+		if err := tlsterm.CheckHSTS(l.HSTS); err != nil {
 			v.Report(at+".hsts", "%q: %v", l.HSTS, err)
 		}
 	}
@@ -315,47 +316,6 @@ func checkListenAddress(addr string) (string, error) {
 		host = canon
 	}
 	return net.JoinHostPort(host, strconv.Itoa(n)), nil
-}
-
-// checkHSTS checks a Strict-Transport-Security value (RFC 6797 section
-// 6.1): a required max-age in seconds, optional includeSubDomains and
-// preload, each at most once. It accepts what tlsterm accepts, except
-// control characters, which tlsterm lets through around directives and
-// which would break the header line.
-func checkHSTS(s string) error {
-	if strings.IndexFunc(s, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }) >= 0 {
-		return fmt.Errorf("must not contain control characters")
-	}
-	seen := make(map[string]bool)
-	for _, d := range strings.Split(s, ";") {
-		d = strings.TrimSpace(d)
-		if d == "" {
-			continue
-		}
-		name, val, hasVal := strings.Cut(d, "=")
-		name = strings.ToLower(strings.TrimSpace(name))
-		if seen[name] {
-			return fmt.Errorf("directive %s repeated", name)
-		}
-		seen[name] = true
-		switch name {
-		case "max-age":
-			val = strings.Trim(strings.TrimSpace(val), `"`)
-			if _, err := strconv.ParseUint(val, 10, 63); !hasVal || err != nil {
-				return fmt.Errorf("max-age needs a number of seconds, e.g. \"max-age=31536000\"")
-			}
-		case "includesubdomains", "preload":
-			if hasVal {
-				return fmt.Errorf("%s takes no value", name)
-			}
-		default:
-			return fmt.Errorf("unknown directive %q (want max-age, includeSubDomains or preload)", name)
-		}
-	}
-	if !seen["max-age"] {
-		return fmt.Errorf("max-age is required, e.g. \"max-age=31536000\"")
-	}
-	return nil
 }
 
 // checkPathPrefix checks a protocol's path prefix: an absolute path of one or
