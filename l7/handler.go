@@ -14,7 +14,6 @@ import (
 	"bufio"
 	"bytes"
 	"log/slog"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -319,11 +318,4 @@ func asciiEqualFold(b []byte, s string) bool {
 }
 
 // statusText is the reason phrase for local responses.
-func statusText(code int) string {
-	if t := fasthttp.StatusMessage(code); t != "" {
-		return t
-	}
-	return "Unknown"
-}
-
-var _ = strings.EqualFold
+func statusText(code int) string { return fasthttp.StatusMessage(code) }

@@ -3,8 +3,6 @@ package l7
 import (
 	"errors"
 
-	"github.com/valyala/fasthttp"
-
 	"frontdoor/poolmux"
 )
 
@@ -383,6 +381,3 @@ func (s *session) exchangeDoneLocal() {
 	s.armIdle()
 	s.resume()
 }
-
-// StatusOf is fasthttp's reason phrase lookup, re-exported for tests.
-var StatusOf = fasthttp.StatusMessage

@@ -1,7 +1,6 @@
 package poolmux
 
 import (
-	"errors"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -51,8 +50,6 @@ type Conn struct {
 	batch [][]byte // non-nil while dispatch gathers writes for one writev
 }
 
-// errDetachedDone closes a detached connection after its last response.
-var errDetachedDone = errors.New("poolmux: detached connection finished")
 
 // Write sends p to the server, in order with everything written before. p
 // may be reused when Write returns, except during a dispatch batch, where
