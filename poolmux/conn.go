@@ -50,7 +50,6 @@ type Conn struct {
 	batch [][]byte // non-nil while dispatch gathers writes for one writev
 }
 
-
 // Write sends p to the server, in order with everything written before. p
 // may be reused when Write returns, except during a dispatch batch, where
 // exchanges only write bytes they own until the batch is flushed.
