@@ -226,35 +226,11 @@ func TestRunDurationAndCancel(t *testing.T) {
 
 	// A server that never answers: cancellation must end the run at once
 	// and the abandoned requests are not the server's fault.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	var mu sync.Mutex
-	var held []net.Conn
-	t.Cleanup(func() {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range held {
-			c.Close()
-		}
-	})
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			held = append(held, c)
-			mu.Unlock()
-		}
-	}()
+	silent := silentServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	start = time.Now()
-	res, err = Run(ctx, Options{Addr: ln.Addr().String(), Conns: 3, Duration: time.Minute, IOTimeout: time.Minute})
+	res, err := Run(ctx, Options{Addr: silent, Conns: 3, Duration: time.Minute, IOTimeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -426,4 +402,36 @@ func BenchmarkLoadgenRoundTrip(b *testing.B) {
 			}
 		})
 	}
+}
+
+// silentServer accepts connections on loopback and never reads or answers
+// them; it closes them when the test ends. It returns its address.
+func silentServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var held []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	}()
+	return ln.Addr().String()
 }

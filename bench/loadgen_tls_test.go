@@ -20,7 +20,6 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -190,32 +189,8 @@ func TestRunTLSHandshakeErrors(t *testing.T) {
 
 	// A server that accepts and never answers: the handshake times out
 	// after DialTimeout and counts as a handshake error.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	var mu sync.Mutex
-	var held []net.Conn
-	t.Cleanup(func() {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range held {
-			c.Close()
-		}
-	})
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			held = append(held, c)
-			mu.Unlock()
-		}
-	}()
-	res = mustRun(t, Options{Addr: ln.Addr().String(), TLS: insecure(), Requests: 2, DialTimeout: 100 * time.Millisecond})
+	silent := silentServer(t)
+	res = mustRun(t, Options{Addr: silent, TLS: insecure(), Requests: 2, DialTimeout: 100 * time.Millisecond})
 	if res.Errors.Handshake != 2 || res.Errors.Timeout != 0 {
 		t.Errorf("silent server: errors %v, want handshake=2", res.Errors)
 	}
