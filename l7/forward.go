@@ -63,7 +63,10 @@ func namedIn(name []byte, names [][]byte) bool {
 // came in), X-Forwarded-Proto, and framing the gateway chose. An HTTP/1.0
 // request without Host goes out as HTTP/1.1, which requires one (RFC 9112
 // 3.2): it gets fallbackHost, the server's own address.
-func (ls *loopState) appendRequestHead(dst []byte, h *RequestHead, req *fasthttp.RequestHeader, s *session, fallbackHost string) []byte {
+//
+// Fields named in Config.StripFields are dropped; identity, the router's
+// signed identity line, is added in their place.
+func (ls *loopState) appendRequestHead(dst []byte, h *RequestHead, req *fasthttp.RequestHeader, s *session, fallbackHost string, identity []byte) []byte {
 	dst = append(dst, req.Method()...)
 	dst = append(dst, ' ')
 	dst = append(dst, req.RequestURI()...)
@@ -76,7 +79,7 @@ func (ls *loopState) appendRequestHead(dst []byte, h *RequestHead, req *fasthttp
 	connNames := h.ConnectionNames[:h.NumConnNames]
 	var xff []byte
 	for k, v := range req.AllInOrder() {
-		if isRequestHopField(k) || namedIn(k, connNames) {
+		if isRequestHopField(k) || namedIn(k, connNames) || ls.stripped(k) {
 			continue
 		}
 		if equalFold(k, "x-forwarded-for") {
@@ -98,6 +101,7 @@ func (ls *loopState) appendRequestHead(dst []byte, h *RequestHead, req *fasthttp
 		dst = append(dst, v...)
 		dst = append(dst, "\r\n"...)
 	}
+	dst = append(dst, identity...)
 	dst = append(dst, "X-Forwarded-For: "...)
 	if len(xff) > 0 {
 		dst = append(dst, xff...)
@@ -184,8 +188,20 @@ func (ls *loopState) appendResponseHead(dst []byte, resp *fasthttp.ResponseHeade
 	return append(dst, "\r\n"...)
 }
 
-// appendLocalResponse writes a complete response made by the gateway.
-func appendLocalResponse(dst []byte, status int, body string, retryAfter []byte, closeConn bool) []byte {
+// stripped reports whether a request field is one the gateway never
+// forwards by configuration (Config.StripFields).
+func (ls *loopState) stripped(name []byte) bool {
+	for _, f := range ls.h.cfg.StripFields {
+		if equalFold(name, f) {
+			return true
+		}
+	}
+	return false
+}
+
+// appendLocalResponse writes a complete response made by the gateway;
+// header holds extra complete header lines.
+func appendLocalResponse(dst []byte, status int, body string, retryAfter, header []byte, closeConn bool) []byte {
 	dst = append(dst, "HTTP/1.1 "...)
 	dst = fasthttp.AppendUint(dst, status)
 	dst = append(dst, ' ')
@@ -198,6 +214,7 @@ func appendLocalResponse(dst []byte, status int, body string, retryAfter []byte,
 		dst = append(dst, retryAfter...)
 		dst = append(dst, "\r\n"...)
 	}
+	dst = append(dst, header...)
 	if closeConn {
 		dst = append(dst, "Connection: close\r\n"...)
 	}

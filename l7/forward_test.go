@@ -71,7 +71,7 @@ func TestAppendLocalResponse(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			prefix := []byte("keep")
-			got := appendLocalResponse(prefix, tc.status, tc.body, tc.retryAfter, tc.closeConn)
+			got := appendLocalResponse(prefix, tc.status, tc.body, tc.retryAfter, nil, tc.closeConn)
 			if string(got) != "keep"+tc.want {
 				t.Fatalf("got\n%q\nwant\n%q", got, "keep"+tc.want)
 			}
@@ -101,7 +101,7 @@ func TestRejectResponses(t *testing.T) {
 			continue
 		}
 		body := statusText(r.Status) + ": " + r.Reason
-		out := appendLocalResponse(nil, r.Status, body, nil, true)
+		out := appendLocalResponse(nil, r.Status, body, nil, nil, true)
 		if !bytes.HasPrefix(out, []byte("HTTP/1.1 "+strconv.Itoa(r.Status)+" ")) ||
 			!bytes.Contains(out, []byte("\r\nConnection: close\r\n")) {
 			t.Errorf("%s: %q", r.Reason, out)
@@ -170,7 +170,7 @@ func (f *forwardFixture) parse(tb testing.TB, raw []byte) {
 
 func (f *forwardFixture) forward(tb testing.TB, raw string) string {
 	f.parse(tb, []byte(raw))
-	f.dst = f.ls.appendRequestHead(f.dst[:0], &f.head, &f.req, f.sess, "mbx1.example.test")
+	f.dst = f.ls.appendRequestHead(f.dst[:0], &f.head, &f.req, f.sess, "mbx1.example.test", nil)
 	return string(f.dst)
 }
 
@@ -352,7 +352,7 @@ func TestAppendRequestHeadMatchesScan(t *testing.T) {
 		if tc.name == "128 fields" {
 			continue // the gateway adds two fields: past the scanner's own limit
 		}
-		out := f.ls.appendRequestHead(nil, &f.head, &f.req, f.sess, "mbx1.example.test")
+		out := f.ls.appendRequestHead(nil, &f.head, &f.req, f.sess, "mbx1.example.test", nil)
 		t.Run(tc.name, func(t *testing.T) {
 			checkForwardedHead(t, out)
 			var h RequestHead

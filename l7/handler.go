@@ -13,7 +13,9 @@ package l7
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"log/slog"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -43,6 +45,30 @@ type Request struct {
 	// TLS is the client's TLS connection (nil over plaintext): its State()
 	// has the verified client certificate, for authentication.
 	TLS *tlsterm.Conn
+	// Client is the client's address (PROXY protocol aware once l4 is).
+	Client netip.Addr
+	// Waker resumes this request after the Router answered Pending.
+	Waker Waker
+}
+
+// Waker resumes a request whose Route was Pending. Wake may be called from
+// any goroutine, once; the request is then routed again on its loop. A
+// Waker for a connection that has closed, or has moved on, does nothing.
+type Waker struct {
+	s   *session
+	seq uint32
+}
+
+// Wake schedules the request to be routed again on its event loop.
+func (w Waker) Wake() {
+	s, seq := w.s, w.seq
+	if s == nil {
+		return
+	}
+	_ = s.Loop.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		s.wake(seq)
+		return nil
+	}))
 }
 
 // Field returns the value of the first field named name (given in lower
@@ -58,13 +84,33 @@ func (r *Request) Field(name string) []byte {
 	return nil
 }
 
-// Route is a Router's answer: a backend endpoint, or a local response.
+// Route is a Router's answer: a backend endpoint, a local response, or
+// "pending" while the router verifies credentials off the loop.
 type Route struct {
 	// Endpoint indexes Config.Endpoints; -1 means answer locally.
 	Endpoint int
 	// Status and Body are the local response when Endpoint is -1.
 	Status int
 	Body   string
+	// Header holds extra header lines of a local response, each ending
+	// in CRLF ("WWW-Authenticate: Basic realm=...\r\n", Location,
+	// Retry-After). The slice must stay valid and unchanged (a constant, or
+	// owned by the router) until the next Route call on any loop.
+	Header []byte
+	// Identity is one complete header line the gateway adds to the
+	// forwarded request (the signed identity assertion, ending in CRLF).
+	// Same lifetime rule as Header: routers hand out immutable slices
+	// from their cache.
+	Identity []byte
+	// Key is what the request was routed by (for the gateway, the mailbox
+	// database's index); Config.Reroute gets it back when the endpoint
+	// fails, to find where the request should go now.
+	Key int32
+	// Pending means the router has started work off the loop (a
+	// credential verification). The request stays unread in the client's
+	// buffer; when the work is done the router calls Request.Waker.Wake
+	// and the request is routed again from the start.
+	Pending bool
 }
 
 // Router decides where a request goes. It runs on the event loop for every
@@ -101,6 +147,16 @@ type Config struct {
 	IdleTimeout   time.Duration
 	WriteTimeout  time.Duration
 	RetryAfter    time.Duration
+
+	// StripFields are request field names (lower case) removed from every
+	// forwarded request whatever their case: the identity-assertion field
+	// a client must never supply, an untrusted routing hint.
+	StripFields []string
+	// Reroute, when set, is asked where a replayable request whose backend
+	// failed before answering should go now (the mailbox database moved):
+	// it gets the Route.Key and the protocol's index, and returns an
+	// endpoint, or -1 to let the failure stand. It runs on the loop.
+	Reroute func(key int32, protocol int) int
 
 	Pool poolmux.Options
 	Log  *slog.Logger
@@ -141,7 +197,7 @@ func NewHandler(cfg Config) *Handler {
 		secs = 1
 	}
 	h.retryAfter = fasthttp.AppendUint(nil, secs)
-	h.refusal = appendLocalResponse(nil, 503, "server busy or stopping", h.retryAfter, true)
+	h.refusal = appendLocalResponse(nil, 503, "server busy or stopping", h.retryAfter, nil, true)
 	return h
 }
 
@@ -269,8 +325,11 @@ func (ls *loopState) logReject(s *session, reason string, status int) {
 
 // Stats counts HTTP-level outcomes over all loops.
 type Stats struct {
-	Accepted  atomic.Int64
-	Requests  atomic.Int64 // requests fully read and routed or answered
+	Accepted atomic.Int64
+	Requests atomic.Int64 // requests fully read and routed or answered
+	// Rerouted counts requests moved to another server after theirs
+	// failed because their mailbox database had moved.
+	Rerouted  atomic.Int64
 	Responses [6]atomic.Int64
 	// Rejects counts refused requests by reason (RequestHead framing,
 	// limits, timeouts, routing); keys are fixed at start so the map is

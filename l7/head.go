@@ -481,6 +481,12 @@ var (
 	rejQueueFull       = &Reject{503, "queue_full"}
 	rejQueueTimeout    = &Reject{503, "queue_timeout"}
 	rejResponseTimeout = &Reject{504, "response_timeout"}
+
+	// The router's credential verification outlasted the header timeout.
+	rejAuthTimeout = &Reject{503, "auth_timeout"}
+	// A request that cannot be replayed failed at a server its mailbox
+	// had just moved away from.
+	rejMailboxMoved = &Reject{503, "mailbox_moved"}
 )
 
 // allRejects lists every Reject, so counters exist for each from the start.
@@ -494,4 +500,5 @@ var allRejects = []*Reject{
 	rejHeaderTimeout, rejBodyTimeout, rejPipelineOverflow, rejUploadOverflow,
 	rejSlowClient, rejWriteTimeout, rejBadResponse, rejUnframedResponse,
 	rejBackendDown, rejBackendClosed, rejQueueFull, rejQueueTimeout, rejResponseTimeout,
+	rejAuthTimeout, rejMailboxMoved,
 }

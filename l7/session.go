@@ -16,6 +16,7 @@ type sessionState uint8
 const (
 	stIdle   sessionState = iota // between requests, no bytes buffered
 	stHead                       // part of a request head has arrived
+	stAuth                       // the head is complete; the router verifies credentials off the loop
 	stBody                       // forwarding the request body
 	stWait                       // request sent; waiting for or relaying the response
 	stLinger                     // closing once buffered response bytes are flushed
@@ -45,7 +46,10 @@ type session struct {
 	// searched is how much of a partial head was already searched for its
 	// end, so a slow client costs O(n) and not O(n^2).
 	searched int32
-	remote   netip.Addr
+	// authSeq numbers Pending routes, so a late or repeated Wake is
+	// ignored.
+	authSeq uint32
+	remote  netip.Addr
 	// sent counts bytes written to the client and flushedMark the bytes
 	// known flushed at the last write-timeout check.
 	sent, flushedMark int64
@@ -142,6 +146,13 @@ func (s *session) process() gnet.Action {
 			if act := s.pumpBody(); act != gnet.None || s.state == stBody {
 				return act
 			}
+		case stAuth:
+			// The head waits in the buffer for the verdict; what the
+			// client sends meanwhile is bounded like pipelined bytes.
+			if s.io.InboundBuffered() > s.ls.h.cfg.MaxHeaderBytes+s.ls.h.cfg.MaxPipelineBytes {
+				return s.abort(rejPipelineOverflow)
+			}
+			return gnet.None
 		case stWait:
 			// Pipelined bytes wait for their turn, within a bound: gnet
 			// cannot stop reading a socket, so a client that keeps
@@ -201,10 +212,6 @@ func (s *session) readHead() (act gnet.Action, more bool) {
 	if err := req.Read(ls.br); err != nil {
 		return s.reject(rejParse), false
 	}
-	ls.h.stats.Requests.Add(1)
-	if !h.KeepAlive {
-		s.closeAfter = true
-	}
 	target := req.RequestURI()
 	path := target
 	if i := bytes.IndexByte(path, '?'); i >= 0 {
@@ -217,9 +224,21 @@ func (s *session) readHead() (act gnet.Action, more bool) {
 	} else {
 		// The Request lives in the loop's scratch space: passed to an
 		// interface method, a fresh one would escape to the heap.
-		ls.request = Request{Protocol: proto, Header: req, Path: path, AfterPrefix: path[len(proto.Prefix):], TLS: s.tls}
+		ls.request = Request{Protocol: proto, Header: req, Path: path, AfterPrefix: path[len(proto.Prefix):],
+			TLS: s.tls, Client: s.remote, Waker: Waker{s: s, seq: s.authSeq}}
 		route = cfg.Router.Route(&ls.request)
 		ls.request = Request{}
+		if route.Pending {
+			// Nothing is consumed: the head is read again when the
+			// router wakes the request. The header timeout stays armed
+			// and bounds the wait.
+			s.state = stAuth
+			return gnet.None, false
+		}
+	}
+	ls.h.stats.Requests.Add(1)
+	if !h.KeepAlive {
+		s.closeAfter = true
 	}
 	if route.Endpoint < 0 {
 		// A local answer. A body we will not read makes the connection
@@ -229,11 +248,12 @@ func (s *session) readHead() (act gnet.Action, more bool) {
 		}
 		c.Discard(end)
 		s.Disarm()
-		s.writeLocal(route.Status, route.Body, nil)
+		s.writeLocalHeader(route.Status, route.Body, route.Header)
 		return s.finishLocal()
 	}
 	st := ls.newStream(s, h, route.Endpoint)
-	st.head = ls.appendRequestHead(st.head[:0], h, req, s, cfg.Endpoints[route.Endpoint].Addr)
+	st.key, st.protocol = route.Key, int16(proto.Index)
+	st.head = ls.appendRequestHead(st.head[:0], h, req, s, cfg.Endpoints[route.Endpoint].Addr, route.Identity)
 	c.Discard(end)
 	s.Disarm()
 	s.cur = st
@@ -339,9 +359,30 @@ func (s *session) write(p []byte) {
 // writeLocal sends a response made by the gateway.
 func (s *session) writeLocal(status int, body string, retryAfter []byte) {
 	ls := s.ls
-	ls.out = appendLocalResponse(ls.out[:0], status, body, retryAfter, s.closeAfter)
+	ls.out = appendLocalResponse(ls.out[:0], status, body, retryAfter, nil, s.closeAfter)
 	s.write(ls.out)
 	ls.h.stats.response(status)
+}
+
+// writeLocalHeader sends a response made by the gateway with extra header
+// lines (a router's answer: WWW-Authenticate, Location, Retry-After).
+func (s *session) writeLocalHeader(status int, body string, header []byte) {
+	ls := s.ls
+	ls.out = appendLocalResponse(ls.out[:0], status, body, nil, header, s.closeAfter)
+	s.write(ls.out)
+	ls.h.stats.response(status)
+}
+
+// wake routes again a request whose router answered Pending; it runs on
+// the session's loop (Waker.Wake).
+func (s *session) wake(seq uint32) {
+	if s.state != stAuth || s.authSeq != seq {
+		return
+	}
+	s.authSeq++
+	s.Loop.Tick()
+	s.state = stHead
+	s.resume()
 }
 
 // reject answers a request the gateway refuses and closes the connection:
@@ -351,7 +392,7 @@ func (s *session) reject(r *Reject) gnet.Action {
 	s.ls.logReject(s, r.Reason, r.Status)
 	s.closeAfter = true
 	if r.Status != 0 {
-		s.ls.out = appendLocalResponse(s.ls.out[:0], r.Status, statusText(r.Status)+": "+r.Reason, nil, true)
+		s.ls.out = appendLocalResponse(s.ls.out[:0], r.Status, statusText(r.Status)+": "+r.Reason, nil, nil, true)
 		s.write(s.ls.out)
 		s.ls.h.stats.response(r.Status)
 	}
@@ -452,6 +493,13 @@ func (s *session) Expire(now int64) {
 		_ = s.io.Close()
 	case stHead:
 		if s.reject(rejHeaderTimeout) == gnet.Close {
+			_ = s.io.Close()
+		}
+	case stAuth:
+		// The verification did not finish within the header timeout (a
+		// saturated worker pool): the client may try again.
+		s.authSeq++
+		if s.reject(rejAuthTimeout) == gnet.Close {
 			_ = s.io.Close()
 		}
 	case stBody:

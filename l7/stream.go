@@ -35,6 +35,9 @@ type stream struct {
 	head       []byte // the serialized request head, owned
 	replayable bool
 	retried    bool
+	rerouted   bool  // moved once to the endpoint Config.Reroute named
+	key        int32 // Route.Key, for Config.Reroute
+	protocol   int16 // Protocol.Index, for Config.Reroute
 	isHEAD     bool
 	keepAlive  bool // the client keeps the connection after this exchange
 	http10     bool // the client speaks HTTP/1.0
@@ -141,6 +144,16 @@ func (st *stream) Start(c *poolmux.Conn) bool {
 
 // Fail implements poolmux.Exchange.
 func (st *stream) Fail(status int, reason string) {
+	if st.sess != nil && !st.respStarted {
+		if moved, ok := st.reroute(); ok {
+			return
+		} else if moved {
+			// The mailbox moved while this request was with its old
+			// server and it cannot safely be sent twice: the client
+			// may retry, and will reach the new server.
+			status, reason = 503, "mailbox_moved"
+		}
+	}
 	s, started := st.sess, st.respStarted
 	st.free()
 	if s == nil {
@@ -161,6 +174,30 @@ func (st *stream) Fail(status int, reason string) {
 	}
 	s.writeLocal(status, "mailbox server unavailable: "+reason, s.ls.h.retryAfterFor(status))
 	s.exchangeDoneLocal()
+}
+
+// reroute moves a failed exchange to where its mailbox is now (a database
+// switchover or failover). moved reports that the request's route changed;
+// ok that the exchange was resubmitted there, which happens once, and only
+// for a replayable request of which no response byte arrived.
+func (st *stream) reroute() (moved, ok bool) {
+	cfg := &st.ls.h.cfg
+	if cfg.Reroute == nil || st.key < 0 {
+		return false, false
+	}
+	ep := cfg.Reroute(st.key, int(st.protocol))
+	if ep < 0 || ep == st.endpoint {
+		return false, false
+	}
+	if !st.replayable || st.received || st.rerouted || st.sess.state != stWait {
+		return true, false
+	}
+	st.rerouted = true
+	st.endpoint = ep
+	st.conn = nil
+	st.ls.h.stats.Rerouted.Add(1)
+	st.ls.pools[ep].Submit(st)
+	return true, true
 }
 
 func (h *Handler) retryAfterFor(status int) []byte {
