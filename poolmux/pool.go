@@ -60,6 +60,7 @@ type Stats struct {
 	QueueTimeout atomic.Int64 // exchanges refused with 503: waited too long
 	Failed       atomic.Int64 // exchanges failed with 502/504
 	Queued       atomic.Int64 // exchanges waiting now
+	Retired      atomic.Int64 // connections drained because the server lost its databases
 }
 
 // Pool is one loop's connections to one server (host:port). It is used
@@ -139,6 +140,33 @@ func (p *Pool) Submit(x Exchange) {
 	}
 	p.stats.Queued.Add(1)
 	p.dispatch()
+}
+
+// Retire drains the pool's connections because the server is no longer
+// active for any mailbox database: idle ones close now, busy ones when their
+// last response is complete (nothing in flight is cut), and the pool keeps
+// no connection open. A later Submit dials afresh. Retire does nothing
+// while exchanges are queued: they still need the connections. It must run
+// on the pool's loop.
+func (p *Pool) Retire() {
+	if p.conns == nil || p.queue.len() > 0 {
+		return
+	}
+	conns := p.conns
+	p.conns, p.down = nil, false
+	for _, c := range conns {
+		p.stats.Retired.Add(1)
+		switch {
+		case c.state != connReady:
+			// Dialling: OnOpen sees it is no longer a member and closes
+			// it; or already closed.
+		case len(c.fifo) == 0 && !c.exclusive:
+			c.Close()
+		default:
+			// Closes after its last response, like a detached one.
+			c.detached = true
+		}
+	}
 }
 
 // start creates the pool's connections and dials them.

@@ -28,6 +28,16 @@ type Config struct {
 	// databases, servers, sites), relative to the config file.
 	Directory string `toml:"directory"`
 
+	// Site is the directory site this gateway serves in. A request for a
+	// mailbox whose active copy is in another site follows its protocol's
+	// cross_site policy. Empty (default): every site counts as local.
+	Site string `toml:"site"`
+	// Version is the mailbox-server version this gateway is deployed for
+	// ("15.2.1544.4"). Servers of an older version are answered by each
+	// protocol's older_server policy; newer ones are proxied. Empty
+	// (default): no version policy.
+	Version string `toml:"version"`
+
 	Engine    Engine     `toml:"engine"`
 	Limits    Limits     `toml:"limits"`
 	Timeouts  Timeouts   `toml:"timeouts"`
@@ -35,6 +45,8 @@ type Config struct {
 	Log       Log        `toml:"log"`
 	Admin     Admin      `toml:"admin"`
 	TLS       TLS        `toml:"tls"`
+	Auth      Auth       `toml:"auth"`
+	Identity  Identity   `toml:"identity"`
 	Listeners []Listener `toml:"listener"`
 	Protocols []Protocol `toml:"protocol"`
 
@@ -214,6 +226,71 @@ type TLS struct {
 	SessionTickets bool `toml:"session_tickets"`
 }
 
+// Auth configures client authentication (docs/auth.md). Which methods a
+// protocol accepts is set per protocol.
+type Auth struct {
+	// Realm is the realm of the Basic and Bearer challenges (RFC 7235).
+	Realm string `toml:"realm"`
+	// CacheTTL is how long a verified credential is trusted before it is
+	// verified again (the expensive part: argon2id, signatures).
+	CacheTTL Duration `toml:"cache_ttl"`
+	// FailureTTL is how long a refused credential is remembered, so a
+	// client repeating a wrong password costs no new hashing.
+	FailureTTL Duration `toml:"failure_ttl"`
+	// CacheEntries bounds the auth-result cache.
+	CacheEntries int `toml:"cache_entries"`
+	// Workers verify credentials off the event loops; 0 means one per CPU.
+	Workers int `toml:"workers"`
+	// Queue bounds the verifications waiting for a worker; beyond it the
+	// request gets 503 with Retry-After.
+	Queue int `toml:"queue"`
+	// MaxFailures failed logins of one user from one client address
+	// within FailureWindow get that pair 429 until the window passes;
+	// MaxAddressFailures failures from one address, whatever the user,
+	// get the address 429. A user is never locked out from other
+	// addresses.
+	MaxFailures        int      `toml:"max_failures"`
+	MaxAddressFailures int      `toml:"max_address_failures"`
+	FailureWindow      Duration `toml:"failure_window"`
+	// TrustAnchorMailbox lets an authenticated user's X-AnchorMailbox route
+	// the request to another mailbox the user may open (a delegate). Off:
+	// the field is ignored and never forwarded.
+	TrustAnchorMailbox bool `toml:"trust_anchor_mailbox"`
+	// JWKSFile is the JSON Web Key Set (RFC 7517) bearer tokens are
+	// verified against, relative to the configuration file; required by
+	// protocols that accept "bearer".
+	JWKSFile string `toml:"jwks_file"`
+	// JWTIssuer and JWTAudience are the iss and aud a token must carry.
+	JWTIssuer   string `toml:"jwt_issuer"`
+	JWTAudience string `toml:"jwt_audience"`
+	// JWTUserClaim names the claim holding the user's login or SMTP address.
+	JWTUserClaim string `toml:"jwt_user_claim"`
+}
+
+// Identity configures the signed identity assertion added to every
+// authenticated request (package identity, docs/identity.md).
+type Identity struct {
+	// KeyFile is the private JWK set shared by the array, relative to the
+	// configuration file (`frontdoor identity keygen`); its first key
+	// signs. Empty: requests are forwarded without an assertion, which
+	// only suits backends that do their own authentication.
+	KeyFile string `toml:"key_file"`
+	// Generate is for development only: when KeyFile does not exist, the
+	// gateway creates it (and PublicFile) on start.
+	Generate bool `toml:"generate"`
+	// PublicFile is where Generate writes the public key set for the
+	// mailbox servers.
+	PublicFile string `toml:"public_file"`
+	// Header is the request field carrying the assertion. A client's own
+	// field of that name is always removed.
+	Header string `toml:"header"`
+	// Lifetime is how long an assertion is valid; it must outlast
+	// auth.cache_ttl, since one is minted per cache entry.
+	Lifetime Duration `toml:"lifetime"`
+	// Audience is the aud claim of the assertions.
+	Audience string `toml:"audience"`
+}
+
 // Protocol is one client-access protocol, selected by request path prefix.
 type Protocol struct {
 	// Name is the protocol's short name ("owa", "ews", "mapi", ...); unique.
@@ -224,6 +301,28 @@ type Protocol struct {
 	// BackendPort is the port this protocol is served on by mailbox servers
 	// whose directory address has no port of its own.
 	BackendPort int `toml:"backend_port"`
+
+	// Auth lists the authentication methods the protocol accepts:
+	// "basic", "bearer", "certificate". Empty (default): the protocol is
+	// anonymous and routed by X-AnchorMailbox or /{prefix}/u/{mailbox}/.
+	Auth []string `toml:"auth"`
+	// AnonymousPaths are path prefixes, after the protocol's own, served
+	// without authentication (and routed like an anonymous protocol),
+	// e.g. ["/healthcheck.htm"].
+	AnonymousPaths []string `toml:"anonymous_paths"`
+	// CrossSite says what to do when the mailbox is active in another
+	// site: "proxy" (default), "redirect" (302 to the site's external
+	// URL, for browser protocols) or "redirect-451" (451 with
+	// X-MS-Location, for ActiveSync).
+	CrossSite string `toml:"cross_site"`
+	// OlderServer says what to do when the mailbox's server is older than
+	// the gateway's version: "proxy" (default), "redirect" (as CrossSite
+	// redirects, to the server's site) or "refuse" (421).
+	OlderServer string `toml:"older_server"`
+	// ForwardAuthorization forwards the client's Authorization field to
+	// the mailbox server. Off (default): the server gets the identity
+	// assertion instead of the client's password or token.
+	ForwardAuthorization bool `toml:"forward_authorization"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("15s", "2m").

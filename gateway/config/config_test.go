@@ -411,7 +411,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown dotted key", doc(`limits.nope = 1`),
 			[]string{`f.toml:1: limits.nope: unknown key (valid keys: max_connections, max_header_bytes, max_body_bytes, max_pipeline_bytes, client_buffer_bytes, max_response_buffer_bytes, max_upload_buffer_bytes)`}},
 		{"Path is not a key", doc(append([]string{`Path = "x"`}, base...)...),
-			[]string{`f.toml:1: Path: unknown key (valid keys: gateway_id, directory, engine, limits, timeouts, backend, log, admin, tls, listener, protocol)`}},
+			[]string{`f.toml:1: Path: unknown key (did you mean "auth"?)`}},
 
 		// TOML types.
 		{"string for int", withBase(`[limits]`, `max_connections = "many"`),

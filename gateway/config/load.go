@@ -191,6 +191,23 @@ func defaults() *Config {
 			MaxPlaintextBuffer: 64 << 10,
 			SessionTickets:     true,
 		},
+		Auth: Auth{
+			Realm:              "frontdoor",
+			CacheTTL:           Duration(5 * time.Minute),
+			FailureTTL:         Duration(30 * time.Second),
+			CacheEntries:       100_000,
+			Workers:            0,
+			Queue:              1024,
+			MaxFailures:        5,
+			MaxAddressFailures: 20,
+			FailureWindow:      Duration(5 * time.Minute),
+			JWTUserClaim:       "sub",
+		},
+		Identity: Identity{
+			Header:   "X-Frontdoor-Identity",
+			Lifetime: Duration(10 * time.Minute),
+			Audience: "frontdoor-backend",
+		},
 	}
 }
 
@@ -212,6 +229,16 @@ func (c *Config) listenerDefaults() {
 		}
 		if !c.doc.Has(at + ".tls_client_auth") {
 			l.TLSClientAuth = defaultTLSClientAuth
+		}
+	}
+	for i := range c.Protocols {
+		p := &c.Protocols[i]
+		at := fmt.Sprintf("protocol[%d]", i)
+		if !c.doc.Has(at + ".cross_site") {
+			p.CrossSite = "proxy"
+		}
+		if !c.doc.Has(at + ".older_server") {
+			p.OlderServer = "proxy"
 		}
 	}
 }

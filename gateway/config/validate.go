@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -93,8 +94,94 @@ func (c *Config) validate(doc *tomlpos.Doc) {
 	v.intIn("tls.handshake_queue", int64(tl.HandshakeQueue), 1, 1<<20)
 	v.intIn("tls.max_plaintext_buffer", int64(tl.MaxPlaintextBuffer), 4096, 1<<20)
 
+	if c.Version != "" {
+		if _, err := parseVersion(c.Version); err != nil {
+			v.Report("version", "%q: %v", c.Version, err)
+		}
+	}
+	c.validateAuth(v)
 	c.validateProtocols(v)
 	c.validateListeners(v)
+}
+
+// authMethods are the values of a protocol's auth list.
+var authMethods = []string{"basic", "bearer", "certificate"}
+
+func (c *Config) validateAuth(v checker) {
+	a := &c.Auth
+	if a.Realm == "" || strings.ContainsAny(a.Realm, "\"\\\r\n") {
+		v.Report("auth.realm", "%q: must be non-empty, without quotes, backslashes or line breaks", a.Realm)
+	}
+	v.durIn("auth.cache_ttl", a.CacheTTL, time.Second, 24*time.Hour)
+	v.durIn("auth.failure_ttl", a.FailureTTL, 0, time.Hour)
+	v.intIn("auth.cache_entries", int64(a.CacheEntries), 16, 1<<26)
+	v.intIn("auth.workers", int64(a.Workers), 0, 1024)
+	v.intIn("auth.queue", int64(a.Queue), 1, 1<<20)
+	v.intIn("auth.max_failures", int64(a.MaxFailures), 1, 1<<20)
+	v.intIn("auth.max_address_failures", int64(a.MaxAddressFailures), 1, 1<<20)
+	v.durIn("auth.failure_window", a.FailureWindow, time.Second, 24*time.Hour)
+	if a.JWTUserClaim == "" {
+		v.Report("auth.jwt_user_claim", "must not be empty")
+	}
+	bearer := false
+	for _, p := range c.Protocols {
+		bearer = bearer || slices.Contains(p.Auth, "bearer")
+	}
+	if bearer {
+		v.Required("auth.jwks_file", a.JWKSFile)
+		v.Required("auth.jwt_issuer", a.JWTIssuer)
+		v.Required("auth.jwt_audience", a.JWTAudience)
+	}
+
+	id := &c.Identity
+	if v.Required("identity.header", id.Header) && !validFieldName(id.Header) {
+		v.Report("identity.header", "%q: not an HTTP field name (RFC 9110 5.1)", id.Header)
+	}
+	if id.Lifetime.D() <= a.CacheTTL.D() {
+		v.Report("identity.lifetime", "must be longer than auth.cache_ttl (%s): an assertion is minted once per cache entry, got %s", a.CacheTTL.D(), id.Lifetime.D())
+	}
+	v.Required("identity.audience", id.Audience)
+	if id.KeyFile == "" && v.Has("identity.key_file") {
+		v.Report("identity.key_file", "must not be empty (leave it out to forward without assertions)")
+	}
+	if id.Generate && id.KeyFile == "" {
+		v.Report("identity.generate", "needs identity.key_file (the file it creates)")
+	}
+	if id.PublicFile != "" && !id.Generate {
+		v.Report("identity.public_file", "only with generate = true (it is where the generated public keys go)")
+	}
+}
+
+// validFieldName reports whether s is an HTTP field name: a token (RFC 9110 5.6.2).
+func validFieldName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !isAlnum(c) && !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(c)) {
+			return false
+		}
+	}
+	return true
+}
+
+// parseVersion parses a dotted numeric version of 1 to 4 parts, each
+// 0..65535 (Exchange's "15.2.1544.4").
+func parseVersion(s string) ([4]uint16, error) {
+	var v [4]uint16
+	parts := strings.Split(s, ".")
+	if len(parts) > 4 {
+		return v, fmt.Errorf("at most 4 dotted numbers")
+	}
+	for i, p := range parts {
+		n, err := strconv.ParseUint(p, 10, 16)
+		if err != nil {
+			return v, fmt.Errorf("want dotted numbers 0-65535, e.g. \"15.2.1544.4\"")
+		}
+		v[i] = uint16(n)
+	}
+	return v, nil
 }
 
 func (c *Config) validateProtocols(v checker) {
@@ -121,6 +208,36 @@ func (c *Config) validateProtocols(v checker) {
 			v.Report(at+".backend_port", "required")
 		} else {
 			v.intIn(at+".backend_port", int64(p.BackendPort), 1, 65535)
+		}
+		seen := make(map[string]string)
+		for j, m := range p.Auth {
+			mat := fmt.Sprintf("%s.auth[%d]", at, j)
+			if !slices.Contains(authMethods, m) {
+				v.Report(mat, "%q: must be one of %s", m, strings.Join(authMethods, ", "))
+				continue
+			}
+			v.unique(seen, m, mat, fmt.Sprintf("method %q", m))
+		}
+		if len(p.AnonymousPaths) > 0 && len(p.Auth) == 0 {
+			v.Report(at+".anonymous_paths", "only with auth (a protocol without auth is anonymous throughout)")
+		}
+		for j, ap := range p.AnonymousPaths {
+			if !strings.HasPrefix(ap, "/") || strings.ContainsAny(ap, "?#%") || strings.IndexFunc(ap, func(r rune) bool { return r <= ' ' || r >= 0x7f }) >= 0 {
+				v.Report(fmt.Sprintf("%s.anonymous_paths[%d]", at, j), "%q: must be a path starting with \"/\", without query, fragment, escapes or spaces", ap)
+			}
+		}
+		switch p.CrossSite {
+		case "proxy", "redirect", "redirect-451":
+		default:
+			v.Report(at+".cross_site", "%q: must be proxy, redirect or redirect-451", p.CrossSite)
+		}
+		switch p.OlderServer {
+		case "proxy", "redirect", "refuse":
+		default:
+			v.Report(at+".older_server", "%q: must be proxy, redirect or refuse", p.OlderServer)
+		}
+		if p.OlderServer != "proxy" && c.Version == "" {
+			v.Report(at+".older_server", "%q needs the gateway's version (top-level key version)", p.OlderServer)
 		}
 	}
 }
