@@ -17,7 +17,7 @@ func TestAppendRequestHeadAllocs(t *testing.T) {
 		if rej := ScanRequestHead(browserRequest, end, 1<<20, &h); rej != nil {
 			t.Fatal(rej)
 		}
-		f.dst = f.ls.appendRequestHead(f.dst[:0], &h, &f.req, f.sess, "mbx1.example.test", nil)
+		f.dst = f.ls.appendRequestHead(f.dst[:0], &h, &f.req, f.sess, "mbx1.example.test", nil, nil)
 	})
 	if allocs != 0 {
 		t.Errorf("FindHeadEnd+ScanRequestHead+appendRequestHead: %v allocations per request, want 0", allocs)
@@ -32,7 +32,7 @@ func TestAppendRequestHeadAllocs(t *testing.T) {
 		if rej := ScanRequestHead(xff, FindHeadEnd(xff, 0), 1<<20, &h); rej != nil {
 			t.Fatal(rej)
 		}
-		g.dst = g.ls.appendRequestHead(g.dst[:0], &h, &g.req, g.sess, "mbx1.example.test", nil)
+		g.dst = g.ls.appendRequestHead(g.dst[:0], &h, &g.req, g.sess, "mbx1.example.test", nil, nil)
 	})
 	if allocs != 0 {
 		t.Errorf("with X-Forwarded-For: %v allocations per request, want 0", allocs)

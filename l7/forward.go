@@ -64,9 +64,9 @@ func namedIn(name []byte, names [][]byte) bool {
 // request without Host goes out as HTTP/1.1, which requires one (RFC 9112
 // 3.2): it gets fallbackHost, the server's own address.
 //
-// Fields named in Config.StripFields are dropped; identity, the router's
-// signed identity line, is added in their place.
-func (ls *loopState) appendRequestHead(dst []byte, h *RequestHead, req *fasthttp.RequestHeader, s *session, fallbackHost string, identity []byte) []byte {
+// Fields named in strip (Protocol.StripFields) are dropped; identity, the
+// router's signed identity line, is added in their place.
+func (ls *loopState) appendRequestHead(dst []byte, h *RequestHead, req *fasthttp.RequestHeader, s *session, fallbackHost string, strip []string, identity []byte) []byte {
 	dst = append(dst, req.Method()...)
 	dst = append(dst, ' ')
 	dst = append(dst, req.RequestURI()...)
@@ -79,7 +79,7 @@ func (ls *loopState) appendRequestHead(dst []byte, h *RequestHead, req *fasthttp
 	connNames := h.ConnectionNames[:h.NumConnNames]
 	var xff []byte
 	for k, v := range req.AllInOrder() {
-		if isRequestHopField(k) || namedIn(k, connNames) || ls.stripped(k) {
+		if isRequestHopField(k) || namedIn(k, connNames) || stripped(k, strip) {
 			continue
 		}
 		if equalFold(k, "x-forwarded-for") {
@@ -189,9 +189,9 @@ func (ls *loopState) appendResponseHead(dst []byte, resp *fasthttp.ResponseHeade
 }
 
 // stripped reports whether a request field is one the gateway never
-// forwards by configuration (Config.StripFields).
-func (ls *loopState) stripped(name []byte) bool {
-	for _, f := range ls.h.cfg.StripFields {
+// forwards by configuration (Protocol.StripFields).
+func stripped(name []byte, strip []string) bool {
+	for _, f := range strip {
 		if equalFold(name, f) {
 			return true
 		}

@@ -170,7 +170,7 @@ func (f *forwardFixture) parse(tb testing.TB, raw []byte) {
 
 func (f *forwardFixture) forward(tb testing.TB, raw string) string {
 	f.parse(tb, []byte(raw))
-	f.dst = f.ls.appendRequestHead(f.dst[:0], &f.head, &f.req, f.sess, "mbx1.example.test", nil)
+	f.dst = f.ls.appendRequestHead(f.dst[:0], &f.head, &f.req, f.sess, "mbx1.example.test", nil, nil)
 	return string(f.dst)
 }
 
@@ -352,7 +352,7 @@ func TestAppendRequestHeadMatchesScan(t *testing.T) {
 		if tc.name == "128 fields" {
 			continue // the gateway adds two fields: past the scanner's own limit
 		}
-		out := f.ls.appendRequestHead(nil, &f.head, &f.req, f.sess, "mbx1.example.test", nil)
+		out := f.ls.appendRequestHead(nil, &f.head, &f.req, f.sess, "mbx1.example.test", nil, nil)
 		t.Run(tc.name, func(t *testing.T) {
 			checkForwardedHead(t, out)
 			var h RequestHead

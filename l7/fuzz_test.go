@@ -197,7 +197,7 @@ func FuzzScanVsFasthttp(f *testing.F) {
 			// RFC 9110 7.6.1: dropped as asked; the server will answer 400.
 			return
 		}
-		fx.dst = fx.ls.appendRequestHead(fx.dst[:0], h, &fx.req, fx.sess, "mbx1.example.test", nil)
+		fx.dst = fx.ls.appendRequestHead(fx.dst[:0], h, &fx.req, fx.sess, "mbx1.example.test", nil, nil)
 		var out RequestHead
 		if rej := ScanRequestHead(fx.dst, len(fx.dst), fuzzMaxBody, &out); rej != nil {
 			t.Fatalf("forwarded head rejected %v:\n%q", rej, fx.dst)

@@ -16,6 +16,8 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,6 +34,11 @@ type Protocol struct {
 	Name   string
 	Prefix string // "/owa"; matched case-insensitively on a segment boundary
 	Index  int    // dense index, passed to the Router
+	// StripFields are request field names (lower case) removed from the
+	// protocol's forwarded requests whatever their case: the identity
+	// assertion a client must never supply, an untrusted routing hint,
+	// credentials the gateway consumed.
+	StripFields []string
 }
 
 // Request is what a Router sees of a request. It is valid only during Route.
@@ -148,10 +155,6 @@ type Config struct {
 	WriteTimeout  time.Duration
 	RetryAfter    time.Duration
 
-	// StripFields are request field names (lower case) removed from every
-	// forwarded request whatever their case: the identity-assertion field
-	// a client must never supply, an untrusted routing hint.
-	StripFields []string
 	// Reroute, when set, is asked where a replayable request whose backend
 	// failed before answering should go now (the mailbox database moved):
 	// it gets the Route.Key and the protocol's index, and returns an
@@ -179,6 +182,9 @@ type Handler struct {
 	poolStats  []*poolmux.Stats
 	retryAfter []byte
 	refusal    []byte
+
+	mu    sync.Mutex
+	loops []*loopState // for Retire
 }
 
 var _ l4.Acceptor = (*Handler)(nil)
@@ -258,6 +264,28 @@ func (h *Handler) NewLoop(lp *l4.Loop) {
 		ls.pools[i].SetTLS(ep.TLS)
 	}
 	lp.Proto = ls
+	h.mu.Lock()
+	h.loops = append(h.loops, ls)
+	h.mu.Unlock()
+}
+
+// Retire drains, on every loop, the backend connections of the endpoints
+// marked true (poolmux.Pool.Retire): their server holds no active
+// database any more. Safe from any goroutine.
+func (h *Handler) Retire(endpoints []bool) {
+	h.mu.Lock()
+	loops := slices.Clone(h.loops)
+	h.mu.Unlock()
+	for _, ls := range loops {
+		_ = ls.lp.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			for i, r := range endpoints {
+				if r && i < len(ls.pools) {
+					ls.pools[i].Retire()
+				}
+			}
+			return nil
+		}))
+	}
 }
 
 // Accept implements l4.Acceptor.

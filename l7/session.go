@@ -253,7 +253,7 @@ func (s *session) readHead() (act gnet.Action, more bool) {
 	}
 	st := ls.newStream(s, h, route.Endpoint)
 	st.key, st.protocol = route.Key, int16(proto.Index)
-	st.head = ls.appendRequestHead(st.head[:0], h, req, s, cfg.Endpoints[route.Endpoint].Addr, route.Identity)
+	st.head = ls.appendRequestHead(st.head[:0], h, req, s, cfg.Endpoints[route.Endpoint].Addr, proto.StripFields, route.Identity)
 	c.Discard(end)
 	s.Disarm()
 	s.cur = st

@@ -2,6 +2,7 @@ package tlsterm
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
@@ -528,6 +529,20 @@ func (c *Conn) State() tls.ConnectionState {
 		return tls.ConnectionState{}
 	}
 	return c.tc.ConnectionState()
+}
+
+// VerifiedLeaf returns the client's certificate when the handshake verified
+// it against the listener's client CAs (tls_client_auth request or
+// require), else nil. Authentication maps it to a user.
+func (c *Conn) VerifiedLeaf() *x509.Certificate {
+	if c.flags&fOpen == 0 {
+		return nil
+	}
+	st := c.tc.ConnectionState()
+	if len(st.VerifiedChains) == 0 || len(st.VerifiedChains[0]) == 0 {
+		return nil
+	}
+	return st.VerifiedChains[0][0]
 }
 
 // HandshakeComplete reports whether the loop has taken over the
