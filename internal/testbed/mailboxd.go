@@ -36,6 +36,7 @@ type Mailboxd struct {
 	port  int
 	owner testing.TB // the test that started it: its cleanup kills the process
 	proc  *Process
+	args  []string // extra command-line arguments
 }
 
 // StartMailboxd starts `frontdoor mailboxd --listen 127.0.0.1:PORT --name
@@ -43,7 +44,14 @@ type Mailboxd struct {
 // killed when t ends, and its output is logged if t failed.
 func StartMailboxd(t testing.TB, name string) *Mailboxd {
 	t.Helper()
-	m := &Mailboxd{name: name, owner: t}
+	return StartMailboxdArgs(t, name)
+}
+
+// StartMailboxdArgs is StartMailboxd with extra mailboxd arguments (such as
+// --identity-keys FILE); Restart uses them again.
+func StartMailboxdArgs(t testing.TB, name string, args ...string) *Mailboxd {
+	t.Helper()
+	m := &Mailboxd{name: name, owner: t, args: args}
 	binary := Binary(t)
 	var errs []error
 	for range startAttempts {
@@ -63,7 +71,7 @@ func StartMailboxd(t testing.TB, name string) *Mailboxd {
 
 // start runs the process on m.port and waits until it answers as m.name.
 func (m *Mailboxd) start(binary string, timeout time.Duration) error {
-	p, err := startProcess(binary, []string{"mailboxd", "--listen", m.Addr(), "--name", m.name})
+	p, err := startProcess(binary, append([]string{"mailboxd", "--listen", m.Addr(), "--name", m.name}, m.args...))
 	if err != nil {
 		return err
 	}
