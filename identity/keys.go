@@ -154,8 +154,14 @@ type PrivateKey struct {
 }
 
 // GenerateKey returns a new random key for alg named kid, or, when kid is
-// empty, named by its JWK Thumbprint (see PublicKey.Thumbprint).
+// empty, named by its JWK Thumbprint (see PublicKey.Thumbprint). A kid is 1
+// to 128 printable ASCII characters without spaces.
 func GenerateKey(alg Alg, kid string) (*PrivateKey, error) {
+	if kid != "" {
+		if err := checkKeyID(kid); err != nil {
+			return nil, err
+		}
+	}
 	seed := make([]byte, seedSize)
 	if _, err := rand.Read(seed); err != nil {
 		return nil, fmt.Errorf("identity: generating a key: %w", err)
