@@ -124,10 +124,10 @@ func decodeHeader(data []byte) (header, error) {
 	if err := json.Unmarshal(data, &m); err != nil || m == nil {
 		return header{}, refuse(ErrMalformed, "header is not a JSON object")
 	}
-	var h header
 	if _, ok := m["crit"]; ok {
 		return header{}, refuse(ErrMalformed, `header has "crit"; no extension is supported`)
 	}
+	var h header
 	alg, err := stringMember(m, "alg")
 	if err != nil || alg == "" {
 		return header{}, refuse(ErrMalformed, `header: "alg" missing or not a string`)
