@@ -105,7 +105,7 @@ func init() {
 	commands = []command{
 		{"run", "[--config FILE] [--log-level LEVEL]", "serve clients until SIGINT or SIGTERM", cmdRun, nil},
 		{"check-config", "FILE", "validate a configuration file, its directory and its TLS files", cmdCheckConfig, nil},
-		{"mailboxd", "--listen ADDR --name NAME", "run a reference mailbox server", cmdMailboxd, nil},
+		{"mailboxd", "--listen ADDR --name NAME [--identity-keys FILE]", "run a reference mailbox server", cmdMailboxd, nil},
 		{"bench", "[args...]", "run the benchmark suite or load generator (see: frontdoor bench --help)", cmdBench, nil},
 		{name: "cert", summary: "certificate tools", subs: []command{
 			{"selfsigned", "--host NAME [--host NAME ...] --out DIR [--valid-for DURATION]",
@@ -114,6 +114,11 @@ func init() {
 		{name: "tls", summary: "TLS tools", subs: []command{
 			{"ticket-keys", "--out FILE [--keep DURATION]",
 				"create or rotate a session-ticket key file shared by an array", cmdTLSTicketKeys, nil},
+		}},
+		{name: "identity", summary: "identity assertion keys", subs: []command{
+			{"keygen", "--out FILE [--alg ed25519|ml-dsa-44] [--kid ID] [--public FILE] [--keep N]",
+				"create or rotate the identity signing keys an array shares", cmdIdentityKeygen, nil},
+			{"verify", "--keys FILE", "verify an identity assertion read from stdin and print its claims", cmdIdentityVerify, nil},
 		}},
 		{"version", "", "print the version", cmdVersion, nil},
 		{"help", "[COMMAND [SUBCOMMAND]]", "show help for frontdoor or a command", cmdHelp, nil},
@@ -342,11 +347,17 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 }
 
 func cmdMailboxd(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("mailboxd", "--listen ADDR --name NAME",
+	fs := newFlags("mailboxd", "--listen ADDR --name NAME [--identity-keys FILE [--identity-header NAME]]",
 		"Run a reference mailbox server (package mailboxd), the backend `make run` and the\n"+
-			"tests proxy to. Stops on SIGINT or SIGTERM.")
+			"tests proxy to. Stops on SIGINT or SIGTERM.\n"+
+			"\n"+
+			"With --identity-keys, every request but health probes must carry exactly one\n"+
+			"identity assertion (docs/identity.md) that verifies with a key of FILE, the\n"+
+			"public set from `frontdoor identity keygen --public`; others are answered 403.")
 	listen := fs.String("listen", "", "`host:port` to listen on (required)")
 	name := fs.String("name", "", "server `NAME` reported in every answer, as in the directory (required)")
+	identityKeys := fs.String("identity-keys", "", "require identity assertions that verify with the public key set `FILE`")
+	identityHeader := fs.String("identity-header", "", "request header `NAME` that carries the assertion (default "+mailboxd.DefaultIdentityHeader+")")
 	if code, done := parse(fs, args, stdout, stderr); done {
 		return code
 	}
@@ -357,6 +368,8 @@ func cmdMailboxd(args []string, stdout, stderr io.Writer) int {
 		return usageError(fs, stderr, "--listen is required")
 	case *name == "":
 		return usageError(fs, stderr, "--name is required")
+	case *identityHeader != "" && *identityKeys == "":
+		return usageError(fs, stderr, "--identity-header needs --identity-keys")
 	}
 	if _, _, err := net.SplitHostPort(*listen); err != nil {
 		return usageError(fs, stderr, "--listen %q: want host:port", *listen)
@@ -364,7 +377,8 @@ func cmdMailboxd(args []string, stdout, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, nil)).With("server", *name)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := runMailboxd(ctx, mailboxd.Options{Listen: *listen, Name: *name}, log); err != nil {
+	opts := mailboxd.Options{Listen: *listen, Name: *name, IdentityKeys: *identityKeys, IdentityHeader: *identityHeader}
+	if err := runMailboxd(ctx, opts, log); err != nil {
 		log.Error("mailboxd failed", "err", err)
 		return exitFailure
 	}
@@ -394,7 +408,7 @@ func cmdHelp(args []string, stdout, stderr io.Writer) int {
 		usage(stdout)
 		return exitOK
 	case len(args) > 2 || len(args) == 2 && (lookup(args[0]) == nil || lookup(args[0]).subs == nil):
-		fmt.Fprintf(stderr, "frontdoor help: want at most one COMMAND (and a SUBCOMMAND of cert or tls), got %q\n", strings.Join(args, " "))
+		fmt.Fprintf(stderr, "frontdoor help: want at most one COMMAND (and a SUBCOMMAND of cert, tls or identity), got %q\n", strings.Join(args, " "))
 		return exitUsage
 	case args[0] == "help":
 		usage(stdout)

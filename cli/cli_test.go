@@ -65,13 +65,13 @@ func TestHelp(t *testing.T) {
 		args []string
 		want []string // in stdout
 	}{
-		{[]string{"--help"}, []string{"run", "check-config", "mailboxd", "bench", "cert selfsigned", "tls ticket-keys", "version"}},
-		{[]string{"-h"}, []string{"run", "check-config", "mailboxd", "bench", "cert selfsigned", "tls ticket-keys", "version"}},
-		{[]string{"help"}, []string{"run", "check-config", "mailboxd", "bench", "cert selfsigned", "tls ticket-keys", "version"}},
+		{[]string{"--help"}, []string{"run", "check-config", "mailboxd", "bench", "cert selfsigned", "tls ticket-keys", "identity keygen", "identity verify", "version"}},
+		{[]string{"-h"}, []string{"run", "check-config", "mailboxd", "bench", "cert selfsigned", "tls ticket-keys", "identity keygen", "identity verify", "version"}},
+		{[]string{"help"}, []string{"run", "check-config", "mailboxd", "bench", "cert selfsigned", "tls ticket-keys", "identity keygen", "identity verify", "version"}},
 		{[]string{"run", "--help"}, []string{"frontdoor run", "-config", "-log-level"}},
 		{[]string{"run", "-h"}, []string{"frontdoor run", "-config", "-log-level"}},
 		{[]string{"check-config", "--help"}, []string{"frontdoor check-config FILE"}},
-		{[]string{"mailboxd", "--help"}, []string{"frontdoor mailboxd", "-listen", "-name"}},
+		{[]string{"mailboxd", "--help"}, []string{"frontdoor mailboxd", "-listen", "-name", "-identity-keys", "-identity-header", "X-Frontdoor-Identity"}},
 		{[]string{"version", "--help"}, []string{"frontdoor version"}},
 		{[]string{"help", "run"}, []string{"frontdoor run", "-config", "-log-level"}},
 		{[]string{"cert", "--help"}, []string{"frontdoor cert COMMAND", "selfsigned"}},
@@ -81,6 +81,11 @@ func TestHelp(t *testing.T) {
 		{[]string{"tls", "-h"}, []string{"frontdoor tls COMMAND", "ticket-keys"}},
 		{[]string{"tls", "ticket-keys", "--help"}, []string{"frontdoor tls ticket-keys --out FILE", "-out", "-keep", "24h",
 			"every member of an", "same file", "ticket_rotation", "systemd timer"}},
+		{[]string{"identity", "--help"}, []string{"frontdoor identity COMMAND", "keygen", "verify"}},
+		{[]string{"help", "identity", "keygen"}, []string{"frontdoor identity keygen --out FILE", "-alg", "ed25519", "ml-dsa-44",
+			"-kid", "-public", "-keep", "(default 2)", "mode 0600", "docs/identity.md"}},
+		{[]string{"identity", "verify", "-h"}, []string{"frontdoor identity verify --keys FILE", "-keys", "-audience",
+			"frontdoor-backend", "-leeway", "1m0s", "standard input"}},
 	} {
 		code, out, errOut := run(tc.args...)
 		if code != 0 || errOut != "" {
@@ -130,6 +135,18 @@ func TestBadUsage(t *testing.T) {
 		{[]string{"tls", "ticket-keys"}, "--out is required"},
 		{[]string{"tls", "ticket-keys", "--out", "k", "--keep", "-1h"}, "--keep -1h0m0s: must not be negative"},
 		{[]string{"tls", "ticket-keys", "--out", "k", "now"}, `unexpected argument "now"`},
+		{[]string{"identity"}, "Usage:\n  frontdoor identity COMMAND"},
+		{[]string{"identity", "sign"}, `frontdoor identity: unknown command "sign"`},
+		{[]string{"identity", "keygen"}, "--out is required"},
+		{[]string{"identity", "keygen", "--out", "k", "--alg", "rsa"}, `--alg "rsa": want ed25519 or ml-dsa-44`},
+		{[]string{"identity", "keygen", "--out", "k", "--keep", "0"}, "--keep 0: must be at least 1"},
+		{[]string{"identity", "keygen", "--out", "k", "--kid", "two words"}, `--kid: key id "two words": only printable ASCII`},
+		{[]string{"identity", "keygen", "--out", "k", "--public", "./k"}, "--public must name another file than --out"},
+		{[]string{"identity", "keygen", "--out", "k", "x"}, `unexpected argument "x"`},
+		{[]string{"identity", "verify"}, "--keys is required"},
+		{[]string{"identity", "verify", "--keys", "k", "--leeway", "-1s"}, "--leeway -1s: must not be negative"},
+		{[]string{"identity", "verify", "--keys", "nope.jwks"}, "identity: public key file nope.jwks: open nope.jwks: no such file or directory"},
+		{[]string{"mailboxd", "--listen", ":18081", "--name", "mbx1", "--identity-header", "X-Id"}, "--identity-header needs --identity-keys"},
 	} {
 		code, out, errOut := run(tc.args...)
 		if code != 2 || out != "" {
@@ -280,6 +297,14 @@ func TestMailboxdHandsOver(t *testing.T) {
 	}
 	if got != (mailboxd.Options{Listen: "127.0.0.1:18081", Name: "mbx1"}) {
 		t.Errorf("got %+v", got)
+	}
+	if code, _, errOut := run("mailboxd", "--listen", "127.0.0.1:18081", "--name", "mbx1",
+		"--identity-keys", "/etc/mbx/identity.pub.jwks", "--identity-header", "X-Id"); code != 0 {
+		t.Fatalf("code %d, stderr:\n%s", code, errOut)
+	}
+	if want := (mailboxd.Options{Listen: "127.0.0.1:18081", Name: "mbx1", IdentityKeys: "/etc/mbx/identity.pub.jwks",
+		IdentityHeader: "X-Id"}); got != want {
+		t.Errorf("with identity flags: got %+v, want %+v", got, want)
 	}
 
 	stub(t, &runMailboxd, func(context.Context, mailboxd.Options, *slog.Logger) error { return errors.New("boom") })

@@ -25,6 +25,12 @@
 // apart from requests (Stats.Healthchecks) so that a gateway's periodic
 // probing cannot make "the backend saw no request" assertions flaky.
 //
+// With Options.IdentityKeys set it also plays a mailbox server that trusts
+// the gateway's identity assertions (package identity): every request but
+// health probes and harness paths must carry exactly one assertion that
+// verifies, or it is answered 403 and counted by reason in Stats.Identity;
+// an accepted one shows in Echo.Identity and in HeaderUser.
+//
 // The server never closes an idle connection on its own unless
 // Options.IdleTimeout says so, which keeps the gateway's persistent backend
 // connections stable for the duration of a test.
@@ -48,6 +54,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"frontdoor/identity"
 )
 
 // Response headers set by mailboxd.
@@ -60,6 +68,23 @@ const (
 	// HeaderEcho carries the JSON Echo on responses whose body is not the
 	// Echo (HeaderSize responses), when it is at most MaxEchoHeader bytes.
 	HeaderEcho = "X-Mailboxd-Echo"
+	// HeaderUser carries the "sub" (user) of the verified identity
+	// assertion, when Options.IdentityKeys is set, so that a gateway test
+	// sees whom the backend trusted even when the body is not an Echo.
+	HeaderUser = "X-Mailboxd-User"
+)
+
+// DefaultIdentityHeader is the request header that carries the identity
+// assertion unless Options.IdentityHeader names another.
+const DefaultIdentityHeader = "X-Frontdoor-Identity"
+
+// Reasons, beside identity.Reasons(), for refusing a request's identity.
+const (
+	// IdentityMissing: the request has no assertion header.
+	IdentityMissing = "missing"
+	// IdentityDuplicate: the request has more than one. A backend must not
+	// pick one: a client could have added its own next to the gateway's.
+	IdentityDuplicate = "duplicate"
 )
 
 // Request headers that control the response. Names are matched
@@ -158,6 +183,16 @@ type Options struct {
 	// ShutdownTimeout bounds the graceful part of shutdown, after which the
 	// remaining connections are closed. Default DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
+	// IdentityKeys, when set, is the path of a public JWK Set (see
+	// identity.LoadVerifier), read once by Run. Every request except health
+	// probes and paths under ControlPrefix must then carry exactly one
+	// IdentityHeader whose assertion verifies with one of its keys (default
+	// audience and leeway); others are answered 403, text/plain, with the
+	// reason. Empty, the default: no identity is required or checked.
+	IdentityKeys string
+	// IdentityHeader names the header that carries the assertion. Default
+	// DefaultIdentityHeader. Ignored without IdentityKeys.
+	IdentityHeader string
 }
 
 // Echo is the JSON body of an ordinary response: what mailboxd received.
@@ -178,6 +213,31 @@ type Echo struct {
 	BodySHA256 string `json:"body_sha256"`
 	// Seq numbers the server's counted requests from 1.
 	Seq int64 `json:"seq"`
+	// Identity is what the verified identity assertion said; nil unless
+	// Options.IdentityKeys is set.
+	Identity *EchoIdentity `json:"identity,omitempty"`
+}
+
+// EchoIdentity is the part of a verified identity assertion a mailbox
+// server acts on (see identity.Claims).
+type EchoIdentity struct {
+	User     string `json:"user"`
+	Mailbox  string `json:"mailbox"`
+	Database string `json:"database"`
+	Method   string `json:"method"`
+	Client   string `json:"client"`
+	Issuer   string `json:"issuer"`
+	KeyID    string `json:"key_id"`
+}
+
+// IdentityStats counts identity checks (Options.IdentityKeys).
+type IdentityStats struct {
+	// Accepted counts requests whose assertion verified.
+	Accepted int64 `json:"accepted"`
+	// Refused counts the others by reason: IdentityMissing,
+	// IdentityDuplicate and each of identity.Reasons(); every reason is
+	// present, zero or not.
+	Refused map[string]int64 `json:"refused"`
 }
 
 // Stats is the JSON body of StatsPath.
@@ -199,6 +259,10 @@ type Stats struct {
 	ControlConnections int64 `json:"control_connections"`
 	// ByMethod splits Requests by request method.
 	ByMethod map[string]int64 `json:"by_method"`
+	// Identity counts identity checks; nil (and absent from the JSON)
+	// unless Options.IdentityKeys is set. Its requests are counted in
+	// Requests as well.
+	Identity *IdentityStats `json:"identity,omitempty"`
 }
 
 // Run serves until ctx is cancelled, then shuts down: it stops accepting,
@@ -226,6 +290,19 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 		}
 		return err
 	}
+	var verifier *identity.Verifier
+	if opts.IdentityKeys != "" {
+		var err error
+		if verifier, err = identity.LoadVerifier(opts.IdentityKeys); err != nil {
+			if ln != nil {
+				_ = ln.Close()
+			}
+			return fmt.Errorf("mailboxd: %w", err)
+		}
+		if opts.IdentityHeader == "" {
+			opts.IdentityHeader = DefaultIdentityHeader
+		}
+	}
 	if ln == nil {
 		if opts.Listen == "" {
 			return errors.New("mailboxd: no listen address")
@@ -239,6 +316,9 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 	s := &server{name: opts.Name, requestLog: opts.RequestLog}
 	s.conns.stats = &s.stats
 	s.byMethod = make(map[string]int64)
+	if verifier != nil {
+		s.identity = newIdentityCheck(verifier, opts.IdentityHeader)
+	}
 	tl := &trackingListener{Listener: ln, conns: &s.conns}
 	srv := &fasthttp.Server{
 		Handler: s.handle,
@@ -263,6 +343,10 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 	}
 
 	log.Info("mailboxd listening", "addr", ln.Addr().String(), "name", opts.Name)
+	if verifier != nil {
+		log.Info("mailboxd requires identity assertions", "header", opts.IdentityHeader,
+			"keys", opts.IdentityKeys, "key_ids", strings.Join(verifier.KeyIDs(), ","))
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(tl) }()
 
@@ -315,6 +399,9 @@ type server struct {
 
 	// healthStatus overrides the health probe status when non-zero.
 	healthStatus atomic.Int32
+
+	// identity checks assertions; nil unless Options.IdentityKeys is set.
+	identity *identityCheck
 
 	conns connTracker
 }
@@ -416,6 +503,9 @@ func (s *server) snapshot() Stats {
 		st.ByMethod[m] = n
 	}
 	s.methodMu.Unlock()
+	if s.identity != nil {
+		st.Identity = s.identity.snapshot()
+	}
 	return st
 }
 
@@ -509,6 +599,8 @@ func (s *server) echo(ctx *fasthttp.RequestCtx) {
 	}
 	ctl := controls{size: -1}
 	var ctlErr error
+	var assertion []byte // the first identity header's value
+	assertions := 0
 	// AllInOrder re-parses the raw header block, the only view that keeps
 	// wire order: fasthttp files Host, Content-Type, User-Agent, Cookie and
 	// the framing headers apart from the others.
@@ -517,18 +609,36 @@ func (s *server) echo(ctx *fasthttp.RequestCtx) {
 		if err := ctl.set(name, value); err != nil && ctlErr == nil {
 			ctlErr = err
 		}
+		if s.identity != nil && strings.EqualFold(string(name), s.identity.header) {
+			if assertions++; assertions == 1 {
+				assertion = bytes.Clone(value)
+			}
+		}
 	}
 	n, sum, bodyErr := hashBody(ctx)
 	e.BodyBytes, e.BodySHA256 = n, hex.EncodeToString(sum)
 	s.logRequest(&e)
 
-	switch {
-	case bodyErr != nil:
+	if bodyErr != nil {
 		// The framing of the connection is unknown now: do not reuse it.
 		ctx.SetConnectionClose()
 		badRequest(ctx, "request body", bodyErr)
 		return
-	case ctlErr != nil:
+	}
+	// Identity before the controls: a real mailbox server authorizes a
+	// request before it does anything the request asks for.
+	if s.identity != nil {
+		id, reason, err := s.identity.check(assertion, assertions, time.Now())
+		if err != nil {
+			ctx.SetStatusCode(fasthttp.StatusForbidden)
+			ctx.SetContentType("text/plain; charset=utf-8")
+			ctx.SetBodyString("mailboxd: identity refused (" + reason + "): " + err.Error() + "\n")
+			return
+		}
+		e.Identity = id
+		ctx.Response.Header.Set(HeaderUser, id.User)
+	}
+	if ctlErr != nil {
 		badRequest(ctx, "control header", ctlErr)
 		return
 	}
@@ -892,4 +1002,64 @@ func (c *trackedConn) lingerClose() error {
 		c.conns.remove(c)
 	}()
 	return nil
+}
+
+// identityCheck verifies the identity assertions of requests and counts
+// the outcomes.
+type identityCheck struct {
+	verifier *identity.Verifier
+	header   string
+	accepted atomic.Int64
+	refused  map[string]*atomic.Int64 // by reason; the keys never change
+}
+
+func newIdentityCheck(v *identity.Verifier, header string) *identityCheck {
+	c := &identityCheck{verifier: v, header: header, refused: make(map[string]*atomic.Int64)}
+	for _, r := range append([]string{IdentityMissing, IdentityDuplicate}, identity.Reasons()...) {
+		c.refused[r] = new(atomic.Int64)
+	}
+	return c
+}
+
+// check verifies the first of n assertion headers, value, at now. It
+// returns the identity, or the reason for refusing it and why.
+func (c *identityCheck) check(value []byte, n int, now time.Time) (*EchoIdentity, string, error) {
+	var reason string
+	var err error
+	var claims identity.Claims
+	switch {
+	case n == 0:
+		reason, err = IdentityMissing, fmt.Errorf("no %s header", c.header)
+	case n > 1:
+		reason, err = IdentityDuplicate, fmt.Errorf("%d %s headers, want one", n, c.header)
+	default:
+		if claims, err = c.verifier.Verify(value, now); err != nil {
+			reason = identity.Reason(err)
+		}
+	}
+	if err != nil {
+		c.refused[reason].Add(1)
+		return nil, reason, err
+	}
+	c.accepted.Add(1)
+	id := &EchoIdentity{
+		User:     claims.User,
+		Mailbox:  claims.Mailbox,
+		Database: claims.Database,
+		Method:   string(claims.Method),
+		Issuer:   claims.Issuer,
+		KeyID:    claims.KeyID,
+	}
+	if claims.Client.IsValid() {
+		id.Client = claims.Client.String()
+	}
+	return id, "", nil
+}
+
+func (c *identityCheck) snapshot() *IdentityStats {
+	st := &IdentityStats{Accepted: c.accepted.Load(), Refused: make(map[string]int64, len(c.refused))}
+	for r, n := range c.refused {
+		st.Refused[r] = n.Load()
+	}
+	return st
 }
