@@ -249,7 +249,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	log := newLogger(stderr, cfg.Log)
 	log.Info("frontdoor starting", "version", Version, "config", cfg.Path, "directory", dirPath(cfg, *configPath),
-		"gateway_id", cfg.GatewayID, "listeners", len(cfg.Listeners), "servers", len(dir.Servers), "mailboxes", len(dir.Mailboxes))
+		"gateway_id", cfg.GatewayID, "listeners", len(cfg.Listeners), "servers", len(dir.Servers), "users", len(dir.Users))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -336,8 +336,8 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 	if failed {
 		return exitUsage
 	}
-	fmt.Fprintf(stdout, "%s: ok (%d listeners, %d protocols, %d servers, %d mailboxes)\n",
-		path, len(cfg.Listeners), len(cfg.Protocols), len(dir.Servers), len(dir.Mailboxes))
+	fmt.Fprintf(stdout, "%s: ok (%d listeners, %d protocols, %d servers, %d users)\n",
+		path, len(cfg.Listeners), len(cfg.Protocols), len(dir.Servers), len(dir.Users))
 	return exitOK
 }
 

@@ -144,7 +144,7 @@ func TestBadUsage(t *testing.T) {
 func TestCheckConfigExample(t *testing.T) {
 	path := filepath.Join("..", "examples", "frontdoor.toml")
 	code, out, errOut := run("check-config", path)
-	want := path + ": ok (2 listeners, 8 protocols, 2 servers, 3 mailboxes)\n"
+	want := path + ": ok (2 listeners, 8 protocols, 2 servers, 4 users)\n"
 	if code != 0 || out != want || errOut != "" {
 		t.Errorf("code %d, stdout %q, stderr %q; want 0, %q, \"\"", code, out, errOut, want)
 	}
@@ -194,8 +194,8 @@ func TestCheckConfigErrors(t *testing.T) {
 			`frontdoor.toml:8: protocol[0].backend_prot: unknown key (did you mean "backend_port"?)`},
 		{"config bad port", strings.Replace(goodConfig, ":18080", ":99999", 1), goodDirectory,
 			`frontdoor.toml:4: listener[0].address: "127.0.0.1:99999": port out of range`},
-		{"directory problem", goodConfig, goodDirectory + "[[mailbox]]\naddress = \"bob@ex.test\"\ndatabase = \"D1\"\n",
-			`directory.toml:9: mailbox[0].database: unknown database "D1" (none defined)`},
+		{"directory problem", goodConfig, goodDirectory + "[[user]]\nlogin = \"bob\"\naddress = \"bob@ex.test\"\ndatabase = \"D1\"\n",
+			`directory.toml:10: user[0].database: unknown database "D1" (none defined)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := writeFiles(t, tc.cfg, tc.dir)
@@ -231,8 +231,8 @@ func TestRunHandsOver(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("run: code %d, stderr:\n%s", code, errOut)
 	}
-	if got.cfg.Path != config.EmbeddedPath || got.dir.Server("mbx2") == nil || len(got.dir.Mailboxes) != 3 {
-		t.Errorf("run without --config: got config %q and %d mailboxes, want the embedded example", got.cfg.Path, len(got.dir.Mailboxes))
+	if got.cfg.Path != config.EmbeddedPath || got.dir.Server("mbx2") == nil || len(got.dir.Users) != 4 {
+		t.Errorf("run without --config: got config %q and %d users, want the embedded example", got.cfg.Path, len(got.dir.Users))
 	}
 	if got.cfg.Log.Level != "debug" || !strings.Contains(errOut, "debug line") {
 		t.Errorf("--log-level debug: level %q, log:\n%s", got.cfg.Log.Level, errOut)
@@ -528,7 +528,7 @@ func TestCheckConfigTLS(t *testing.T) {
 			if !match || code != tc.code {
 				t.Errorf("code %d, stderr:\n%s\nwant %d and:\n%s", code, errOut, tc.code, strings.Join(want, "\n"))
 			}
-			if wantOut := path + ": ok (2 listeners, 1 protocols, 1 servers, 0 mailboxes)\n"; tc.code == 0 && out != wantOut {
+			if wantOut := path + ": ok (2 listeners, 1 protocols, 1 servers, 0 users)\n"; tc.code == 0 && out != wantOut {
 				t.Errorf("stdout %q, want %q", out, wantOut)
 			}
 		})
