@@ -6,13 +6,14 @@
 package directory
 
 import (
+	"context"
 	"strings"
 	"testing"
 
 	"frontdoor/examples"
 )
 
-// LookupMailbox, LookupLogin, MayOpen and Server run for every routed or
+// Live.Current, LookupMailbox, LookupLogin, MayOpen and Server run for every routed or
 // authenticated request: they must not allocate, whatever the case of the
 // name or whether it is known.
 func TestLookupsDoNotAllocate(t *testing.T) {
@@ -43,6 +44,13 @@ obody`, strings.Repeat("z", 64), strings.Repeat("z", 65), long} {
 	}
 	if n := testing.AllocsPerRun(1000, func() { d.Server("mbx2") }); n != 0 {
 		t.Errorf("Server: %v allocations per call, want 0", n)
+	}
+	l, err := NewLive(context.Background(), &fakeSource{data: examples.Directory}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(1000, func() { l.Current() }); n != 0 {
+		t.Errorf("Live.Current: %v allocations per call, want 0", n)
 	}
 }
 
