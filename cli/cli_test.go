@@ -65,9 +65,9 @@ func TestHelp(t *testing.T) {
 		args []string
 		want []string // in stdout
 	}{
-		{[]string{"--help"}, []string{"run", "check-config", "mailboxd", "bench", "cert selfsigned", "tls ticket-keys", "version"}},
-		{[]string{"-h"}, []string{"run", "check-config", "mailboxd", "bench", "cert selfsigned", "tls ticket-keys", "version"}},
-		{[]string{"help"}, []string{"run", "check-config", "mailboxd", "bench", "cert selfsigned", "tls ticket-keys", "version"}},
+		{[]string{"--help"}, []string{"run", "check-config", "mailboxd", "bench", "cert selfsigned", "directory check", "directory hash-password", "directory set-active", "tls ticket-keys", "version"}},
+		{[]string{"-h"}, []string{"run", "check-config", "mailboxd", "bench", "cert selfsigned", "directory check", "directory hash-password", "directory set-active", "tls ticket-keys", "version"}},
+		{[]string{"help"}, []string{"run", "check-config", "mailboxd", "bench", "cert selfsigned", "directory check", "directory hash-password", "directory set-active", "tls ticket-keys", "version"}},
 		{[]string{"run", "--help"}, []string{"frontdoor run", "-config", "-log-level"}},
 		{[]string{"run", "-h"}, []string{"frontdoor run", "-config", "-log-level"}},
 		{[]string{"check-config", "--help"}, []string{"frontdoor check-config FILE"}},
@@ -79,6 +79,11 @@ func TestHelp(t *testing.T) {
 		{[]string{"cert", "selfsigned", "--help"}, []string{"frontdoor cert selfsigned --host NAME", "-host", "-out", "-valid-for", "720h", "development and tests only"}},
 		{[]string{"help", "cert", "selfsigned"}, []string{"frontdoor cert selfsigned --host NAME", "-host", "-out", "-valid-for"}},
 		{[]string{"tls", "-h"}, []string{"frontdoor tls COMMAND", "ticket-keys"}},
+		{[]string{"directory", "--help"}, []string{"frontdoor directory COMMAND", "check", "hash-password", "set-active"}},
+		{[]string{"help", "directory", "check"}, []string{"frontdoor directory check FILE", "FILE:LINE: KEY: message"}},
+		{[]string{"directory", "hash-password", "--help"}, []string{"frontdoor directory hash-password", "argon2id", "m=19456 KiB, t=2, p=1", "empty password is refused"}},
+		{[]string{"directory", "set-active", "--help"}, []string{"frontdoor directory set-active --file FILE --database NAME --server NAME",
+			"-file", "-database", "-server", "by rename", "comments and layout"}},
 		{[]string{"tls", "ticket-keys", "--help"}, []string{"frontdoor tls ticket-keys --out FILE", "-out", "-keep", "24h",
 			"every member of an", "same file", "ticket_rotation", "systemd timer"}},
 	} {
@@ -130,6 +135,15 @@ func TestBadUsage(t *testing.T) {
 		{[]string{"tls", "ticket-keys"}, "--out is required"},
 		{[]string{"tls", "ticket-keys", "--out", "k", "--keep", "-1h"}, "--keep -1h0m0s: must not be negative"},
 		{[]string{"tls", "ticket-keys", "--out", "k", "now"}, `unexpected argument "now"`},
+		{[]string{"help", "directory", "nope"}, `frontdoor directory: unknown command "nope"`},
+		{[]string{"help", "version", "x"}, `want at most one COMMAND (and a SUBCOMMAND of cert, directory, tls)`},
+		{[]string{"directory"}, "Usage:\n  frontdoor directory COMMAND"},
+		{[]string{"directory", "check"}, "want exactly one FILE, got 0 arguments"},
+		{[]string{"directory", "hash-password", "pw"}, `unexpected argument "pw"`},
+		{[]string{"directory", "set-active", "--database", "D", "--server", "m"}, "--file is required"},
+		{[]string{"directory", "set-active", "--file", "f", "--server", "m"}, "--database is required"},
+		{[]string{"directory", "set-active", "--file", "f", "--database", "D"}, "--server is required"},
+		{[]string{"directory", "set-active", "--file", "f", "--database", "D", "--server", "m", "now"}, `unexpected argument "now"`},
 	} {
 		code, out, errOut := run(tc.args...)
 		if code != 2 || out != "" {
