@@ -15,7 +15,7 @@ import (
 // logged, and the snapshot in service stays; one that succeeds replaces the
 // snapshot atomically. Readers call Current once per request and use that
 // snapshot throughout, so that a request never sees half of one directory
-// and half of another.
+// and half of another. Create a Live with NewLive.
 type Live struct {
 	src Source
 	log *slog.Logger
