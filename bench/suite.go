@@ -622,7 +622,8 @@ site = "site-a"
 name = "DB01"
 active = %q
 
-[[mailbox]]
+[[user]]
+login = "alice"
 address = %q
 database = "DB01"
 `, mailboxdName, mbxPort, mailboxdName, anchorMailbox)

@@ -111,6 +111,12 @@ func init() {
 			{"selfsigned", "--host NAME [--host NAME ...] --out DIR [--valid-for DURATION]",
 				"write a self-signed certificate and key for development", cmdCertSelfSigned, nil},
 		}},
+		{name: "directory", summary: "directory tools", subs: []command{
+			{"check", "FILE", "validate a directory file and count what it holds", cmdDirectoryCheck, nil},
+			{"hash-password", "", "read a password on standard input and print its argon2id hash", cmdDirectoryHashPassword, nil},
+			{"set-active", "--file FILE --database NAME --server NAME",
+				"move a database's active copy to another server (switchover, failover)", cmdDirectorySetActive, nil},
+		}},
 		{name: "tls", summary: "TLS tools", subs: []command{
 			{"ticket-keys", "--out FILE [--keep DURATION]",
 				"create or rotate a session-ticket key file shared by an array", cmdTLSTicketKeys, nil},
@@ -254,7 +260,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	log := newLogger(stderr, cfg.Log)
 	log.Info("frontdoor starting", "version", Version, "config", cfg.Path, "directory", dirPath(cfg, *configPath),
-		"gateway_id", cfg.GatewayID, "listeners", len(cfg.Listeners), "servers", len(dir.Servers), "mailboxes", len(dir.Mailboxes))
+		"gateway_id", cfg.GatewayID, "listeners", len(cfg.Listeners), "servers", len(dir.Servers), "users", len(dir.Users))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -341,8 +347,8 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 	if failed {
 		return exitUsage
 	}
-	fmt.Fprintf(stdout, "%s: ok (%d listeners, %d protocols, %d servers, %d mailboxes)\n",
-		path, len(cfg.Listeners), len(cfg.Protocols), len(dir.Servers), len(dir.Mailboxes))
+	fmt.Fprintf(stdout, "%s: ok (%d listeners, %d protocols, %d servers, %d users)\n",
+		path, len(cfg.Listeners), len(cfg.Protocols), len(dir.Servers), len(dir.Users))
 	return exitOK
 }
 
@@ -408,7 +414,13 @@ func cmdHelp(args []string, stdout, stderr io.Writer) int {
 		usage(stdout)
 		return exitOK
 	case len(args) > 2 || len(args) == 2 && (lookup(args[0]) == nil || lookup(args[0]).subs == nil):
-		fmt.Fprintf(stderr, "frontdoor help: want at most one COMMAND (and a SUBCOMMAND of cert, tls or identity), got %q\n", strings.Join(args, " "))
+		var groups []string
+		for _, c := range commands {
+			if c.subs != nil {
+				groups = append(groups, c.name)
+			}
+		}
+		fmt.Fprintf(stderr, "frontdoor help: want at most one COMMAND (and a SUBCOMMAND of %s), got %q\n", strings.Join(groups, ", "), strings.Join(args, " "))
 		return exitUsage
 	case args[0] == "help":
 		usage(stdout)

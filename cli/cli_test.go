@@ -65,9 +65,9 @@ func TestHelp(t *testing.T) {
 		args []string
 		want []string // in stdout
 	}{
-		{[]string{"--help"}, []string{"run", "check-config", "mailboxd", "bench", "cert selfsigned", "tls ticket-keys", "identity keygen", "identity verify", "version"}},
-		{[]string{"-h"}, []string{"run", "check-config", "mailboxd", "bench", "cert selfsigned", "tls ticket-keys", "identity keygen", "identity verify", "version"}},
-		{[]string{"help"}, []string{"run", "check-config", "mailboxd", "bench", "cert selfsigned", "tls ticket-keys", "identity keygen", "identity verify", "version"}},
+		{[]string{"--help"}, []string{"run", "check-config", "mailboxd", "bench", "cert selfsigned", "directory check", "directory hash-password", "directory set-active", "tls ticket-keys", "identity keygen", "identity verify", "version"}},
+		{[]string{"-h"}, []string{"run", "check-config", "mailboxd", "bench", "cert selfsigned", "directory check", "directory hash-password", "directory set-active", "tls ticket-keys", "identity keygen", "identity verify", "version"}},
+		{[]string{"help"}, []string{"run", "check-config", "mailboxd", "bench", "cert selfsigned", "directory check", "directory hash-password", "directory set-active", "tls ticket-keys", "identity keygen", "identity verify", "version"}},
 		{[]string{"run", "--help"}, []string{"frontdoor run", "-config", "-log-level"}},
 		{[]string{"run", "-h"}, []string{"frontdoor run", "-config", "-log-level"}},
 		{[]string{"check-config", "--help"}, []string{"frontdoor check-config FILE"}},
@@ -79,6 +79,11 @@ func TestHelp(t *testing.T) {
 		{[]string{"cert", "selfsigned", "--help"}, []string{"frontdoor cert selfsigned --host NAME", "-host", "-out", "-valid-for", "720h", "development and tests only"}},
 		{[]string{"help", "cert", "selfsigned"}, []string{"frontdoor cert selfsigned --host NAME", "-host", "-out", "-valid-for"}},
 		{[]string{"tls", "-h"}, []string{"frontdoor tls COMMAND", "ticket-keys"}},
+		{[]string{"directory", "--help"}, []string{"frontdoor directory COMMAND", "check", "hash-password", "set-active"}},
+		{[]string{"help", "directory", "check"}, []string{"frontdoor directory check FILE", "FILE:LINE: KEY: message"}},
+		{[]string{"directory", "hash-password", "--help"}, []string{"frontdoor directory hash-password", "argon2id", "m=19456 KiB, t=2, p=1", "empty password is refused"}},
+		{[]string{"directory", "set-active", "--help"}, []string{"frontdoor directory set-active --file FILE --database NAME --server NAME",
+			"-file", "-database", "-server", "by rename", "comments and layout"}},
 		{[]string{"tls", "ticket-keys", "--help"}, []string{"frontdoor tls ticket-keys --out FILE", "-out", "-keep", "24h",
 			"every member of an", "same file", "ticket_rotation", "systemd timer"}},
 		{[]string{"identity", "--help"}, []string{"frontdoor identity COMMAND", "keygen", "verify"}},
@@ -135,6 +140,15 @@ func TestBadUsage(t *testing.T) {
 		{[]string{"tls", "ticket-keys"}, "--out is required"},
 		{[]string{"tls", "ticket-keys", "--out", "k", "--keep", "-1h"}, "--keep -1h0m0s: must not be negative"},
 		{[]string{"tls", "ticket-keys", "--out", "k", "now"}, `unexpected argument "now"`},
+		{[]string{"help", "directory", "nope"}, `frontdoor directory: unknown command "nope"`},
+		{[]string{"help", "version", "x"}, `want at most one COMMAND (and a SUBCOMMAND of cert, directory, tls, identity)`},
+		{[]string{"directory"}, "Usage:\n  frontdoor directory COMMAND"},
+		{[]string{"directory", "check"}, "want exactly one FILE, got 0 arguments"},
+		{[]string{"directory", "hash-password", "pw"}, `unexpected argument "pw"`},
+		{[]string{"directory", "set-active", "--database", "D", "--server", "m"}, "--file is required"},
+		{[]string{"directory", "set-active", "--file", "f", "--server", "m"}, "--database is required"},
+		{[]string{"directory", "set-active", "--file", "f", "--database", "D"}, "--server is required"},
+		{[]string{"directory", "set-active", "--file", "f", "--database", "D", "--server", "m", "now"}, `unexpected argument "now"`},
 		{[]string{"identity"}, "Usage:\n  frontdoor identity COMMAND"},
 		{[]string{"identity", "sign"}, `frontdoor identity: unknown command "sign"`},
 		{[]string{"identity", "keygen"}, "--out is required"},
@@ -161,7 +175,7 @@ func TestBadUsage(t *testing.T) {
 func TestCheckConfigExample(t *testing.T) {
 	path := filepath.Join("..", "examples", "frontdoor.toml")
 	code, out, errOut := run("check-config", path)
-	want := path + ": ok (2 listeners, 8 protocols, 2 servers, 3 mailboxes)\n"
+	want := path + ": ok (2 listeners, 8 protocols, 2 servers, 4 users)\n"
 	if code != 0 || out != want || errOut != "" {
 		t.Errorf("code %d, stdout %q, stderr %q; want 0, %q, \"\"", code, out, errOut, want)
 	}
@@ -211,8 +225,8 @@ func TestCheckConfigErrors(t *testing.T) {
 			`frontdoor.toml:8: protocol[0].backend_prot: unknown key (did you mean "backend_port"?)`},
 		{"config bad port", strings.Replace(goodConfig, ":18080", ":99999", 1), goodDirectory,
 			`frontdoor.toml:4: listener[0].address: "127.0.0.1:99999": port out of range`},
-		{"directory problem", goodConfig, goodDirectory + "[[mailbox]]\naddress = \"bob@ex.test\"\ndatabase = \"D1\"\n",
-			`directory.toml:9: mailbox[0].database: unknown database "D1" (none defined)`},
+		{"directory problem", goodConfig, goodDirectory + "[[user]]\nlogin = \"bob\"\naddress = \"bob@ex.test\"\ndatabase = \"D1\"\n",
+			`directory.toml:10: user[0].database: unknown database "D1" (none defined)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := writeFiles(t, tc.cfg, tc.dir)
@@ -248,8 +262,8 @@ func TestRunHandsOver(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("run: code %d, stderr:\n%s", code, errOut)
 	}
-	if got.cfg.Path != config.EmbeddedPath || got.dir.Server("mbx2") == nil || len(got.dir.Mailboxes) != 3 {
-		t.Errorf("run without --config: got config %q and %d mailboxes, want the embedded example", got.cfg.Path, len(got.dir.Mailboxes))
+	if got.cfg.Path != config.EmbeddedPath || got.dir.Server("mbx2") == nil || len(got.dir.Users) != 4 {
+		t.Errorf("run without --config: got config %q and %d users, want the embedded example", got.cfg.Path, len(got.dir.Users))
 	}
 	if got.cfg.Log.Level != "debug" || !strings.Contains(errOut, "debug line") {
 		t.Errorf("--log-level debug: level %q, log:\n%s", got.cfg.Log.Level, errOut)
@@ -553,7 +567,7 @@ func TestCheckConfigTLS(t *testing.T) {
 			if !match || code != tc.code {
 				t.Errorf("code %d, stderr:\n%s\nwant %d and:\n%s", code, errOut, tc.code, strings.Join(want, "\n"))
 			}
-			if wantOut := path + ": ok (2 listeners, 1 protocols, 1 servers, 0 mailboxes)\n"; tc.code == 0 && out != wantOut {
+			if wantOut := path + ": ok (2 listeners, 1 protocols, 1 servers, 0 users)\n"; tc.code == 0 && out != wantOut {
 				t.Errorf("stdout %q, want %q", out, wantOut)
 			}
 		})

@@ -13,9 +13,6 @@ import (
 	"frontdoor/identity"
 )
 
-// stdin is what `identity verify` reads; tests replace it.
-var stdin io.Reader = os.Stdin
-
 func cmdIdentityKeygen(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("identity keygen", "--out FILE [--alg ed25519|ml-dsa-44] [--kid ID] [--public FILE] [--keep N]",
 		"Create the identity key file FILE (a JWK Set of private keys, mode 0600) with one\n"+

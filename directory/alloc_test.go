@@ -6,14 +6,16 @@
 package directory
 
 import (
+	"context"
 	"strings"
 	"testing"
 
 	"frontdoor/examples"
 )
 
-// LookupMailbox and Server run for every routed request: they must not
-// allocate, whatever the case of the address or whether it is known.
+// Live.Current, LookupMailbox, LookupLogin, MayOpen and Server run for every routed or
+// authenticated request: they must not allocate, whatever the case of the
+// name or whether it is known.
 func TestLookupsDoNotAllocate(t *testing.T) {
 	d, err := Parse("directory.toml", examples.Directory)
 	if err != nil {
@@ -29,8 +31,40 @@ func TestLookupsDoNotAllocate(t *testing.T) {
 			t.Errorf("LookupMailbox(%.30q): %v allocations per call, want 0", addr, n)
 		}
 	}
+	for _, name := range []string{"alice", "ALICE", `EXAMPLE\Bob`, "A.Smith@Example.TEST", "nobody", `EXAMPLE
+obody`, strings.Repeat("z", 64), strings.Repeat("z", 65), long} {
+		b := []byte(name)
+		if n := testing.AllocsPerRun(1000, func() { d.LookupLogin(b) }); n != 0 {
+			t.Errorf("LookupLogin(%.30q): %v allocations per call, want 0", name, n)
+		}
+	}
+	alice, carol := d.Users[0], d.Users[2]
+	if n := testing.AllocsPerRun(1000, func() { carol.MayOpen(alice) }); n != 0 {
+		t.Errorf("MayOpen: %v allocations per call, want 0", n)
+	}
 	if n := testing.AllocsPerRun(1000, func() { d.Server("mbx2") }); n != 0 {
 		t.Errorf("Server: %v allocations per call, want 0", n)
+	}
+	l, err := NewLive(context.Background(), &fakeSource{data: examples.Directory}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(1000, func() { l.Current() }); n != 0 {
+		t.Errorf("Live.Current: %v allocations per call, want 0", n)
+	}
+}
+
+func BenchmarkLookupLogin(b *testing.B) {
+	d, err := Parse("directory.toml", examples.Directory)
+	if err != nil {
+		b.Fatal(err)
+	}
+	name := []byte(`EXAMPLE\Alice`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if d.LookupLogin(name) == nil {
+			b.Fatal("not found")
+		}
 	}
 }
 

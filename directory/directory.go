@@ -1,7 +1,12 @@
-// Package directory owns the map from mailbox (SMTP address) to mailbox
-// database to the mailbox server holding the database's active copy, and from
-// server to address and site. A Directory is an immutable snapshot: a reload
-// builds a new one and swaps it in.
+// Package directory is frontdoor's source of truth for who the users are
+// and where their mailboxes live: user (login, SMTP addresses, password
+// hash, delegates) → mailbox database → the mailbox server holding the
+// database's active copy → that server's address, version and site.
+//
+// A Directory is an immutable snapshot, loaded from a file by Load or Parse
+// (format: docs/directory.md). A Live holds the current snapshot of a
+// Source, reloads it when the source changes and swaps the new one in
+// atomically; a request uses one snapshot from start to end.
 package directory
 
 // Directory is one loaded and validated directory snapshot. Build it with
@@ -12,11 +17,17 @@ type Directory struct {
 	Sites     []*Site
 	Servers   []*Server
 	Databases []*Database
-	Mailboxes []*Mailbox
+	Users     []*User
 
-	// Indexes built by Parse. byAddress is keyed by lower-cased primary
-	// address and alias.
-	byAddress  map[string]*Mailbox
+	// Generation numbers the snapshots a Live publishes: 1 for the first,
+	// one more for each reload. It is 0 for a Directory that no Live
+	// published.
+	Generation uint64
+
+	// Indexes built by Parse, keyed by lower-cased primary address and
+	// alias, lower-cased login, and name.
+	byAddress  map[string]*User
+	byLogin    map[string]*User
 	byServer   map[string]*Server
 	bySite     map[string]*Site
 	byDatabase map[string]*Database
@@ -35,6 +46,9 @@ type Server struct {
 	// served on that port, without one the protocol's backend_port applies.
 	Address string
 	Site    *Site
+	// Version is the server's build, e.g. 15.2.1544.4; zero when the
+	// directory does not say.
+	Version Version
 	// TLS is set when the gateway reaches the server over TLS; the
 	// server's certificate must then be valid for TLSServerName (by
 	// default the host of Address).
@@ -51,9 +65,22 @@ type Database struct {
 	Copies []*Server
 }
 
-// Mailbox is one mailbox, reachable by its primary SMTP address and aliases.
-type Mailbox struct {
-	Address  string
+// User is a person or service account and the one mailbox it owns. It
+// signs in by Login (or an SMTP address) and its mailbox is reached by its
+// primary SMTP address or an alias.
+type User struct {
+	Login    string
+	Address  string // primary SMTP address, as written
 	Aliases  []string
 	Database *Database
+	// PasswordHash is a PHC string (argon2id or bcrypt, checked by
+	// package auth/password at load); empty when the user has no password
+	// and cannot use password authentication.
+	PasswordHash string
+	// Disabled users keep their mailbox and routing but must not sign in.
+	Disabled bool
+	// Delegates are the other users who may open this user's mailbox.
+	Delegates []*User
+	// Index is the user's position in Directory.Users (dense, from 0).
+	Index int
 }

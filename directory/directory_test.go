@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"frontdoor/auth/password"
 	"frontdoor/examples"
 )
 
@@ -19,15 +20,15 @@ func TestParseExample(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Parse: %v", err)
 	}
-	if len(d.Sites) != 2 || len(d.Servers) != 2 || len(d.Databases) != 2 || len(d.Mailboxes) != 3 {
-		t.Fatalf("got %d sites, %d servers, %d databases, %d mailboxes; want 2, 2, 2, 3",
-			len(d.Sites), len(d.Servers), len(d.Databases), len(d.Mailboxes))
+	if len(d.Sites) != 2 || len(d.Servers) != 2 || len(d.Databases) != 2 || len(d.Users) != 4 {
+		t.Fatalf("got %d sites, %d servers, %d databases, %d users; want 2, 2, 2, 4",
+			len(d.Sites), len(d.Servers), len(d.Databases), len(d.Users))
 	}
 	mbx1, mbx2 := d.Server("mbx1"), d.Server("mbx2")
 	if mbx1 == nil || mbx2 == nil {
 		t.Fatal("Server(mbx1), Server(mbx2) not found")
 	}
-	if mbx1.Address != "127.0.0.1:18081" || mbx1.Site != d.Site("site-a") || mbx1.Index != 0 || d.Servers[0] != mbx1 {
+	if mbx1.Address != "127.0.0.1:18081" || mbx1.Site != d.Site("site-a") || mbx1.Index != 0 || d.Servers[0] != mbx1 || mbx1.Version != (Version{15, 2, 1544, 4}) {
 		t.Errorf("mbx1 = %+v", mbx1)
 	}
 	if mbx2.Address != "127.0.0.1:18082" || mbx2.Site != d.Site("site-b") || mbx2.Index != 1 || d.Servers[1] != mbx2 {
@@ -43,10 +44,31 @@ func TestParseExample(t *testing.T) {
 	if db2 == nil || db2.Active != mbx2 || !reflect.DeepEqual(db2.Copies, []*Server{mbx1}) {
 		t.Errorf("DB02 = %+v", db2)
 	}
-	for addr, db := range map[string]*Database{"alice@example.test": db1, "a.smith@example.test": db1, "bob@example.test": db2, "carol@example.test": db1} {
+	for addr, db := range map[string]*Database{"alice@example.test": db1, "a.smith@example.test": db1, "bob@example.test": db2, "carol@example.test": db1, "dave@example.test": db2} {
 		if m := d.LookupMailbox([]byte(addr)); m == nil || m.Database != db {
 			t.Errorf("LookupMailbox(%q) = %+v, want a mailbox on %s", addr, m, db.Name)
 		}
+	}
+	alice, bob, carol, dave := d.Users[0], d.Users[1], d.Users[2], d.Users[3]
+	for i, u := range d.Users {
+		if u.Index != i {
+			t.Errorf("%s: Index %d, want %d", u.Login, u.Index, i)
+		}
+	}
+	if alice.Login != "alice" || bob.Login != "bob" || carol.Login != "carol" || dave.Login != "dave" {
+		t.Errorf("logins %q %q %q %q", alice.Login, bob.Login, carol.Login, dave.Login)
+	}
+	// The development passwords are "password", as the comment says.
+	for _, u := range []*User{alice, bob} {
+		if ok, err := password.Verify(u.PasswordHash, []byte("password")); !ok || err != nil {
+			t.Errorf("%s: the example password does not verify: %v, %v", u.Login, ok, err)
+		}
+	}
+	if carol.PasswordHash != "" || carol.Disabled || !dave.Disabled || alice.Disabled {
+		t.Errorf("carol: hash %q, disabled %v; dave disabled %v; alice disabled %v", carol.PasswordHash, carol.Disabled, dave.Disabled, alice.Disabled)
+	}
+	if !reflect.DeepEqual(alice.Delegates, []*User{carol}) || !carol.MayOpen(alice) || carol.MayOpen(bob) {
+		t.Errorf("alice's delegates %v: want carol", alice.Delegates)
 	}
 }
 
@@ -75,17 +97,17 @@ func TestLookupMailbox(t *testing.T) {
 		`[[site]]`, `name = "s"`,
 		`[[server]]`, `name = "m"`, `address = "10.0.0.1"`, `site = "s"`,
 		`[[database]]`, `name = "D"`, `active = "m"`,
-		`[[mailbox]]`, `address = "Alice@Example.test"`, `aliases = ["a.smith@example.test", "ALIAS+tag@sub.example.test"]`, `database = "D"`,
-		`[[mailbox]]`, `address = "bob@example.test"`, `database = "D"`,
+		`[[user]]`, `login = "alice"`, `address = "Alice@Example.test"`, `aliases = ["a.smith@example.test", "ALIAS+tag@sub.example.test"]`, `database = "D"`,
+		`[[user]]`, `login = "bob"`, `address = "bob@example.test"`, `database = "D"`,
 	))
 	if err != nil {
 		t.Fatal(err)
 	}
-	alice, bob := d.Mailboxes[0], d.Mailboxes[1]
+	alice, bob := d.Users[0], d.Users[1]
 	long := strings.Repeat("a", 64) + "@" + strings.Repeat("b", 250) + ".test" // 320 bytes
 	for _, tc := range []struct {
 		addr string
-		want *Mailbox
+		want *User
 	}{
 		{"alice@example.test", alice},
 		{"Alice@Example.test", alice},
@@ -131,7 +153,7 @@ func TestHostPort(t *testing.T) {
 	}
 }
 
-// Base lines for error cases: a valid directory, lines 1-13, so each case adds
+// Base lines for error cases: a valid directory, lines 1-14, so each case adds
 // exactly the problem it tests.
 var base = []string{
 	`[[site]]`,                  // 1
@@ -143,10 +165,11 @@ var base = []string{
 	`[[database]]`,              // 7
 	`name = "D1"`,               // 8
 	`active = "m1"`,             // 9
-	`[[mailbox]]`,               // 10
+	`[[user]]`,                  // 10
 	`address = "alice@ex.test"`, // 11
 	`aliases = ["al@ex.test"]`,  // 12
 	`database = "D1"`,           // 13
+	`login = "alice"`,           // 14
 }
 
 func withBase(lines ...string) []byte { return doc(append(append([]string{}, base...), lines...)...) }
@@ -159,84 +182,87 @@ func TestParseErrors(t *testing.T) {
 	}{
 		// TOML syntax, keys and types.
 		{"syntax", withBase(`[[server]]`, `name = "m2`),
-			[]string{`d.toml:15: server[1].name: basic strings cannot have new lines`}},
+			[]string{`d.toml:16: server[1].name: basic strings cannot have new lines`}},
 		{"unknown key", withBase(`[[server]]`, `name = "m2"`, `adress = "h"`),
-			[]string{`d.toml:16: server[1].adress: unknown key (did you mean "address"?)`}},
-		{"unknown section", withBase(`[[mailboxes]]`),
-			[]string{`d.toml:14: mailboxes: unknown table (did you mean "mailbox"?)`}},
+			[]string{`d.toml:17: server[1].adress: unknown key (did you mean "address"?)`}},
+		{"unknown section", withBase(`[[users]]`),
+			[]string{`d.toml:15: users: unknown table (did you mean "user"?)`}},
+		{"old mailbox section", withBase(`[[mailbox]]`),
+			[]string{`d.toml:15: mailbox: unknown table (valid keys: site, server, database, user)`}},
 		{"copies not an array", withBase(`[[database]]`, `name = "D2"`, `active = "m1"`, `copies = "m1"`),
-			[]string{`d.toml:17: database[1].copies: expected an array of strings, got string "m1"`}},
-		{"aliases of numbers", withBase(`[[mailbox]]`, `address = "b@ex.test"`, `aliases = [1]`, `database = "D1"`),
-			[]string{`d.toml:16: mailbox[1].aliases[0]: expected a string, got integer 1`}},
+			[]string{`d.toml:18: database[1].copies: expected an array of strings, got string "m1"`}},
+		{"aliases of numbers", withBase(`[[user]]`, `address = "b@ex.test"`, `aliases = [1]`, `database = "D1"`, `login = "u2"`),
+			[]string{`d.toml:17: user[1].aliases[0]: expected a string, got integer 1`}},
 
 		// Required keys, reported at their table's line.
-		{"empty tables", withBase(`[[site]]`, `[[server]]`, `[[database]]`, `[[mailbox]]`),
+		{"empty tables", withBase(`[[site]]`, `[[server]]`, `[[database]]`, `[[user]]`),
 			[]string{
-				`d.toml:14: site[1].name: required`,
-				`d.toml:15: server[1].name: required`,
-				`d.toml:15: server[1].address: required`,
-				`d.toml:15: server[1].site: required`,
-				`d.toml:16: database[1].name: required`,
-				`d.toml:16: database[1].active: required`,
-				`d.toml:17: mailbox[1].address: required`,
-				`d.toml:17: mailbox[1].database: required`,
+				`d.toml:15: site[1].name: required`,
+				`d.toml:16: server[1].name: required`,
+				`d.toml:16: server[1].address: required`,
+				`d.toml:16: server[1].site: required`,
+				`d.toml:17: database[1].name: required`,
+				`d.toml:17: database[1].active: required`,
+				`d.toml:18: user[1].login: required`,
+				`d.toml:18: user[1].address: required`,
+				`d.toml:18: user[1].database: required`,
 			}},
 		{"empty name", withBase(`[[site]]`, `name = ""`),
-			[]string{`d.toml:15: site[1].name: must not be empty`}},
+			[]string{`d.toml:16: site[1].name: must not be empty`}},
 		{"name with control character", withBase(`[[site]]`, `name = "b\tc"`),
-			[]string{`d.toml:15: site[1].name: "b\tc": must be at most 128 characters, without control characters or surrounding spaces`}},
+			[]string{`d.toml:16: site[1].name: "b\tc": must be at most 128 characters, without control characters or surrounding spaces`}},
 		{"names may have inner spaces", withBase(`[[database]]`, `name = "Mailbox Database 0123"`, `active = "m1"`), nil},
 
 		// Duplicates.
 		{"duplicate site", withBase(`[[site]]`, `name = "a"`),
-			[]string{`d.toml:15: site[1].name: duplicate site "a" (first at line 2, site[0].name)`}},
+			[]string{`d.toml:16: site[1].name: duplicate site "a" (first at line 2, site[0].name)`}},
 		{"duplicate server", withBase(`[[server]]`, `name = "m1"`, `address = "10.0.0.2"`, `site = "a"`),
-			[]string{`d.toml:15: server[1].name: duplicate server "m1" (first at line 4, server[0].name)`}},
+			[]string{`d.toml:16: server[1].name: duplicate server "m1" (first at line 4, server[0].name)`}},
 		{"duplicate database", withBase(`[[database]]`, `name = "D1"`, `active = "m1"`),
-			[]string{`d.toml:15: database[1].name: duplicate database "D1" (first at line 8, database[0].name)`}},
-		{"duplicate address, other case", withBase(`[[mailbox]]`, `address = "ALICE@ex.test"`, `database = "D1"`),
-			[]string{`d.toml:15: mailbox[1].address: address "ALICE@ex.test" is already used (line 11, mailbox[0].address); addresses match case-insensitively`}},
-		{"alias is another mailbox's alias", withBase(`[[mailbox]]`, `address = "bob@ex.test"`, `aliases = ["Al@Ex.Test"]`, `database = "D1"`),
-			[]string{`d.toml:16: mailbox[1].aliases[0]: address "Al@Ex.Test" is already used (line 12, mailbox[0].aliases[0]); addresses match case-insensitively`}},
-		{"alias repeats own address", withBase(`[[mailbox]]`, `address = "bob@ex.test"`, `aliases = ["bob@ex.test"]`, `database = "D1"`),
-			[]string{`d.toml:16: mailbox[1].aliases[0]: address "bob@ex.test" is already used (line 15, mailbox[1].address); addresses match case-insensitively`}},
+			[]string{`d.toml:16: database[1].name: duplicate database "D1" (first at line 8, database[0].name)`}},
+		{"duplicate address, other case", withBase(`[[user]]`, `address = "ALICE@ex.test"`, `database = "D1"`, `login = "u2"`),
+			[]string{`d.toml:16: user[1].address: address "ALICE@ex.test" is already used (line 11, user[0].address); addresses match case-insensitively`}},
+		{"alias is another mailbox's alias", withBase(`[[user]]`, `address = "bob@ex.test"`, `aliases = ["Al@Ex.Test"]`, `database = "D1"`, `login = "u2"`),
+			[]string{`d.toml:17: user[1].aliases[0]: address "Al@Ex.Test" is already used (line 12, user[0].aliases[0]); addresses match case-insensitively`}},
+		{"alias repeats own address", withBase(`[[user]]`, `address = "bob@ex.test"`, `aliases = ["bob@ex.test"]`, `database = "D1"`, `login = "u2"`),
+			[]string{`d.toml:17: user[1].aliases[0]: address "bob@ex.test" is already used (line 16, user[1].address); addresses match case-insensitively`}},
 		{"copy listed twice", withBase(`[[server]]`, `name = "m2"`, `address = "10.0.0.2"`, `site = "a"`,
 			`[[database]]`, `name = "D2"`, `active = "m1"`, `copies = ["m2", "m2"]`),
-			[]string{`d.toml:21: database[1].copies[1]: duplicate copy on server "m2" (first at line 21, database[1].copies[0])`}},
+			[]string{`d.toml:22: database[1].copies[1]: duplicate copy on server "m2" (first at line 22, database[1].copies[0])`}},
 
 		// Dangling references and the active copy among the copies.
 		{"unknown site", withBase(`[[server]]`, `name = "m2"`, `address = "10.0.0.2"`, `site = "b"`),
-			[]string{`d.toml:17: server[1].site: unknown site "b" (defined: a)`}},
+			[]string{`d.toml:18: server[1].site: unknown site "b" (defined: a)`}},
 		{"unknown active", withBase(`[[database]]`, `name = "D2"`, `active = "m9"`),
-			[]string{`d.toml:16: database[1].active: unknown server "m9" (defined: m1)`}},
+			[]string{`d.toml:17: database[1].active: unknown server "m9" (defined: m1)`}},
 		{"unknown copy", withBase(`[[database]]`, `name = "D2"`, `active = "m1"`, `copies = ["m9"]`),
-			[]string{`d.toml:17: database[1].copies[0]: unknown server "m9" (defined: m1)`}},
-		{"unknown database", withBase(`[[mailbox]]`, `address = "b@ex.test"`, `database = "D9"`),
-			[]string{`d.toml:16: mailbox[1].database: unknown database "D9" (defined: D1)`}},
+			[]string{`d.toml:18: database[1].copies[0]: unknown server "m9" (defined: m1)`}},
+		{"unknown database", withBase(`[[user]]`, `address = "b@ex.test"`, `database = "D9"`, `login = "u2"`),
+			[]string{`d.toml:17: user[1].database: unknown database "D9" (defined: D1)`}},
 		{"no sites at all", doc(`[[server]]`, `name = "m"`, `address = "h"`, `site = "a"`),
 			[]string{`d.toml:4: server[0].site: unknown site "a" (none defined)`}},
 		{"active among copies", withBase(`[[database]]`, `name = "D2"`, `active = "m1"`, `copies = ["m1"]`),
-			[]string{`d.toml:17: database[1].copies[0]: "m1" holds the active copy (active = "m1"); copies lists the passive copies only`}},
+			[]string{`d.toml:18: database[1].copies[0]: "m1" holds the active copy (active = "m1"); copies lists the passive copies only`}},
 
 		// Upstream TLS.
 		{"tls not a boolean", withBase(`[[server]]`, `name = "m2"`, `address = "10.0.0.2"`, `site = "a"`, `tls = "yes"`),
-			[]string{`d.toml:18: server[1].tls: expected a boolean (true or false), got string "yes"`}},
+			[]string{`d.toml:19: server[1].tls: expected a boolean (true or false), got string "yes"`}},
 		{"tls_server_name without tls", withBase(`[[server]]`, `name = "m2"`, `address = "10.0.0.2"`, `site = "a"`, `tls_server_name = "m2.ex.test"`),
-			[]string{`d.toml:18: server[1].tls_server_name: only with tls = true`}},
+			[]string{`d.toml:19: server[1].tls_server_name: only with tls = true`}},
 		{"empty tls_server_name", withBase(`[[server]]`, `name = "m2"`, `address = "mbx2.ex.test:443"`, `site = "a"`, `tls = true`, `tls_server_name = ""`),
-			[]string{`d.toml:19: server[1].tls_server_name: must not be empty (leave it out to check the host of the address, "mbx2.ex.test")`}},
+			[]string{`d.toml:20: server[1].tls_server_name: must not be empty (leave it out to check the host of the address, "mbx2.ex.test")`}},
 		{"bad tls_server_name", withBase(`[[server]]`, `name = "m2"`, `address = "10.0.0.2"`, `site = "a"`, `tls = true`, `tls_server_name = "bad_name"`),
-			[]string{`d.toml:19: server[1].tls_server_name: "bad_name": must be a host name or an IP address`}},
+			[]string{`d.toml:20: server[1].tls_server_name: "bad_name": must be a host name or an IP address`}},
 		{"tls_server_name with port", withBase(`[[server]]`, `name = "m2"`, `address = "10.0.0.2"`, `site = "a"`, `tls = true`, `tls_server_name = "m2.ex.test:443"`),
-			[]string{`d.toml:19: server[1].tls_server_name: "m2.ex.test:443": must be a host name or an IP address`}},
+			[]string{`d.toml:20: server[1].tls_server_name: "m2.ex.test:443": must be a host name or an IP address`}},
 
 		// Site URLs.
 		{"external_url not http", withBase(`[[site]]`, `name = "b"`, `external_url = "ftp://mail.ex.test"`),
-			[]string{`d.toml:16: site[1].external_url: "ftp://mail.ex.test": must be an absolute http or https URL, e.g. "https://mail.example.com"`}},
+			[]string{`d.toml:17: site[1].external_url: "ftp://mail.ex.test": must be an absolute http or https URL, e.g. "https://mail.example.com"`}},
 		{"external_url relative", withBase(`[[site]]`, `name = "b"`, `external_url = "mail.ex.test"`),
-			[]string{`d.toml:16: site[1].external_url: "mail.ex.test": must be an absolute http or https URL, e.g. "https://mail.example.com"`}},
+			[]string{`d.toml:17: site[1].external_url: "mail.ex.test": must be an absolute http or https URL, e.g. "https://mail.example.com"`}},
 		{"external_url with query", withBase(`[[site]]`, `name = "b"`, `external_url = "https://mail.ex.test/?x=1"`),
-			[]string{`d.toml:16: site[1].external_url: "https://mail.ex.test/?x=1": must not have a query or fragment`}},
+			[]string{`d.toml:17: site[1].external_url: "https://mail.ex.test/?x=1": must not have a query or fragment`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkErrors(t, tc.data, tc.want) })
 	}
@@ -283,7 +309,7 @@ func TestServerAddressErrors(t *testing.T) {
 	} {
 		t.Run(tc.addr, func(t *testing.T) {
 			checkErrors(t, withBase(`[[server]]`, `name = "m2"`, `address = "`+tc.addr+`"`, `site = "a"`),
-				[]string{`d.toml:16: server[1].address: "` + tc.addr + `": ` + tc.want})
+				[]string{`d.toml:17: server[1].address: "` + tc.addr + `": ` + tc.want})
 		})
 	}
 }
@@ -306,13 +332,13 @@ func TestSMTPAddressErrors(t *testing.T) {
 		{strings.Repeat("b", 65) + "@ex.test", "bad SMTP address: local part longer than 64 characters"},
 	} {
 		t.Run(tc.addr, func(t *testing.T) {
-			checkErrors(t, withBase(`[[mailbox]]`, `address = "`+tc.addr+`"`, `database = "D1"`),
-				[]string{`d.toml:15: mailbox[1].address: "` + tc.addr + `": ` + tc.want})
+			checkErrors(t, withBase(`[[user]]`, `address = "`+tc.addr+`"`, `database = "D1"`, `login = "u2"`),
+				[]string{`d.toml:16: user[1].address: "` + tc.addr + `": ` + tc.want})
 		})
 	}
 	// The odd but valid.
 	for _, addr := range []string{"o'brien+tag@ex.test", "a.b.c@sub.ex.test", "x@localhost", "{x}=y@ex.test"} {
-		checkErrors(t, withBase(`[[mailbox]]`, `address = "`+addr+`"`, `database = "D1"`), nil)
+		checkErrors(t, withBase(`[[user]]`, `address = "`+addr+`"`, `database = "D1"`, `login = "u2"`), nil)
 	}
 }
 
@@ -334,12 +360,12 @@ func checkErrors(t *testing.T, data []byte, want []string) {
 }
 
 func TestErrorsAs(t *testing.T) {
-	_, err := Parse("x/directory.toml", withBase(`[[mailbox]]`, `address = "b@ex.test"`, `database = "D9"`))
+	_, err := Parse("x/directory.toml", withBase(`[[user]]`, `address = "b@ex.test"`, `database = "D9"`, `login = "u2"`))
 	var e *Error
 	if !errors.As(err, &e) {
 		t.Fatalf("errors.As(%v, *Error) = false", err)
 	}
-	if e.File != "x/directory.toml" || e.Line != 16 || e.Key != "mailbox[1].database" {
+	if e.File != "x/directory.toml" || e.Line != 17 || e.Key != "user[1].database" {
 		t.Errorf("got %+v", e)
 	}
 }

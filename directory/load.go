@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"frontdoor/auth/password"
 	"frontdoor/internal/hostport"
 	"frontdoor/internal/tomlpos"
 )
@@ -23,7 +24,7 @@ type file struct {
 	Sites     []siteEntry     `toml:"site"`
 	Servers   []serverEntry   `toml:"server"`
 	Databases []databaseEntry `toml:"database"`
-	Mailboxes []mailboxEntry  `toml:"mailbox"`
+	Users     []userEntry     `toml:"user"`
 }
 
 type siteEntry struct {
@@ -35,6 +36,7 @@ type serverEntry struct {
 	Name          string `toml:"name"`
 	Address       string `toml:"address"`
 	Site          string `toml:"site"`
+	Version       string `toml:"version"`
 	TLS           bool   `toml:"tls"`
 	TLSServerName string `toml:"tls_server_name"`
 }
@@ -45,11 +47,18 @@ type databaseEntry struct {
 	Copies []string `toml:"copies"`
 }
 
-type mailboxEntry struct {
-	Address  string   `toml:"address"`
-	Aliases  []string `toml:"aliases"`
-	Database string   `toml:"database"`
+type userEntry struct {
+	Login        string   `toml:"login"`
+	Address      string   `toml:"address"`
+	Aliases      []string `toml:"aliases"`
+	Database     string   `toml:"database"`
+	PasswordHash string   `toml:"password_hash"`
+	Disabled     bool     `toml:"disabled"`
+	Delegates    []string `toml:"delegates"`
 }
+
+// maxLogin is the longest login, as long as an SMTP local part.
+const maxLogin = 64
 
 // Load reads and validates the directory file at path; errors name the file
 // as path.
@@ -64,25 +73,34 @@ func Load(path string) (*Directory, error) {
 // Parse decodes and validates a directory read from the file name (used in
 // error messages). The format is described in docs/directory.md. Decoding is
 // strict: unknown keys, wrong types, duplicates, dangling references and
-// malformed addresses are errors, all reported at once.
+// malformed names, addresses, versions and password hashes are errors, all
+// reported at once.
 func Parse(name string, data []byte) (*Directory, error) {
+	d, _, _, err := parse(name, data)
+	return d, err
+}
+
+// parse is Parse that also returns the decoded file and its position
+// index, for in-place edits (SetActive).
+func parse(name string, data []byte) (*Directory, *file, *tomlpos.Doc, error) {
 	var f file
 	doc, err := tomlpos.Decode(name, data, &f)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	d := build(doc, &f)
 	if err := doc.Err(); err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
-	return d, nil
+	return d, &f, doc, nil
 }
 
 // build validates f, reporting problems to doc, and links its entries into a
 // Directory. The result is only meaningful when doc has no errors.
 func build(doc *tomlpos.Doc, f *file) *Directory {
 	d := &Directory{
-		byAddress:  make(map[string]*Mailbox),
+		byAddress:  make(map[string]*User),
+		byLogin:    make(map[string]*User, len(f.Users)),
 		byServer:   make(map[string]*Server, len(f.Servers)),
 		bySite:     make(map[string]*Site, len(f.Sites)),
 		byDatabase: make(map[string]*Database, len(f.Databases)),
@@ -121,6 +139,18 @@ func build(doc *tomlpos.Doc, f *file) *Directory {
 			}
 		}
 		s := &Server{Name: e.Name, Address: e.Address, Index: i, TLS: e.TLS}
+		if v.Has(at + ".version") {
+			switch ver, err := ParseVersion(e.Version); {
+			case e.Version == "":
+				v.Report(at+".version", "must not be empty (leave it out when the version is unknown)")
+			case err != nil:
+				v.Report(at+".version", "%q: %v; want up to 4 dot-separated numbers, e.g. \"15.2.1544.4\"", e.Version, err)
+			case ver == Version{}:
+				v.Report(at+".version", "%q: the zero version means unknown; leave the key out instead", e.Version)
+			default:
+				s.Version = ver
+			}
+		}
 		if e.TLS {
 			s.TLSServerName = host
 		}
@@ -182,21 +212,62 @@ func build(doc *tomlpos.Doc, f *file) *Directory {
 		}
 	}
 
+	// Users in two passes: delegates may name users defined further down.
 	addressAt := make(map[string]string) // lower-cased address or alias -> path
-	for i, e := range f.Mailboxes {
-		at := fmt.Sprintf("mailbox[%d]", i)
-		m := &Mailbox{Address: e.Address, Aliases: e.Aliases}
-		v.address(d, addressAt, at+".address", e.Address, m)
+	loginAt := make(map[string]string)   // lower-cased login -> path
+	for i, e := range f.Users {
+		at := fmt.Sprintf("user[%d]", i)
+		u := &User{Login: e.Login, Address: e.Address, Aliases: e.Aliases, Disabled: e.Disabled, Index: i}
+		v.login(d, loginAt, at+".login", e.Login, u)
+		v.address(d, addressAt, at+".address", e.Address, u)
 		for j, alias := range e.Aliases {
-			v.address(d, addressAt, fmt.Sprintf("%s.aliases[%d]", at, j), alias, m)
+			v.address(d, addressAt, fmt.Sprintf("%s.aliases[%d]", at, j), alias, u)
 		}
 		if v.Required(at+".database", e.Database) {
-			if m.Database = d.byDatabase[e.Database]; m.Database == nil {
+			if u.Database = d.byDatabase[e.Database]; u.Database == nil {
 				v.Report(at+".database", "unknown database %q%s", e.Database,
 					defined(f.Databases, func(db databaseEntry) string { return db.Name }))
 			}
 		}
-		d.Mailboxes = append(d.Mailboxes, m)
+		if v.Has(at + ".password_hash") {
+			if e.PasswordHash == "" {
+				v.Report(at+".password_hash", "must not be empty (leave it out for a user without password authentication)")
+			} else if err := password.Check(e.PasswordHash); err != nil {
+				// The hash itself stays out of the message: it is
+				// not for logs.
+				v.Report(at+".password_hash", "%s", strings.TrimPrefix(err.Error(), "password: "))
+			} else {
+				u.PasswordHash = e.PasswordHash
+			}
+		}
+		d.Users = append(d.Users, u)
+	}
+	for i, e := range f.Users {
+		u := d.Users[i]
+		delegateAt := make(map[*User]string)
+		for j, name := range e.Delegates {
+			path := fmt.Sprintf("user[%d].delegates[%d]", i, j)
+			if !v.Required(path, name) {
+				continue
+			}
+			var del *User
+			if strings.Contains(name, "@") {
+				del = d.byAddress[strings.ToLower(name)]
+			} else {
+				del = d.byLogin[strings.ToLower(name)]
+			}
+			switch first, dup := delegateAt[del]; {
+			case del == nil:
+				v.Report(path, "unknown user %q (name a user by login or SMTP address)", name)
+			case del == u:
+				v.Report(path, "%q is this user, who always opens their own mailbox", name)
+			case dup:
+				v.Report(path, "%q is user %q again (first at line %d, %s)", name, del.Login, v.Line(first), first)
+			default:
+				delegateAt[del] = path
+				u.Delegates = append(u.Delegates, del)
+			}
+		}
 	}
 	return d
 }
@@ -229,8 +300,28 @@ func (v checker) unique(seen map[string]string, key, path, what string) bool {
 	return true
 }
 
-// address checks a mailbox's primary address or alias and indexes it.
-func (v checker) address(d *Directory, seen map[string]string, path, addr string, m *Mailbox) {
+// login checks a user's login and indexes it. Logins are limited to
+// characters that need no quoting anywhere (protocol commands, logs, URLs)
+// and have no "@", so that a sign-in name with one is always an address.
+func (v checker) login(d *Directory, seen map[string]string, path, login string, u *User) {
+	if !v.Required(path, login) {
+		return
+	}
+	if len(login) > maxLogin || strings.Trim(login, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") != "" {
+		v.Report(path, "%q: must be at most %d characters of A-Z, a-z, 0-9, \".\", \"_\" and \"-\"", login, maxLogin)
+		return
+	}
+	key := strings.ToLower(login)
+	if first, dup := seen[key]; dup {
+		v.Report(path, "login %q is already used (line %d, %s); logins match case-insensitively", login, v.Line(first), first)
+		return
+	}
+	seen[key] = path
+	d.byLogin[key] = u
+}
+
+// address checks a user's primary address or alias and indexes it.
+func (v checker) address(d *Directory, seen map[string]string, path, addr string, u *User) {
 	if !v.Required(path, addr) {
 		return
 	}
@@ -244,7 +335,7 @@ func (v checker) address(d *Directory, seen map[string]string, path, addr string
 		return
 	}
 	seen[key] = path
-	d.byAddress[key] = m
+	d.byAddress[key] = u
 }
 
 // defined lists the names defined in a section, for "unknown" messages.

@@ -175,10 +175,12 @@ active = %q
 [[database]]
 name = "DB02"
 active = %q
-[[mailbox]]
+[[user]]
+login = "alice"
 address = "alice@example.test"
 database = "DB01"
-[[mailbox]]
+[[user]]
+login = "bob"
 address = "bob@example.test"
 database = "DB02"
 `, m.name, m.addr, tlsKeys, plain.Name(), plain.Addr(), m.name, plain.Name())

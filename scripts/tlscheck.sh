@@ -61,7 +61,8 @@ site = "site-a"
 [[database]]
 name = "DB01"
 active = "mbx1"
-[[mailbox]]
+[[user]]
+login = "alice"
 address = "alice@example.test"
 database = "DB01"
 TOML

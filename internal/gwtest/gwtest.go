@@ -98,11 +98,11 @@ func DirectoryTOML(servers ...*testbed.Mailboxd) string {
 		fmt.Fprintf(&b, "[[server]]\nname = %q\naddress = %q\nsite = \"site-a\"\n", m.Name(), m.Addr())
 	}
 	b.WriteString("[[database]]\nname = \"DB01\"\nactive = \"" + servers[0].Name() + "\"\n")
-	b.WriteString("[[mailbox]]\naddress = \"alice@example.test\"\naliases = [\"a.smith@example.test\"]\ndatabase = \"DB01\"\n")
-	b.WriteString("[[mailbox]]\naddress = \"carol@example.test\"\ndatabase = \"DB01\"\n")
+	b.WriteString("[[user]]\nlogin = \"alice\"\naddress = \"alice@example.test\"\naliases = [\"a.smith@example.test\"]\ndatabase = \"DB01\"\n")
+	b.WriteString("[[user]]\nlogin = \"carol\"\naddress = \"carol@example.test\"\ndatabase = \"DB01\"\n")
 	if len(servers) > 1 {
 		b.WriteString("[[database]]\nname = \"DB02\"\nactive = \"" + servers[1].Name() + "\"\n")
-		b.WriteString("[[mailbox]]\naddress = \"bob@example.test\"\ndatabase = \"DB02\"\n")
+		b.WriteString("[[user]]\nlogin = \"bob\"\naddress = \"bob@example.test\"\ndatabase = \"DB02\"\n")
 	}
 	return b.String()
 }

@@ -100,6 +100,11 @@ type entry struct {
 	line  int
 	start int // byte range in the document, for mapping decoder errors
 	end   int
+	// The value's own byte range (quotes and brackets included) when it
+	// is known: for the value of a key, and for a scalar array element.
+	vstart, vend int
+	hasValue     bool
+	inline       bool // a key inside an inline table
 }
 
 // Doc is the position index of one decoded document; validators use it to
@@ -184,6 +189,31 @@ func (d *Doc) Required(path, s string) bool {
 	return false
 }
 
+// Span is where a value was written in the document.
+type Span struct {
+	// Start and End are the byte offsets of the value as written, quotes
+	// and brackets included: data[Start:End] is `"mbx1"` or `["a", "b"]`.
+	Start, End int
+	// Inline is set for a key inside an inline table, where a sibling
+	// key goes on the same line after a comma rather than on a line of
+	// its own.
+	Inline bool
+}
+
+// ValueSpan returns where the value at path was written, for tools that
+// edit a file in place and keep everything else (comments, order, layout)
+// as it is. It knows the value of every key and every scalar array
+// element; ok is false for other paths (table headers, arrays or inline
+// tables that are elements of an array) and for paths not in the document.
+func (d *Doc) ValueSpan(path string) (s Span, ok bool) {
+	i, found := d.byPath[path]
+	if !found || !d.entries[i].hasValue {
+		return Span{}, false
+	}
+	e := &d.entries[i]
+	return Span{Start: e.vstart, End: e.vend, Inline: e.inline}, true
+}
+
 // Line returns the line of path, or of its nearest ancestor present in the
 // document, or 1.
 func (d *Doc) Line(path string) int {
@@ -239,7 +269,7 @@ func (d *Doc) index() *Error {
 			d.add(segs, e.Kind, "", start, end)
 			table = segs
 		case unstable.KeyValue:
-			d.keyValue(table, e, arrays)
+			d.keyValue(table, e, arrays, false)
 		}
 	}
 	if err := p.Error(); err != nil {
@@ -255,10 +285,20 @@ func (d *Doc) index() *Error {
 }
 
 // keyValue records a key-value expression (top-level, or inside an inline
-// table) whose enclosing table is at table.
-func (d *Doc) keyValue(table []segment, kv *unstable.Node, arrays map[string]int) {
+// table when inline is set) whose enclosing table is at table.
+func (d *Doc) keyValue(table []segment, kv *unstable.Node, arrays map[string]int, inline bool) {
 	segs := resolve(table, keyParts(kv), arrays)
-	d.value(segs, kv.Value(), int(kv.Raw.Offset), int(kv.Raw.Offset+kv.Raw.Length), arrays)
+	start, end := int(kv.Raw.Offset), int(kv.Raw.Offset+kv.Raw.Length)
+	n := len(d.entries)
+	d.value(segs, kv.Value(), start, end, arrays)
+	// The expression runs from the key to the end of the value; the value
+	// starts after the key, the "=" and the blanks around it.
+	_, vstart := keyRange(kv)
+	for vstart < end && (d.data[vstart] == ' ' || d.data[vstart] == '\t' || d.data[vstart] == '=') {
+		vstart++
+	}
+	e := &d.entries[n]
+	e.vstart, e.vend, e.hasValue, e.inline = vstart, end, true, inline
 }
 
 // value records the value v found at segs, spanning [start, end), and
@@ -269,11 +309,15 @@ func (d *Doc) value(segs []segment, v *unstable.Node, start, end int, arrays map
 		raw = string(d.data[v.Raw.Offset : v.Raw.Offset+v.Raw.Length])
 	}
 	d.add(segs, v.Kind, raw, start, end)
+	if raw != "" {
+		e := &d.entries[len(d.entries)-1]
+		e.vstart, e.vend, e.hasValue = int(v.Raw.Offset), int(v.Raw.Offset+v.Raw.Length), true
+	}
 	switch v.Kind {
 	case unstable.InlineTable:
 		for it := v.Children(); it.Next(); {
 			if c := it.Node(); c.Kind == unstable.KeyValue {
-				d.keyValue(segs, c, arrays)
+				d.keyValue(segs, c, arrays, true)
 			}
 		}
 	case unstable.Array:

@@ -149,3 +149,52 @@ func TestReportAndErrorsAs(t *testing.T) {
 		t.Errorf("errors.As: %+v", e)
 	}
 }
+
+func TestValueSpan(t *testing.T) {
+	data := strings.Join([]string{
+		`top = 'x' # comment`,
+		`inner . count=3`,
+		`[[item]]`,
+		`name = """a"""`,
+		`tags = [ "t0",`,
+		`  # between`,
+		`  "t1" , ]`,
+		`[[item]]`,
+		`tags = []`,
+		`sub = [{n = 5}, { n = 6 }]`,
+	}, "\n")
+	var v target
+	d, err := Decode("t.toml", []byte(data), &v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path, want string
+		inline     bool
+	}{
+		{"top", `'x'`, false},
+		{"inner.count", `3`, false},
+		{"item[0].name", `"""a"""`, false},
+		{"item[0].tags", "[ \"t0\",\n  # between\n  \"t1\" , ]", false},
+		{"item[0].tags[0]", `"t0"`, false},
+		{"item[0].tags[1]", `"t1"`, false},
+		{"item[1].tags", `[]`, false},
+		{"item[1].sub", `[{n = 5}, { n = 6 }]`, false},
+		{"item[1].sub[1].n", `6`, true},
+	} {
+		s, ok := d.ValueSpan(tc.path)
+		if !ok {
+			t.Errorf("ValueSpan(%q): not found", tc.path)
+			continue
+		}
+		if got := data[s.Start:s.End]; got != tc.want || s.Inline != tc.inline {
+			t.Errorf("ValueSpan(%q) = %q, inline %v; want %q, inline %v", tc.path, got, s.Inline, tc.want, tc.inline)
+		}
+	}
+	// Headers, inline tables in arrays and missing keys have no span.
+	for _, path := range []string{"item[0]", "item[1].sub[0]", "item[0].sub", "nothing"} {
+		if s, ok := d.ValueSpan(path); ok {
+			t.Errorf("ValueSpan(%q) = %+v, want none", path, s)
+		}
+	}
+}
