@@ -1,0 +1,36 @@
+//go:build !race
+
+// The race detector instruments memory accesses and may allocate, so the
+// allocation gates run without it.
+
+package auth
+
+import (
+	"encoding/base64"
+	"testing"
+)
+
+// ParseBasic, ParseBearer and Scheme run on the event loop for every
+// request that carries credentials: accepted or refused, they must not
+// allocate.
+func TestCredentialParsingDoesNotAllocate(t *testing.T) {
+	scratch := make([]byte, BasicScratchSize)
+	for _, v := range []string{
+		"Basic " + base64.StdEncoding.EncodeToString([]byte("alice@example.test:correct horse battery staple")),
+		"Basic " + base64.StdEncoding.EncodeToString([]byte("alice:")),
+		"Basic !!!!",
+		"Bearer eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhbGljZSJ9.c2ln",
+		"Negotiate YIIabc",
+	} {
+		b := []byte(v)
+		if n := testing.AllocsPerRun(1000, func() { ParseBasic(b, scratch) }); n != 0 {
+			t.Errorf("ParseBasic(%.30q): %v allocations per call, want 0", v, n)
+		}
+		if n := testing.AllocsPerRun(1000, func() { ParseBearer(b) }); n != 0 {
+			t.Errorf("ParseBearer(%.30q): %v allocations per call, want 0", v, n)
+		}
+		if n := testing.AllocsPerRun(1000, func() { Scheme(b) }); n != 0 {
+			t.Errorf("Scheme(%.30q): %v allocations per call, want 0", v, n)
+		}
+	}
+}
