@@ -34,3 +34,25 @@ func TestCredentialParsingDoesNotAllocate(t *testing.T) {
 		}
 	}
 }
+
+// Every request with credentials hashes them and looks them up: neither
+// may allocate, hit or miss.
+func TestCacheKeyAndLookupDoNotAllocate(t *testing.T) {
+	h := NewHasher()
+	user, pass, long := []byte("alice@example.test"), []byte("pw"), make([]byte, 4096)
+	if n := testing.AllocsPerRun(1000, func() { h.Sum2(user, pass) }); n != 0 {
+		t.Errorf("Sum2: %v allocations per call, want 0", n)
+	}
+	if n := testing.AllocsPerRun(1000, func() { h.Sum1(long) }); n != 0 {
+		t.Errorf("Sum1 (4 KiB): %v allocations per call, want 0", n)
+	}
+	c := NewCache[entry](1000)
+	hit, miss := h.Sum2(user, pass), h.Sum2(user, []byte("wrong"))
+	c.Put(hit, entry{User: "alice"}, 1<<62)
+	if n := testing.AllocsPerRun(1000, func() { c.Get(hit, 1) }); n != 0 {
+		t.Errorf("Get (hit): %v allocations per call, want 0", n)
+	}
+	if n := testing.AllocsPerRun(1000, func() { c.Get(miss, 1) }); n != 0 {
+		t.Errorf("Get (miss): %v allocations per call, want 0", n)
+	}
+}
