@@ -7,6 +7,7 @@ package auth
 
 import (
 	"encoding/base64"
+	"net/netip"
 	"testing"
 )
 
@@ -54,5 +55,20 @@ func TestCacheKeyAndLookupDoNotAllocate(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(1000, func() { c.Get(miss, 1) }); n != 0 {
 		t.Errorf("Get (miss): %v allocations per call, want 0", n)
+	}
+}
+
+// Throttle.Check runs before any verification, on the loop.
+func TestThrottleCheckDoesNotAllocate(t *testing.T) {
+	th := NewThrottle(ThrottleConfig{MaxFailures: 1})
+	user, long := []byte("Alice@Example.test"), make([]byte, 300)
+	v6 := netip.MustParseAddr("2001:db8::1")
+	th.Failure(user, v6, 0)
+	for _, u := range [][]byte{user, long} {
+		for _, a := range []netip.Addr{addr1, v6} {
+			if n := testing.AllocsPerRun(1000, func() { th.Check(u, a, 1) }); n != 0 {
+				t.Errorf("Check(%.20q, %v): %v allocations per call, want 0", u, a, n)
+			}
+		}
 	}
 }
