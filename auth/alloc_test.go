@@ -72,3 +72,13 @@ func TestThrottleCheckDoesNotAllocate(t *testing.T) {
 		}
 	}
 }
+
+// Submit runs on the loop for every cache miss.
+func TestPoolSubmitDoesNotAllocate(t *testing.T) {
+	p := NewPool(2, 1024)
+	defer p.Close()
+	job := func() {}
+	if n := testing.AllocsPerRun(500, func() { p.Submit(job) }); n != 0 {
+		t.Errorf("Submit: %v allocations per call, want 0", n)
+	}
+}
