@@ -161,11 +161,12 @@ func TestCacheReplacement(t *testing.T) {
 		t.Errorf("%d evictions, want 1", st.Evictions)
 	}
 
-	// k[2] expires at 10; once a Get has shown the shard time 10, the hand
-	// prefers it to live entries and counts an expiration.
+	// k[2] expires at 10 and was read before; once a Get has shown the
+	// shard time 10, the hand takes it, with no second chance, before the
+	// live k[4] that was not read, and counts an expiration.
 	c.Put(k[2], entry{N: 2}, 10)
+	c.Get(k[2], 5)
 	c.Get(k[3], 10)
-	c.Get(k[4], 10)
 	c.Get(k[0], 10)
 	c.Put(k[5], entry{N: 5}, 1000)
 	for _, i := range []int{0, 3, 4, 5} {
