@@ -374,6 +374,7 @@ func TestJWTAlgorithmAndKeySelection(t *testing.T) {
 		{"ES256 with the Ed25519 key's kid", signJWS(`{"alg":"ES256","kid":"ed1"}`, claims, ecSigner(f.ec)), ErrUnknownKey},
 		{"unknown kid", signJWS(`{"alg":"EdDSA","kid":"ed2"}`, claims, edSigner(f.ed)), ErrUnknownKey},
 		{"kid not a string", signJWS(`{"alg":"EdDSA","kid":1}`, claims, edSigner(f.ed)), ErrMalformed},
+		{"kid null", signJWS(`{"alg":"EdDSA","kid":null}`, claims, edSigner(f.ed)), ErrMalformed},
 		// One key per algorithm: no kid selects it.
 		{"no kid, EdDSA", signJWS(`{"alg":"EdDSA"}`, claims, edSigner(f.ed)), nil},
 		{"no kid, ES256", signJWS(`{"alg":"ES256"}`, claims, ecSigner(f.ec)), nil},
