@@ -70,13 +70,14 @@ var (
 //     "signed" with the public key as the secret), RSA, other curves;
 //   - an alg that does not fit the key kid selects: a key verifies only
 //     the algorithm of its type and curve (RFC 8725 section 3.1);
-//   - keys the token brings ("jwk", "jku", "x5u", "x5c" are ignored;
-//     keys come only from the JWK Set);
+//   - keys the token brings: "jwk", "jku", "x5u" and "x5c" are ignored,
+//     keys come only from the JWK Set (RFC 8725 section 3.10), and kid is
+//     only a map key;
 //   - "crit": it names extensions that must be understood (RFC 7515
 //     section 4.1.11), and none is;
-//   - a token without "exp" (RFC 8725 section 3.10 asks for lifetimes to
-//     be bounded; an endless bearer token is a password that cannot be
-//     changed), or outside exp, nbf and iat give or take the leeway;
+//   - a token without "exp" (an endless bearer token is a password that
+//     cannot be changed), or outside exp, nbf and iat give or take the
+//     leeway;
 //   - an issuer or audience other than the configured ones, and a token
 //     without the user claim.
 //
