@@ -81,6 +81,11 @@ var (
 //   - an issuer or audience other than the configured ones, and a token
 //     without the user claim.
 //
+// The header's "typ" is not checked: providers send "JWT", "at+jwt" (RFC
+// 9068) or nothing, and the issuer and audience checks already keep other
+// kinds of token from the same provider out unless they name this
+// audience.
+//
 // Header parameter and claim names are matched exactly (RFC 7515 section
 // 4, RFC 7519 section 4): the JSON is read into maps, not structs, because
 // encoding/json would match a struct field to "EXP" or "Aud" as well. A

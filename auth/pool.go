@@ -45,9 +45,9 @@ type PoolStats struct {
 	Rejected  uint64 // jobs refused: queue full or pool closed
 }
 
-// NewPool starts workers goroutines (at least one) serving a queue of
-// queue jobs (at least zero: with none, a job is accepted only if a worker
-// is idle at that moment).
+// NewPool starts workers goroutines (at least one) behind a queue that
+// holds up to queue waiting jobs. With a queue of zero, a job is accepted
+// only when a worker is idle to take it at once.
 func NewPool(workers, queue int) *Pool {
 	workers = max(workers, 1)
 	queue = max(queue, 0)
