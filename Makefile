@@ -28,7 +28,7 @@ run: build
 test:
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 8m ./...
-	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 8m ./l4/... ./poolmux/... ./l7/... ./tlsterm/... ./gateway/... ./identity/... ./directory/...
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 8m ./l4/... ./poolmux/... ./l7/... ./tlsterm/... ./gateway/... ./identity/... ./directory/... ./auth/...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=10s
 
 # The benchmark suite: mailboxd and the gateway as separate processes, the
@@ -39,13 +39,15 @@ bench: build
 # Micro-benchmarks, benchstat-friendly: make bench-micro COUNT=10 > new.txt
 COUNT ?= 6
 bench-micro:
-	$(GO) test -run '^$$' -bench . -benchmem -count $(COUNT) ./l7/ ./directory/ ./bench/ ./identity/
+	$(GO) test -run '^$$' -bench . -benchmem -count $(COUNT) ./l7/ ./directory/ ./bench/ ./identity/ ./auth/ ./auth/password/
 
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test ./l7/ -run '^$$' -fuzz '^FuzzScanRequestHead$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./l7/ -run '^$$' -fuzz '^FuzzChunkedDecoder$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./l7/ -run '^$$' -fuzz '^FuzzScanVsFasthttp$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./auth/ -run '^$$' -fuzz '^FuzzParseBasic$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./auth/ -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME)
 
 # testssl.sh (installed from Debian when missing) against a TLS listener
 # with a throwaway test CA; fails on any CRITICAL, HIGH or MEDIUM finding.
