@@ -112,11 +112,12 @@ func (t *Throttle) Config() ThrottleConfig { return t.cfg }
 // may not, retryAfter is how long until the window that refuses it closes
 // (more than 0, at most Window): the caller answers 429 with Retry-After
 // rounded up to whole seconds (RFC 6585 section 4, RFC 9110 section
-// 10.2.3), before any verification work.
+// 10.2.3), before any verification work. An empty user (a bearer token,
+// whose user is unknown until it is verified) is counted by address only.
 func (t *Throttle) Check(user []byte, addr netip.Addr, now int64) (retryAfter time.Duration, ok bool) {
 	pair, address := t.keys(user, addr)
 	var wait int64
-	if start, n := t.pairs.count(pair, now); n >= uint32(t.cfg.MaxFailures) {
+	if start, n := t.pairs.count(pair, now); len(user) > 0 && n >= uint32(t.cfg.MaxFailures) {
 		wait = start + t.window - now
 	}
 	if start, n := t.addrs.count(address, now); n >= uint32(t.cfg.MaxAddressFailures) {
@@ -132,7 +133,9 @@ func (t *Throttle) Check(user []byte, addr netip.Addr, now int64) (retryAfter ti
 // Failure records a failed login of user from addr at now.
 func (t *Throttle) Failure(user []byte, addr netip.Addr, now int64) {
 	pair, address := t.keys(user, addr)
-	t.pairs.add(pair, now)
+	if len(user) > 0 {
+		t.pairs.add(pair, now)
+	}
 	t.addrs.add(address, now)
 	t.failures.Add(1)
 }

@@ -206,3 +206,20 @@ func BenchmarkThrottleCheck(b *testing.B) {
 		}
 	}
 }
+
+// A failure without a user name (a bad bearer token) counts against the
+// address only, never as a (user, address) pair.
+func TestThrottleWithoutUser(t *testing.T) {
+	th := NewThrottle(ThrottleConfig{MaxFailures: 2, MaxAddressFailures: 5, Window: time.Minute, MaxEntries: 100})
+	addr := netip.MustParseAddr("192.0.2.7")
+	for i := 0; i < 4; i++ {
+		th.Failure(nil, addr, int64(i))
+	}
+	if _, ok := th.Check(nil, addr, 10); !ok {
+		t.Fatal("4 user-less failures throttled the address below MaxAddressFailures (5)")
+	}
+	th.Failure(nil, addr, 11)
+	if _, ok := th.Check(nil, addr, 12); ok {
+		t.Fatal("5 failures from one address did not throttle it")
+	}
+}
