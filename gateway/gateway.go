@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -48,14 +49,28 @@ func New(cfg *config.Config, dir *directory.Directory, log *slog.Logger) (*Gatew
 		log = slog.Default()
 	}
 	protocols := make([]l7.Protocol, len(cfg.Protocols))
+	anyAuth := false
 	for i, p := range cfg.Protocols {
-		protocols[i] = l7.Protocol{Name: p.Name, Prefix: p.PathPrefix, Index: i}
+		protocols[i] = l7.Protocol{Name: p.Name, Prefix: p.PathPrefix, Index: i, StripFields: stripFields(cfg, p)}
+		anyAuth = anyAuth || len(p.Auth) > 0
 	}
 	upstream, err := newUpstreamTLS(cfg, dir, log)
 	if err != nil {
 		return nil, err
 	}
-	rt, endpoints := newRouter(cfg, dir, upstream)
+	var authn *authenticator
+	if anyAuth {
+		if authn, err = newAuthenticator(cfg, log); err != nil {
+			return nil, err
+		}
+	}
+	rt, endpoints, err := newRouter(cfg, dir, upstream, authn, log)
+	if err != nil {
+		if authn != nil {
+			authn.close()
+		}
+		return nil, err
+	}
 	listeners := make([]l7.Listener, len(cfg.Listeners))
 	var terminators []*tlsterm.Terminator
 	closeTLS := func() {
@@ -95,6 +110,7 @@ func New(cfg *config.Config, dir *directory.Directory, log *slog.Logger) (*Gatew
 		Protocols:              protocols,
 		Endpoints:              endpoints,
 		Router:                 rt,
+		Reroute:                rt.Reroute,
 		Listeners:              listeners,
 		MaxHeaderBytes:         lim.MaxHeaderBytes,
 		MaxBodyBytes:           lim.MaxBodyBytes,
@@ -142,9 +158,32 @@ func New(cfg *config.Config, dir *directory.Directory, log *slog.Logger) (*Gatew
 	for i := range listeners {
 		byListener[i] = listeners[i].TLS
 	}
+	rt.retire = handler.Retire
 	return &Gateway{cfg: cfg, log: log, server: srv, handler: handler, router: rt,
 		terminators: terminators, listenerTLS: byListener}, nil
 }
+
+// stripFields lists the request fields never forwarded for protocol p: the
+// identity assertion's (only the gateway may set it), X-AnchorMailbox on
+// an authenticating protocol that does not trust it, and the client's
+// credentials unless p forwards them.
+func stripFields(cfg *config.Config, p config.Protocol) []string {
+	strip := []string{strings.ToLower(cfg.Identity.Header)}
+	if len(p.Auth) > 0 {
+		if !cfg.Auth.TrustAnchorMailbox {
+			strip = append(strip, "x-anchormailbox")
+		}
+		if !p.ForwardAuthorization {
+			strip = append(strip, "authorization")
+		}
+	}
+	return strip
+}
+
+// SetDirectory makes dir the directory new requests are routed by (a
+// reload, a database switchover). Backend connections to servers no longer
+// active for any database are drained.
+func (g *Gateway) SetDirectory(dir *directory.Directory) { g.router.SetDirectory(dir) }
 
 // newTerminator builds listener i's TLS terminator. A development listener
 // (tls_self_signed) gets a self-signed certificate made on first start.
@@ -245,7 +284,8 @@ func ensureSelfSigned(pair tlsterm.CertPair, address string, log *slog.Logger) e
 }
 
 // Reload re-reads what can change without a restart: every TLS listener's
-// certificates and session-ticket keys. Each is validated before it
+// certificates and session-ticket keys, and the identity signing key (the
+// directory reloads itself, see Run). Each is validated before it
 // replaces the old one; an error leaves the old one serving.
 func (g *Gateway) Reload() error {
 	var errs []error
@@ -259,11 +299,16 @@ func (g *Gateway) Reload() error {
 			}
 		}
 	}
+	if a := g.router.auth; a != nil {
+		if err := a.reloadSigner(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	err := errors.Join(errs...)
 	if err != nil {
-		g.log.Error("reload refused, the previous certificates stay in service", "err", err)
+		g.log.Error("reload refused, the previous certificates and keys stay in service", "err", err)
 	} else {
-		g.log.Info("reloaded certificates and ticket keys")
+		g.log.Info("reloaded certificates, ticket keys and the identity key")
 	}
 	return err
 }
@@ -297,6 +342,9 @@ func (g *Gateway) Serve(ctx context.Context, ready func()) error {
 		for _, t := range g.terminators {
 			t.Close()
 		}
+		if g.router.auth != nil {
+			g.router.auth.close()
+		}
 	}()
 	err := g.server.Serve(ctx, g.cfg.Timeouts.Drain.D(), ready)
 	snap := g.Snapshot()
@@ -305,16 +353,34 @@ func (g *Gateway) Serve(ctx context.Context, ready func()) error {
 	return err
 }
 
-// Run builds the gateway from cfg and dir, serves until ctx is cancelled,
-// then drains within cfg.Timeouts.Drain and returns. ready, when non-nil, is
+// Run builds the gateway from cfg and dir (re-read from its file, which is
+// then followed), serves until ctx is cancelled, then drains within
+// cfg.Timeouts.Drain and returns. ready, when non-nil, is
 // called once every listener accepts connections.
 func Run(ctx context.Context, cfg *config.Config, dir *directory.Directory, log *slog.Logger, ready func()) error {
+	// A directory file is followed: a change (an operator's edit, `frontdoor
+	// directory set-active`) is validated and swapped in; a bad file is
+	// refused and logged. The embedded example directory cannot change.
+	var live *directory.Live
+	if path := cfg.DirectoryPath(); !strings.HasPrefix(path, "<embedded>") {
+		var err error
+		live, err = directory.NewLive(ctx, &directory.FileSource{Path: path, Interval: directoryPoll}, log)
+		if err != nil {
+			return err
+		}
+		dir = live.Current()
+	}
 	g, err := New(cfg, dir, log)
 	if err != nil {
 		return err
 	}
-	// SIGHUP reloads certificates and ticket keys (config and directory
-	// reload come with the operations issue).
+	if live != nil {
+		live.OnSwap(func(_, d *directory.Directory) { g.SetDirectory(d) })
+		go live.Run(ctx)
+	}
+	// SIGHUP reloads certificates, ticket keys, the identity key and the
+	// directory (the rest of the configuration comes with the operations
+	// issue).
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -323,6 +389,9 @@ func Run(ctx context.Context, cfg *config.Config, dir *directory.Directory, log 
 			select {
 			case <-hup:
 				_ = g.Reload()
+				if live != nil {
+					_ = live.Reload(ctx)
+				}
 			case <-ctx.Done():
 				return
 			}
@@ -331,25 +400,36 @@ func Run(ctx context.Context, cfg *config.Config, dir *directory.Directory, log 
 	return g.Serve(ctx, ready)
 }
 
+// directoryPoll is how often the directory file is checked for changes:
+// often enough that requests follow a database switchover within a second.
+const directoryPoll = 250 * time.Millisecond
+
 // Snapshot is a point-in-time view of the gateway's counters.
 type Snapshot struct {
-	ClientsOpen     int64            `json:"clients_open"`
-	ClientsAccepted int64            `json:"clients_accepted"`
-	ClientsRefused  int64            `json:"clients_refused"`
-	Requests        int64            `json:"requests"`
-	Responses       map[string]int64 `json:"responses"`
-	Rejects         map[string]int64 `json:"rejects"`
-	Core            map[string]int64 `json:"core"`
-	BackendConns    int64            `json:"backend_conns"`
+	ClientsOpen     int64 `json:"clients_open"`
+	ClientsAccepted int64 `json:"clients_accepted"`
+	ClientsRefused  int64 `json:"clients_refused"`
+	Requests        int64 `json:"requests"`
+	// Rerouted counts requests moved to their mailbox's new server after
+	// the old one failed them (a database switchover or failover).
+	Rerouted     int64            `json:"rerouted"`
+	Responses    map[string]int64 `json:"responses"`
+	Rejects      map[string]int64 `json:"rejects"`
+	Core         map[string]int64 `json:"core"`
+	BackendConns int64            `json:"backend_conns"`
 	// ClientsPerBackendConn is the multiplexing ratio: open client
 	// connections per open backend connection.
 	ClientsPerBackendConn float64          `json:"clients_per_backend_conn"`
 	Backends              []BackendSummary `json:"backends"`
 	// TLS holds each TLS listener's handshake counters (by version, suite,
 	// key-exchange group, resumption, failure reason).
-	TLS   map[string]map[string]int64 `json:"tls,omitempty"`
-	Loops int                         `json:"loops"`
-	Time  time.Time                   `json:"time"`
+	TLS map[string]map[string]int64 `json:"tls,omitempty"`
+	// Auth holds authentication counters: accepted and refused by method,
+	// cache hits and misses, expensive verifications run, assertions
+	// signed, throttled and overloaded requests.
+	Auth  map[string]int64 `json:"auth,omitempty"`
+	Loops int              `json:"loops"`
+	Time  time.Time        `json:"time"`
 }
 
 // BackendSummary is one endpoint's pool counters over all loops.
@@ -363,6 +443,7 @@ type BackendSummary struct {
 	Requests     int64  `json:"requests"`
 	Retries      int64  `json:"retries"`
 	Detached     int64  `json:"detached"`
+	Retired      int64  `json:"retired"`
 	Queued       int64  `json:"queued"`
 	QueueFull    int64  `json:"queue_full"`
 	QueueTimeout int64  `json:"queue_timeout"`
@@ -375,6 +456,7 @@ func (g *Gateway) Snapshot() Snapshot {
 	s := Snapshot{
 		ClientsOpen: g.server.OpenClients(),
 		Requests:    st.Requests.Load(),
+		Rerouted:    st.Rerouted.Load(),
 		Responses:   map[string]int64{},
 		Rejects:     map[string]int64{},
 		Core:        map[string]int64{},
@@ -403,7 +485,7 @@ func (g *Gateway) Snapshot() Snapshot {
 		b := BackendSummary{
 			Server: ep.Name, Address: ep.Addr, TLS: ep.TLS != nil,
 			ConnsOpen: ps.ConnsOpen.Load(), Dials: ps.Dials.Load(), DialFailures: ps.DialFailures.Load(),
-			Requests: ps.Requests.Load(), Retries: ps.Retries.Load(), Detached: ps.Detached.Load(),
+			Requests: ps.Requests.Load(), Retries: ps.Retries.Load(), Detached: ps.Detached.Load(), Retired: ps.Retired.Load(),
 			Queued: ps.Queued.Load(), QueueFull: ps.QueueFull.Load(), QueueTimeout: ps.QueueTimeout.Load(),
 			Failed: ps.Failed.Load(),
 		}
@@ -417,6 +499,9 @@ func (g *Gateway) Snapshot() Snapshot {
 			}
 			s.TLS[ln.Name] = g.listenerTLS[i].Stats().Snapshot()
 		}
+	}
+	if a := g.router.auth; a != nil {
+		s.Auth = a.snapshot()
 	}
 	if s.BackendConns > 0 {
 		s.ClientsPerBackendConn = float64(s.ClientsOpen) / float64(s.BackendConns)

@@ -2,6 +2,11 @@ package gateway
 
 import (
 	"bytes"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
 
 	"frontdoor/directory"
 	"frontdoor/gateway/config"
@@ -12,44 +17,202 @@ import (
 const maxMailboxLen = 320
 
 // router maps a request to the mailbox server holding the active copy of
-// the mailbox it is for. Until authentication supplies the user, the mailbox
-// comes from X-AnchorMailbox (Exchange's own routing hint) or from the path
-// form /{protocol}/u/{mailbox}/...
+// the mailbox it is for. On a protocol with authentication that is the
+// authenticated user's mailbox (or, when trusted, a delegated mailbox named
+// by X-AnchorMailbox); on an anonymous protocol or path, the mailbox named
+// by X-AnchorMailbox or by the path form /{protocol}/u/{mailbox}/...
+//
+// The directory can be replaced at any time (SetDirectory): each one gets a
+// routeTable, swapped atomically, so a request is routed by one consistent
+// snapshot without locks.
 type router struct {
+	log    *slog.Logger
+	protos []protoPolicy
+	auth   *authenticator // nil when no protocol authenticates
+
+	// site and version are the gateway's own (config site, version).
+	site       string
+	version    directory.Version
+	hasVersion bool
+
+	// endpointIndex maps an endpoint key (host:port, TLS name) to its index
+	// in l7.Config.Endpoints. Endpoints are fixed when the gateway starts;
+	// a server the directory adds later is not routable until a restart.
+	endpointIndex map[string]int
+	up            *upstreamTLS
+	protocols     []config.Protocol
+
+	table atomic.Pointer[routeTable]
+
+	// mu serializes SetDirectory; dbKeys gives every database name a
+	// stable key for l7.Route.Key, so a request routed by one table can be
+	// rerouted by the next.
+	mu     sync.Mutex
+	dbKeys map[string]int32
+	gen    uint64
+	// retire, set by the gateway, drains the backend connections of the
+	// endpoints marked true (servers no longer active for any database).
+	retire func(endpoints []bool)
+}
+
+// protoPolicy is a protocol's access policy, precomputed from its config.
+type protoPolicy struct {
+	methods     authMethods
+	anonymous   [][]byte // path prefixes after the protocol prefix
+	crossSite   string   // proxy, redirect, redirect-451
+	olderServer string   // proxy, redirect, refuse
+	// challenge is the 401 answer's WWW-Authenticate lines.
+	challenge []byte
+}
+
+// routeTable is the routing state derived from one directory snapshot.
+type routeTable struct {
 	dir *directory.Directory
-	// endpoint[server.Index][protocol.Index] indexes l7.Config.Endpoints.
+	gen uint64
+	// endpoint[server.Index][protocol] indexes l7.Config.Endpoints; -1
+	// when the server was not known when the gateway started.
 	endpoint [][]int
+	dbKey    map[*directory.Database]int32
+	byKey    []*directory.Database // dbKey -> database in this snapshot
 }
 
 // newRouter computes the endpoint of every (server, protocol) pair: the
 // server's own port when its address has one, else the protocol's backend
 // port. Pairs that land on the same host:port (and TLS settings) share one
 // endpoint, so one pool serves them.
-func newRouter(cfg *config.Config, dir *directory.Directory, up *upstreamTLS) (*router, []l7.Endpoint) {
-	r := &router{dir: dir, endpoint: make([][]int, len(dir.Servers))}
+func newRouter(cfg *config.Config, dir *directory.Directory, up *upstreamTLS, auth *authenticator, log *slog.Logger) (*router, []l7.Endpoint, error) {
+	r := &router{log: log, auth: auth, site: cfg.Site, endpointIndex: map[string]int{},
+		up: up, protocols: cfg.Protocols, dbKeys: map[string]int32{}}
+	if cfg.Version != "" {
+		v, err := directory.ParseVersion(cfg.Version)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s:%d: version: %w", cfg.Path, cfg.Line("version"), err)
+		}
+		r.version, r.hasVersion = v, true
+	}
+	if cfg.Site != "" && dir.Site(cfg.Site) == nil {
+		return nil, nil, fmt.Errorf("%s:%d: site: %q is not a site of the directory", cfg.Path, cfg.Line("site"), cfg.Site)
+	}
 	var endpoints []l7.Endpoint
-	index := map[string]int{}
 	for _, srv := range dir.Servers {
-		row := make([]int, len(cfg.Protocols))
-		for pi, p := range cfg.Protocols {
-			addr := srv.HostPort(p.BackendPort)
-			key := addr
-			if srv.TLS {
-				// The same host:port reached over TLS with another
-				// name to check is another pool.
-				key = addr + " tls " + srv.TLSServerName
-			}
-			i, ok := index[key]
-			if !ok {
-				i = len(endpoints)
-				index[key] = i
+		for _, p := range cfg.Protocols {
+			addr, key := r.endpointKey(srv, p)
+			if _, ok := r.endpointIndex[key]; !ok {
+				r.endpointIndex[key] = len(endpoints)
 				endpoints = append(endpoints, l7.Endpoint{Name: srv.Name, Addr: addr, TLS: up.forServer(srv)})
+			}
+		}
+	}
+	for _, p := range cfg.Protocols {
+		r.protos = append(r.protos, newProtoPolicy(cfg, p))
+	}
+	r.table.Store(r.buildTable(dir))
+	if auth != nil {
+		auth.dir = func() (*directory.Directory, uint64) {
+			t := r.table.Load()
+			return t.dir, t.gen
+		}
+	}
+	return r, endpoints, nil
+}
+
+func newProtoPolicy(cfg *config.Config, p config.Protocol) protoPolicy {
+	pp := protoPolicy{methods: parseMethods(p.Auth), crossSite: p.CrossSite, olderServer: p.OlderServer}
+	for _, a := range p.AnonymousPaths {
+		pp.anonymous = append(pp.anonymous, []byte(a))
+	}
+	var ch []byte
+	if pp.methods.has(methodBasic) {
+		ch = fmt.Appendf(ch, "WWW-Authenticate: Basic realm=%q, charset=\"UTF-8\"\r\n", cfg.Auth.Realm)
+	}
+	if pp.methods.has(methodBearer) {
+		ch = fmt.Appendf(ch, "WWW-Authenticate: Bearer realm=%q\r\n", cfg.Auth.Realm)
+	}
+	pp.challenge = ch
+	return pp
+}
+
+// endpointKey is the host:port srv serves protocol p on, and the key that
+// tells endpoints apart: the same host:port reached over TLS with another
+// name to check is another pool.
+func (r *router) endpointKey(srv *directory.Server, p config.Protocol) (addr, key string) {
+	addr = srv.HostPort(p.BackendPort)
+	key = addr
+	if srv.TLS {
+		key = addr + " tls " + srv.TLSServerName
+	}
+	return addr, key
+}
+
+// buildTable derives the routing table of dir. Called with mu held, or
+// before the router is shared.
+func (r *router) buildTable(dir *directory.Directory) *routeTable {
+	r.gen++
+	t := &routeTable{dir: dir, gen: r.gen, endpoint: make([][]int, len(dir.Servers)),
+		dbKey: make(map[*directory.Database]int32, len(dir.Databases))}
+	for _, srv := range dir.Servers {
+		row := make([]int, len(r.protocols))
+		for pi, p := range r.protocols {
+			_, key := r.endpointKey(srv, p)
+			i, ok := r.endpointIndex[key]
+			if !ok {
+				i = -1
 			}
 			row[pi] = i
 		}
-		r.endpoint[srv.Index] = row
+		t.endpoint[srv.Index] = row
 	}
-	return r, endpoints
+	for _, db := range dir.Databases {
+		k, ok := r.dbKeys[db.Name]
+		if !ok {
+			k = int32(len(r.dbKeys))
+			r.dbKeys[db.Name] = k
+		}
+		t.dbKey[db] = k
+	}
+	t.byKey = make([]*directory.Database, len(r.dbKeys))
+	for db, k := range t.dbKey {
+		t.byKey[k] = db
+	}
+	return t
+}
+
+// SetDirectory routes new requests by dir from now on. Servers that dir
+// adds are logged and not routable (their pools exist only from a start);
+// backend connections to servers no longer active for any database are
+// drained.
+func (r *router) SetDirectory(dir *directory.Directory) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t := r.buildTable(dir)
+	for _, srv := range dir.Servers {
+		if t.endpoint[srv.Index][0] < 0 && len(r.protocols) > 0 {
+			r.log.Warn("mailbox server added by the directory is not routable until the gateway restarts",
+				"server", srv.Name, "address", srv.Address)
+		}
+	}
+	r.table.Store(t)
+	if r.retire == nil {
+		return
+	}
+	// Endpoints still needed: those of every database's active server.
+	used := make([]bool, len(r.endpointIndex))
+	for _, db := range dir.Databases {
+		for _, ep := range t.endpoint[db.Active.Index] {
+			if ep >= 0 {
+				used[ep] = true
+			}
+		}
+	}
+	retire := make([]bool, len(used))
+	any := false
+	for i, u := range used {
+		retire[i] = !u
+		any = any || !u
+	}
+	if any {
+		r.retire(retire)
+	}
 }
 
 // Local answers, as constants so routing never allocates.
@@ -57,10 +220,23 @@ const (
 	bodyNoMailbox      = "no mailbox to route to: send X-AnchorMailbox or use /{protocol}/u/{mailbox}/"
 	bodyUnknownMailbox = "mailbox not found"
 	bodyBadMailbox     = "malformed mailbox in request"
+	bodyNotRoutable    = "mailbox server not reachable from this gateway yet"
+	bodyForbiddenMbx   = "not allowed to open this mailbox"
+	bodyOlderServer    = "the mailbox is on a server older than this gateway serves"
 )
 
 // Route implements l7.Router.
 func (r *router) Route(req *l7.Request) l7.Route {
+	t := r.table.Load()
+	p := &r.protos[req.Protocol.Index]
+	if p.methods == 0 || p.isAnonymousPath(req.AfterPrefix) {
+		return r.routeAnonymous(t, req)
+	}
+	return r.auth.route(r, t, p, req)
+}
+
+// routeAnonymous routes by X-AnchorMailbox or the /u/{mailbox}/ path.
+func (r *router) routeAnonymous(t *routeTable, req *l7.Request) l7.Route {
 	var buf [maxMailboxLen]byte
 	key := req.Field("x-anchormailbox")
 	if len(key) == 0 {
@@ -74,12 +250,74 @@ func (r *router) Route(req *l7.Request) l7.Route {
 		}
 		key = buf[:n]
 	}
-	mb := r.dir.LookupMailbox(key)
+	mb := t.dir.LookupMailbox(key)
 	if mb == nil {
 		return l7.Route{Endpoint: -1, Status: 404, Body: bodyUnknownMailbox}
 	}
-	srv := mb.Database.Active
-	return l7.Route{Endpoint: r.endpoint[srv.Index][req.Protocol.Index]}
+	return r.toMailbox(t, &r.protos[req.Protocol.Index], req, mb, nil)
+}
+
+// toMailbox routes to the server holding the active copy of mb, applying
+// the protocol's cross-site and server-version policies.
+func (r *router) toMailbox(t *routeTable, p *protoPolicy, req *l7.Request, mb *directory.User, identity []byte) l7.Route {
+	db := mb.Database
+	srv := db.Active
+	if r.site != "" && srv.Site.Name != r.site && p.crossSite != "proxy" {
+		return redirect(p.crossSite == "redirect-451", srv.Site, req)
+	}
+	if r.hasVersion && srv.Version != (directory.Version{}) && directory.Compare(srv.Version, r.version) < 0 {
+		switch p.olderServer {
+		case "redirect":
+			return redirect(p.crossSite == "redirect-451", srv.Site, req)
+		case "refuse":
+			// RFC 9110 15.5.20: this gateway cannot produce an
+			// authoritative response for that server's mailboxes.
+			return l7.Route{Endpoint: -1, Status: 421, Body: bodyOlderServer}
+		}
+	}
+	ep := t.endpoint[srv.Index][req.Protocol.Index]
+	if ep < 0 {
+		return l7.Route{Endpoint: -1, Status: 503, Body: bodyNotRoutable}
+	}
+	return l7.Route{Endpoint: ep, Identity: identity, Key: t.dbKey[db]}
+}
+
+// redirect sends the client to the external URL of site: 302 with Location
+// for browser protocols, or 451 with X-MS-Location, as Exchange answers
+// ActiveSync clients whose mailbox lives in another site. The request's
+// path and query are kept.
+func redirect(activeSync bool, site *directory.Site, req *l7.Request) l7.Route {
+	if site.ExternalURL == "" {
+		return l7.Route{Endpoint: -1, Status: 503, Body: bodyNotRoutable}
+	}
+	base := strings.TrimSuffix(site.ExternalURL, "/")
+	target := req.Header.RequestURI()
+	var h []byte
+	if activeSync {
+		h = fmt.Appendf(h, "X-MS-Location: %s%s\r\n", base, req.Path)
+		return l7.Route{Endpoint: -1, Status: 451, Body: "mailbox is served by another site", Header: h}
+	}
+	h = fmt.Appendf(h, "Location: %s%s\r\n", base, target)
+	return l7.Route{Endpoint: -1, Status: 302, Body: "mailbox is served by another site", Header: h}
+}
+
+// Reroute implements l7.Config.Reroute: where a request routed by database
+// key should go now.
+func (r *router) Reroute(key int32, protocol int) int {
+	t := r.table.Load()
+	if key < 0 || int(key) >= len(t.byKey) || t.byKey[key] == nil {
+		return -1
+	}
+	return t.endpoint[t.byKey[key].Active.Index][protocol]
+}
+
+func (p *protoPolicy) isAnonymousPath(after []byte) bool {
+	for _, a := range p.anonymous {
+		if len(after) >= len(a) && bytes.EqualFold(after[:len(a)], a) {
+			return true
+		}
+	}
+	return false
 }
 
 // pathMailbox returns {mailbox} from "/u/{mailbox}" or "/u/{mailbox}/...".

@@ -3,8 +3,13 @@
 package perf
 
 import (
+	"encoding/base64"
+	"fmt"
+	"path/filepath"
+	"strings"
 	"testing"
 
+	"frontdoor/identity"
 	"frontdoor/internal/gwtest"
 	"frontdoor/internal/testbed"
 )
@@ -57,5 +62,46 @@ func TestHotPathAllocations(t *testing.T) {
 				t.Fatalf("%v allocations per %d request(s), want 0", allocs, tc.depth)
 			}
 		})
+	}
+}
+
+// TestAuthenticatedHotPathAllocations gates the authenticated path: a
+// keep-alive GET with Basic credentials already in the auth cache (keyed
+// hash, cache lookup, the cached identity assertion added to the forwarded
+// request) allocates nothing.
+func TestAuthenticatedHotPathAllocations(t *testing.T) {
+	m1 := testbed.StartMailboxd(t, "mbx1")
+	keys := filepath.Join(t.TempDir(), "identity.json")
+	k, err := identity.GenerateKey(identity.EdDSA, "perf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := identity.RotateKeyFile(keys, k, 1); err != nil {
+		t.Fatal(err)
+	}
+	g := gwtest.Start(t, gwtest.Options{Loops: 1, ProtocolExtra: `auth = ["basic"]`,
+		Extra: fmt.Sprintf("[identity]\nkey_file = %q\n", keys)}, m1)
+	cred := base64.StdEncoding.EncodeToString([]byte("alice:" + gwtest.Password))
+	req := strings.Replace(owaRequest, "X-AnchorMailbox: alice@example.test\r\n", "Authorization: Basic "+cred+"\r\n", 1)
+	c := NewKeepAliveClient(t, g.Addr, req, 1)
+	for i := 0; i < 2000; i++ {
+		if err := c.Do(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var derr error
+	allocs := testing.AllocsPerRun(2000, func() {
+		if e := c.Do(); e != nil && derr == nil {
+			derr = e
+		}
+	})
+	if derr != nil {
+		t.Fatal(derr)
+	}
+	if allocs != 0 {
+		t.Fatalf("%v allocations per authenticated request, want 0", allocs)
+	}
+	if v := g.Snapshot().Auth["verifications"]; v != 1 {
+		t.Errorf("%d password verifications for 4,000 requests, want 1 (the cache)", v)
 	}
 }

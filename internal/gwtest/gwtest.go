@@ -49,6 +49,9 @@ type Options struct {
 	// ListenerExtra is TOML appended to the [[listener]] table (e.g.
 	// hsts = "max-age=60").
 	ListenerExtra string
+	// ProtocolExtra is TOML appended to every [[protocol]] table (e.g.
+	// auth = ["basic"]).
+	ProtocolExtra string
 }
 
 // Protocols served by every generated config, all on the mailbox servers'
@@ -76,7 +79,7 @@ func Start(t testing.TB, opts Options, servers ...*testbed.Mailboxd) *Gateway {
 	b.WriteString(opts.ListenerExtra)
 	for _, p := range Protocols {
 		name, prefix, _ := strings.Cut(p, ":")
-		fmt.Fprintf(&b, "[[protocol]]\nname = %q\npath_prefix = %q\nbackend_port = 1\n", name, prefix)
+		fmt.Fprintf(&b, "[[protocol]]\nname = %q\npath_prefix = %q\nbackend_port = 1\n%s\n", name, prefix, opts.ProtocolExtra)
 	}
 	b.WriteString(opts.Extra)
 	cfg, err := config.Parse("gwtest.toml", []byte(b.String()))
@@ -90,6 +93,13 @@ func Start(t testing.TB, opts Options, servers ...*testbed.Mailboxd) *Gateway {
 	return StartWith(t, cfg, dir, addr, opts.Log)
 }
 
+// Password is alice's and bob's password in the test directory, and
+// PasswordHash its argon2id hash (the one examples/directory.toml uses).
+const (
+	Password     = "password"
+	PasswordHash = "$argon2id$v=19$m=19456,t=2,p=1$U5J9Fqj5EA24ywokalMCeg$0Bhp1D65o9rqMC7NJ9KoPOGE0oJoU+ONw2I0l9cPTdo"
+)
+
 // DirectoryTOML is the test directory for the given servers.
 func DirectoryTOML(servers ...*testbed.Mailboxd) string {
 	var b strings.Builder
@@ -99,10 +109,12 @@ func DirectoryTOML(servers ...*testbed.Mailboxd) string {
 	}
 	b.WriteString("[[database]]\nname = \"DB01\"\nactive = \"" + servers[0].Name() + "\"\n")
 	b.WriteString("[[user]]\nlogin = \"alice\"\naddress = \"alice@example.test\"\naliases = [\"a.smith@example.test\"]\ndatabase = \"DB01\"\n")
+	b.WriteString("password_hash = \"" + PasswordHash + "\"\n")
 	b.WriteString("[[user]]\nlogin = \"carol\"\naddress = \"carol@example.test\"\ndatabase = \"DB01\"\n")
 	if len(servers) > 1 {
 		b.WriteString("[[database]]\nname = \"DB02\"\nactive = \"" + servers[1].Name() + "\"\n")
 		b.WriteString("[[user]]\nlogin = \"bob\"\naddress = \"bob@example.test\"\ndatabase = \"DB02\"\n")
+		b.WriteString("password_hash = \"" + PasswordHash + "\"\n")
 	}
 	return b.String()
 }
