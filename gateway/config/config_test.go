@@ -166,7 +166,7 @@ func TestExampleSpellsOutDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, section := range []string{"Engine", "Limits", "Timeouts", "Backend", "Log", "TLS"} {
+	for _, section := range []string{"Engine", "Limits", "Timeouts", "Backend", "Log", "TLS", "Auth"} {
 		a := reflect.ValueOf(*ex).FieldByName(section).Interface()
 		b := reflect.ValueOf(*min).FieldByName(section).Interface()
 		if a != b {
