@@ -609,3 +609,124 @@ func (ca *testCA) clientCert(t *testing.T, cn, email string) tls.Certificate {
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: priv}
 }
+
+// TestSetActiveMovesRunningBinary: the operator's switchover command edits
+// the shared directory file; a running `frontdoor run` follows it, and new
+// requests reach the new server within one second.
+func TestSetActiveMovesRunningBinary(t *testing.T) {
+	b := newAccessBed(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", testbed.FreePort(t, "127.0.0.1"))
+	cfgText := fmt.Sprintf(`directory = "directory.toml"
+site = "site-a"
+[engine]
+loops = 2
+[identity]
+key_file = "identity.json"
+[[listener]]
+name = "http"
+address = %q
+[[protocol]]
+name = "owa"
+path_prefix = "/owa"
+backend_port = 1
+auth = ["basic"]
+`, addr)
+	cfgFile := filepath.Join(b.dir, "frontdoor.toml")
+	dirFile := filepath.Join(b.dir, "directory.toml")
+	writeFile(t, cfgFile, cfgText)
+	writeFile(t, dirFile, b.dirText)
+	testbed.StartProcess(t, "run", "--config", cfgFile)
+	c := client("127.0.0.1")
+	cred := basic("alice", alicePassword)
+	server := func() string {
+		req, _ := http.NewRequest("GET", "http://"+addr+"/owa/", nil)
+		req.Header.Set("Authorization", cred)
+		resp, err := c.Do(req)
+		if err != nil {
+			return "error: " + err.Error()
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != 200 {
+			return resp.Status
+		}
+		return resp.Header.Get("X-Mailboxd-Server")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for server() != "mbx1" {
+		if time.Now().After(deadline) {
+			t.Fatalf("gateway not serving alice from mbx1: %s", server())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	p := testbed.StartProcess(t, "directory", "set-active", "--file", dirFile, "--database", "DB01", "--server", "mbx2")
+	if code, err := p.Wait(10 * time.Second); code != 0 || err != nil {
+		t.Fatalf("set-active: exit %d %v\n%s", code, err, p.Output())
+	}
+	moved := time.Now()
+	for {
+		s := server()
+		if s == "mbx2" {
+			break
+		}
+		if s != "mbx1" {
+			t.Fatalf("during the switchover: %s", s)
+		}
+		if time.Since(moved) > time.Second {
+			t.Fatalf("requests still reach mbx1 %v after set-active", time.Since(moved))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("requests followed the switchover after %v", time.Since(moved))
+}
+
+// TestOlderServerPolicy: a server older than the gateway's version is
+// refused (421) or redirected per protocol; a newer one is proxied.
+func TestOlderServerPolicy(t *testing.T) {
+	b := newAccessBed(t)
+	// mbx3 (site-b, dave) becomes a newer server, mbx1 and mbx2 older ones.
+	b.dirText = strings.Replace(b.dirText, "site = \"site-b\"\nversion = \"15.2.1544.4\"", "site = \"site-b\"\nversion = \"15.2.1600.0\"", 1)
+	addr := fmt.Sprintf("127.0.0.1:%d", testbed.FreePort(t, "127.0.0.1"))
+	writeFile(t, filepath.Join(b.dir, "directory.toml"), b.dirText)
+	cfg, err := config.Parse(filepath.Join(b.dir, "frontdoor.toml"), []byte(fmt.Sprintf(`directory = "directory.toml"
+site = "site-a"
+version = "15.2.1555.0"
+[identity]
+key_file = "identity.json"
+[[listener]]
+name = "http"
+address = %q
+[[protocol]]
+name = "owa"
+path_prefix = "/owa"
+backend_port = 1
+auth = ["basic"]
+older_server = "refuse"
+[[protocol]]
+name = "ews"
+path_prefix = "/EWS"
+backend_port = 1
+auth = ["basic"]
+older_server = "redirect"
+`, addr)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := directory.Load(filepath.Join(b.dir, "directory.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := gwtest.StartWith(t, cfg, dir, addr, testLogWriter(t))
+	c := client("127.0.0.1")
+	base := "http://" + g.Addr
+	if r := do(t, c, "GET", base+"/owa/", "Authorization", basic("alice", alicePassword)); r.status != 421 {
+		t.Errorf("owa, older server: %d, want 421", r.status)
+	}
+	if r := do(t, c, "GET", base+"/EWS/x", "Authorization", basic("alice", alicePassword)); r.status != 302 ||
+		r.header.Get("Location") != "https://mail-a.example.test/EWS/x" {
+		t.Errorf("ews, older server: %d Location %q, want 302 to site-a's URL", r.status, r.header.Get("Location"))
+	}
+	if r := do(t, c, "GET", base+"/owa/", "Authorization", basic("dave", alicePassword)); r.status != 200 || r.header.Get("X-Mailboxd-Server") != "mbx3" {
+		t.Errorf("owa, newer server in another site (proxy): %d from %q, want 200 from mbx3", r.status, r.header.Get("X-Mailboxd-Server"))
+	}
+}
