@@ -48,12 +48,16 @@ const (
 	carolPassword = "carol's secret"
 )
 
-func newAccessBed(t *testing.T) *accessBed {
+func newAccessBed(t *testing.T) *accessBed { return newAccessBedAlg(t, "ed25519") }
+
+// newAccessBedAlg is newAccessBed with identity keys of alg (ed25519 or
+// ml-dsa-44).
+func newAccessBedAlg(t *testing.T, alg string) *accessBed {
 	t.Helper()
 	b := &accessBed{dir: t.TempDir()}
 	// The array's identity keys, made by the CLI as an operator would.
 	keys, pub := filepath.Join(b.dir, "identity.json"), filepath.Join(b.dir, "identity.pub.json")
-	p := testbed.StartProcess(t, "identity", "keygen", "--out", keys, "--public", pub, "--kid", "k1")
+	p := testbed.StartProcess(t, "identity", "keygen", "--out", keys, "--public", pub, "--kid", "k1", "--alg", alg)
 	if code, err := p.Wait(30 * time.Second); code != 0 || err != nil {
 		t.Fatalf("identity keygen: exit %d %v\n%s", code, err, p.Output())
 	}
@@ -728,5 +732,76 @@ older_server = "redirect"
 	}
 	if r := do(t, c, "GET", base+"/owa/", "Authorization", basic("dave", alicePassword)); r.status != 200 || r.header.Get("X-Mailboxd-Server") != "mbx3" {
 		t.Errorf("owa, newer server in another site (proxy): %d from %q, want 200 from mbx3", r.status, r.header.Get("X-Mailboxd-Server"))
+	}
+}
+
+// TestPostQuantumIdentity: with an ML-DSA-44 key (FIPS 204) the assertions
+// are post-quantum signatures (about 3.5 KB) and the servers verify them.
+func TestPostQuantumIdentity(t *testing.T) {
+	b := newAccessBedAlg(t, "ml-dsa-44")
+	g := b.startGateway(t, "", false)
+	r := do(t, client("127.0.0.1"), "GET", "http://"+g.Addr+"/owa/", "Authorization", basic("alice", alicePassword))
+	if r.status != 200 || r.header.Get("X-Mailboxd-User") != "alice" {
+		t.Fatalf("status %d as %q, want 200 as alice: %s", r.status, r.header.Get("X-Mailboxd-User"), r.body)
+	}
+	v, _ := echoHeader(t, r.body, "X-Frontdoor-Identity")
+	hdr, _, _ := strings.Cut(v, ".")
+	raw, err := base64.RawURLEncoding.DecodeString(hdr)
+	if err != nil || !strings.Contains(string(raw), `"ML-DSA-44"`) || len(v) < 3000 {
+		t.Errorf("assertion header %s (%d bytes): want an ML-DSA-44 JWS", raw, len(v))
+	}
+}
+
+// TestDirectoryReloadRevokesCachedVerdicts: a cached login stops working
+// at the next directory reload when the user is disabled or the password
+// changes, and keeps working (without new hashing) when neither changed.
+func TestDirectoryReloadRevokesCachedVerdicts(t *testing.T) {
+	b := newAccessBed(t)
+	g := b.startGateway(t, "", false)
+	c := client("127.0.0.1")
+	base := "http://" + g.Addr + "/owa/"
+	alice, bob := basic("alice", alicePassword), basic("bob", bobPassword)
+	for _, cred := range []string{alice, bob} {
+		if r := do(t, c, "GET", base, "Authorization", cred); r.status != 200 {
+			t.Fatalf("before the reload: %d", r.status)
+		}
+	}
+	newBob, err := password.Hash([]byte("a new password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// alice disabled, bob's password changed, dave untouched.
+	text := strings.Replace(b.dirText, "login = \"alice\"\n", "login = \"alice\"\ndisabled = true\n", 1)
+	i := strings.Index(text, "login = \"bob\"")
+	j := i + strings.Index(text[i:], "password_hash = ")
+	k := j + strings.Index(text[j:], "\n")
+	text = text[:j] + fmt.Sprintf("password_hash = %q", newBob) + text[k:]
+	dir, err := directory.Parse("directory.toml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := do(t, c, "GET", base, "Authorization", basic("dave", alicePassword)); r.status != 302 {
+		t.Fatalf("dave before the reload: %d", r.status)
+	}
+	before := g.Snapshot().Auth["verifications"]
+	g.SetDirectory(dir)
+	if r := do(t, c, "GET", base, "Authorization", alice); r.status != 401 {
+		t.Errorf("disabled alice after the reload: %d, want 401", r.status)
+	}
+	if r := do(t, c, "GET", base, "Authorization", bob); r.status != 401 {
+		t.Errorf("bob's old password after the reload: %d, want 401", r.status)
+	}
+	if r := do(t, c, "GET", base, "Authorization", basic("bob", "a new password")); r.status != 200 {
+		t.Errorf("bob's new password: %d, want 200", r.status)
+	}
+	after := g.Snapshot().Auth["verifications"]
+	if r := do(t, c, "GET", base, "Authorization", basic("dave", alicePassword)); r.status != 302 {
+		t.Errorf("dave after the reload: %d, want 302 (still site-b)", r.status)
+	}
+	if got := g.Snapshot().Auth["verifications"]; got != after {
+		t.Errorf("dave's unchanged verdict was verified again (%d -> %d verifications)", after, got)
+	}
+	if after-before != 3 {
+		t.Errorf("%d verifications for alice, bob's old and new passwords after the reload, want 3", after-before)
 	}
 }
