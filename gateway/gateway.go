@@ -37,6 +37,7 @@ type Gateway struct {
 	terminators []*tlsterm.Terminator
 	listenerTLS []*tlsterm.Terminator // by listener index, nil for plaintext
 	adminAddr   string
+	trim        *trimmer
 }
 
 // New builds the runtime structures for cfg and dir without listening.
@@ -142,8 +143,21 @@ func New(cfg *config.Config, dir *directory.Directory, log *slog.Logger) (*Gatew
 	for i := range listeners {
 		byListener[i] = listeners[i].TLS
 	}
-	return &Gateway{cfg: cfg, log: log, server: srv, handler: handler, router: rt,
-		terminators: terminators, listenerTLS: byListener}, nil
+	g := &Gateway{cfg: cfg, log: log, server: srv, handler: handler, router: rt,
+		terminators: terminators, listenerTLS: byListener}
+	g.trim = newTrimmer(cfg.Runtime.MemoryTrimInterval.D(), cfg.Runtime.MemoryTrimMinBytes, g.handshakeActivity, log)
+	return g, nil
+}
+
+// handshakeActivity sums the TLS listeners' handshake pools: handshakes
+// running or queued, and how many have finished so far.
+func (g *Gateway) handshakeActivity() (active, finished int64) {
+	for _, t := range g.terminators {
+		st := t.Stats()
+		active += st.Running.Load() + st.Queued.Load()
+		finished += st.Finished()
+	}
+	return active, finished
 }
 
 // newTerminator builds listener i's TLS terminator. A development listener
@@ -293,6 +307,7 @@ func (g *Gateway) Serve(ctx context.Context, ready func()) error {
 		// up without a signal; a broken one is refused and logged.
 		go t.Store().Watch(wctx, 5*time.Second)
 	}
+	go g.trim.run(wctx)
 	defer func() {
 		for _, t := range g.terminators {
 			t.Close()
@@ -347,9 +362,11 @@ type Snapshot struct {
 	Backends              []BackendSummary `json:"backends"`
 	// TLS holds each TLS listener's handshake counters (by version, suite,
 	// key-exchange group, resumption, failure reason).
-	TLS   map[string]map[string]int64 `json:"tls,omitempty"`
-	Loops int                         `json:"loops"`
-	Time  time.Time                   `json:"time"`
+	TLS map[string]map[string]int64 `json:"tls,omitempty"`
+	// Runtime is the process's memory and the memory trimmer's counters.
+	Runtime RuntimeSummary `json:"runtime"`
+	Loops   int            `json:"loops"`
+	Time    time.Time      `json:"time"`
 }
 
 // BackendSummary is one endpoint's pool counters over all loops.
@@ -379,6 +396,7 @@ func (g *Gateway) Snapshot() Snapshot {
 		Rejects:     map[string]int64{},
 		Core:        map[string]int64{},
 		Loops:       len(g.server.Loops()),
+		Runtime:     g.trim.summary(),
 		Time:        time.Now(),
 	}
 	for _, ln := range g.server.Listeners() {

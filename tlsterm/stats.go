@@ -151,6 +151,17 @@ func (s *Stats) fail(reason string) {
 	s.failures[other].Add(1)
 }
 
+// Finished returns the number of handshakes that have ended, completed or
+// failed for any reason; with Running and Queued it tells whether the
+// handshake pool has been busy.
+func (s *Stats) Finished() int64 {
+	n := s.Handshakes.Load()
+	for i := range s.failures {
+		n += s.failures[i].Load()
+	}
+	return n
+}
+
 // Failures returns the count for one failure reason (one of the Fail*
 // constants); 0 for an unknown reason.
 func (s *Stats) Failures(reason string) int64 {

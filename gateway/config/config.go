@@ -35,6 +35,7 @@ type Config struct {
 	Log       Log        `toml:"log"`
 	Admin     Admin      `toml:"admin"`
 	TLS       TLS        `toml:"tls"`
+	Runtime   Runtime    `toml:"runtime"`
 	Listeners []Listener `toml:"listener"`
 	Protocols []Protocol `toml:"protocol"`
 
@@ -212,6 +213,18 @@ type TLS struct {
 	MaxPlaintextBuffer int `toml:"max_plaintext_buffer"`
 	// SessionTickets turns session resumption by tickets on.
 	SessionTickets bool `toml:"session_tickets"`
+}
+
+// Runtime tunes how the process gives memory back to the kernel.
+type Runtime struct {
+	// MemoryTrimInterval enables the memory trimmer: when no TLS handshake
+	// has run for a second and the heap holds at least MemoryTrimMinBytes
+	// of free or garbage memory, the gateway collects it and returns the
+	// free pages to the kernel (runtime/debug.FreeOSMemory), at most once
+	// per interval. 0 turns it off.
+	MemoryTrimInterval Duration `toml:"memory_trim_interval"`
+	// MemoryTrimMinBytes is the least retained heap memory worth a trim.
+	MemoryTrimMinBytes int64 `toml:"memory_trim_min_bytes"`
 }
 
 // Protocol is one client-access protocol, selected by request path prefix.

@@ -191,6 +191,10 @@ func defaults() *Config {
 			MaxPlaintextBuffer: 64 << 10,
 			SessionTickets:     true,
 		},
+		Runtime: Runtime{
+			MemoryTrimInterval: Duration(10 * time.Second),
+			MemoryTrimMinBytes: 16 << 20,
+		},
 	}
 }
 
