@@ -98,8 +98,7 @@ func (t *trimmer) run(ctx context.Context) {
 			if !last.IsZero() && now.Sub(last) < wait {
 				continue
 			}
-			m := readMemory()
-			if r := m.retained(); r < t.minBytes || r < m.Live/4 {
+			if !t.wanted(readMemory()) {
 				continue
 			}
 			t.trim("auto")
@@ -107,6 +106,13 @@ func (t *trimmer) run(ctx context.Context) {
 			last = time.Now()
 		}
 	}
+}
+
+// wanted reports whether the heap holds enough that is not live for a trim
+// to be worth it.
+func (t *trimmer) wanted(m memoryState) bool {
+	r := m.retained()
+	return r >= t.minBytes && r >= m.Live/4
 }
 
 // trim collects and returns free memory now; why is logged.
@@ -211,6 +217,10 @@ type RuntimeSummary struct {
 	Goroutines        int    `json:"goroutines"`
 	// MemoryTrimIntervalSeconds is [runtime] memory_trim_interval (0: off).
 	MemoryTrimIntervalSeconds float64 `json:"memory_trim_interval_s"`
+	// MemoryTrimWanted says the heap retains enough for the trimmer to trim
+	// once no handshake has run for a second and the interval allows
+	// (whether or not the trimmer is on).
+	MemoryTrimWanted bool `json:"memory_trim_wanted"`
 	// MemoryTrims counts automatic trims, MemoryTrimsManual those asked
 	// for on the admin endpoint; MemoryTrimmedBytes is what all of them
 	// returned to the kernel.
@@ -227,6 +237,7 @@ func (t *trimmer) summary() RuntimeSummary {
 		HeapGoalBytes: m.Goal, StackBytes: m.Stacks, RuntimeTotalBytes: m.Total, GCCycles: m.GCs,
 		Goroutines:                runtime.NumGoroutine(),
 		MemoryTrimIntervalSeconds: t.interval.Seconds(),
+		MemoryTrimWanted:          t.wanted(m),
 		MemoryTrims:               t.trims.Load(),
 		MemoryTrimsManual:         t.manual.Load(),
 		MemoryTrimmedBytes:        t.released.Load(),
