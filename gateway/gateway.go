@@ -38,6 +38,7 @@ type Gateway struct {
 	listenerTLS []*tlsterm.Terminator // by listener index, nil for plaintext
 	adminAddr   string
 	trim        *trimmer
+	upstream    *upstreamTLS // nil when no server uses TLS
 }
 
 // New builds the runtime structures for cfg and dir without listening.
@@ -144,7 +145,7 @@ func New(cfg *config.Config, dir *directory.Directory, log *slog.Logger) (*Gatew
 		byListener[i] = listeners[i].TLS
 	}
 	g := &Gateway{cfg: cfg, log: log, server: srv, handler: handler, router: rt,
-		terminators: terminators, listenerTLS: byListener}
+		terminators: terminators, listenerTLS: byListener, upstream: upstream}
 	g.trim = newTrimmer(cfg.Runtime.MemoryTrimInterval.D(), cfg.Runtime.MemoryTrimMinBytes, g.handshakeActivity, log)
 	return g, nil
 }
@@ -363,6 +364,10 @@ type Snapshot struct {
 	// TLS holds each TLS listener's handshake counters (by version, suite,
 	// key-exchange group, resumption, failure reason).
 	TLS map[string]map[string]int64 `json:"tls,omitempty"`
+	// BackendTLS holds the handshake counters of the gateway's TLS
+	// connections to mailbox servers (tls = true in the directory), in the
+	// same form; absent when no server uses TLS.
+	BackendTLS map[string]int64 `json:"backend_tls,omitempty"`
 	// Runtime is the process's memory and the memory trimmer's counters.
 	Runtime RuntimeSummary `json:"runtime"`
 	Loops   int            `json:"loops"`
@@ -435,6 +440,12 @@ func (g *Gateway) Snapshot() Snapshot {
 			}
 			s.TLS[ln.Name] = g.listenerTLS[i].Stats().Snapshot()
 		}
+	}
+	if g.upstream != nil {
+		s.BackendTLS = g.upstream.client.Stats().Snapshot()
+		// The client side has no handshake pool.
+		delete(s.BackendTLS, "running")
+		delete(s.BackendTLS, "queued")
 	}
 	if s.BackendConns > 0 {
 		s.ClientsPerBackendConn = float64(s.ClientsOpen) / float64(s.BackendConns)

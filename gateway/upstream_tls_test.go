@@ -270,6 +270,19 @@ func TestUpstreamTLS(t *testing.T) {
 			if p := backendOf(t, g, plain.Name()); p.TLS || p.Requests != clients*perClient/5 || p.Failed != 0 {
 				t.Errorf("plaintext backend counters %+v", p)
 			}
+			// Backend handshakes are counted apart from the listeners'
+			// (a replacement connection may still be handshaking).
+			snap := g.Snapshot()
+			st := snap.BackendTLS
+			hs := st["handshakes"]
+			if hs < 1 || hs > m.handshakes.Load()-hsBefore || st["version.tls1.3"] != hs || st["group.X25519MLKEM768"] != hs || st["post_quantum"] != hs ||
+				st["cipher.TLS_AES_128_GCM_SHA256"]+st["cipher.TLS_AES_256_GCM_SHA384"]+st["cipher.TLS_CHACHA20_POLY1305_SHA256"] != hs ||
+				st["failure.bad_certificate"] != 0 || len(snap.TLS) != 0 {
+				t.Errorf("backend TLS counters %v for %d handshakes; listener TLS %v", st, hs, snap.TLS)
+			}
+			if _, ok := st["running"]; ok {
+				t.Error("backend TLS counters have the listener pool's gauges")
+			}
 		})
 	}
 }
@@ -346,6 +359,9 @@ func TestUpstreamTLSVerificationFails(t *testing.T) {
 			b := backendOf(t, g, m.name)
 			if b.DialFailures == 0 || b.ConnsOpen != 0 || b.Requests != 0 {
 				t.Errorf("TLS backend counters %+v, want dial failures and nothing open or sent", b)
+			}
+			if st := g.Snapshot().BackendTLS; st["failure.bad_certificate"] == 0 || st["handshakes"] != 0 {
+				t.Errorf("backend TLS counters %v, want bad_certificate failures", st)
 			}
 		})
 	}

@@ -766,6 +766,10 @@ func (h *handshake) read(p []byte) (int, error) {
 // needs the buffer until the loop has written it) and queued on the loop.
 func (h *handshake) write(p []byte) (int, error) {
 	if h.nc != nil {
+		// Only the dialling goroutine reads alert.
+		if a := plaintextAlert(p); a >= 0 {
+			h.alert = a
+		}
 		return h.nc.Write(p)
 	}
 	b := make([]byte, len(p))
