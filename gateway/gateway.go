@@ -6,6 +6,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -169,10 +171,21 @@ func (g *Gateway) handshakeActivity() (active, finished int64) {
 const maxUpstreamPlaintext = 256 << 10
 
 // upstreamTLS builds the TLS clients of the directory's servers with
-// tls = true.
+// tls = true, and reloads [backend] tls_ca for them.
 type upstreamTLS struct {
 	client *tlsterm.Client
-	roots  *x509.CertPool // nil: the system roots
+	caPath string // resolved [backend] tls_ca; "" for the system roots
+	log    *slog.Logger
+
+	mu    sync.Mutex
+	caPEM []byte         // the bundle in use, to skip reloads that change nothing
+	roots *x509.CertPool // nil: the system roots
+	pools []upstreamPool // every TLS endpoint, for reloads
+}
+
+type upstreamPool struct {
+	tls        *poolmux.TLS
+	serverName string
 }
 
 // newUpstreamTLS loads [backend] tls_ca when a server uses TLS; nil when
@@ -185,13 +198,17 @@ func newUpstreamTLS(cfg *config.Config, dir *directory.Directory, log *slog.Logg
 	if !used {
 		return nil, nil
 	}
-	u := &upstreamTLS{client: tlsterm.NewClient(maxUpstreamPlaintext, log)}
+	u := &upstreamTLS{client: tlsterm.NewClient(maxUpstreamPlaintext, log), log: log}
 	if ca := cfg.Backend.TLSCA; ca != "" {
-		roots, err := tlsterm.LoadCAFile(cfg.Resolve(ca))
+		u.caPath = cfg.Resolve(ca)
+		data, err := os.ReadFile(u.caPath)
+		if err == nil {
+			u.roots, err = tlsterm.ParseCAs(u.caPath, data)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%s:%d: backend.tls_ca: %w", cfg.Path, cfg.Line("backend.tls_ca"), err)
 		}
-		u.roots = roots
+		u.caPEM = data
 	}
 	return u, nil
 }
@@ -201,7 +218,40 @@ func (u *upstreamTLS) forServer(srv *directory.Server) *poolmux.TLS {
 	if u == nil || !srv.TLS {
 		return nil
 	}
-	return &poolmux.TLS{Client: u.client, Config: tlsterm.ClientConfig(u.roots, srv.TLSServerName)}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	t := &poolmux.TLS{Client: u.client, Config: tlsterm.ClientConfig(u.roots, srv.TLSServerName)}
+	u.pools = append(u.pools, upstreamPool{t, srv.TLSServerName})
+	return t
+}
+
+// reload reads tls_ca again. A bundle that cannot be read or holds no
+// certificate is refused and the one in use stays. A new bundle applies to
+// the handshakes of later dials, with new session caches (a resumed
+// session is not verified again); open connections stay. The system roots
+// are not reloaded.
+func (u *upstreamTLS) reload() (changed bool, err error) {
+	if u == nil || u.caPath == "" {
+		return false, nil
+	}
+	data, err := os.ReadFile(u.caPath)
+	var roots *x509.CertPool
+	if err == nil {
+		roots, err = tlsterm.ParseCAs(u.caPath, data)
+	}
+	if err != nil {
+		return false, fmt.Errorf("backend.tls_ca: %w", err)
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if bytes.Equal(data, u.caPEM) {
+		return false, nil
+	}
+	u.caPEM, u.roots = data, roots
+	for _, p := range u.pools {
+		p.tls.SetConfig(tlsterm.ClientConfig(roots, p.serverName))
+	}
+	return true, nil
 }
 
 func newTerminator(cfg *config.Config, i int, log *slog.Logger) (*tlsterm.Terminator, error) {
@@ -260,8 +310,9 @@ func ensureSelfSigned(pair tlsterm.CertPair, address string, log *slog.Logger) e
 }
 
 // Reload re-reads what can change without a restart: every TLS listener's
-// certificates and session-ticket keys. Each is validated before it
-// replaces the old one; an error leaves the old one serving.
+// certificates and session-ticket keys, and [backend] tls_ca. Each is
+// validated before it replaces the old one; an error leaves the old one
+// serving and is logged.
 func (g *Gateway) Reload() error {
 	var errs []error
 	for _, t := range g.terminators {
@@ -274,11 +325,18 @@ func (g *Gateway) Reload() error {
 			}
 		}
 	}
-	err := errors.Join(errs...)
+	caChanged, err := g.upstream.reload()
 	if err != nil {
-		g.log.Error("reload refused, the previous certificates stay in service", "err", err)
+		g.log.Error("backend CA bundle refused, the previous one stays in service", "file", g.upstream.caPath, "err", err)
+		errs = append(errs, err)
+	} else if caChanged {
+		g.log.Info("reloaded the backend CA bundle: new backend connections are verified against it", "file", g.upstream.caPath)
+	}
+	err = errors.Join(errs...)
+	if err != nil {
+		g.log.Error("reload refused in part: what failed stays as it was", "err", err)
 	} else {
-		g.log.Info("reloaded certificates and ticket keys")
+		g.log.Info("reloaded certificates, ticket keys and the backend CA bundle")
 	}
 	return err
 }
@@ -329,8 +387,8 @@ func Run(ctx context.Context, cfg *config.Config, dir *directory.Directory, log 
 	if err != nil {
 		return err
 	}
-	// SIGHUP reloads certificates and ticket keys (config and directory
-	// reload come with the operations issue).
+	// SIGHUP reloads certificates, ticket keys and the backend CA bundle
+	// (config and directory reload come with the operations issue).
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

@@ -435,3 +435,73 @@ func TestUpstreamTLSStreams(t *testing.T) {
 		t.Errorf("TLS backend counters %+v", b)
 	}
 }
+
+// TestUpstreamTLSCAReload: a reload (SIGHUP) reads [backend] tls_ca
+// again; new backend connections are verified against the new bundle. A
+// bad bundle is refused with an error naming the key.
+func TestUpstreamTLSCAReload(t *testing.T) {
+	tmp := t.TempDir()
+	oldCA := newTestCA(t, tmp, "old-ca")
+	newCA := newTestCA(t, tmp, "new-ca")
+	m := startTLSMailboxd(t, "mbx-tls", newCA.leaf(t, "mbx-tls.example.test"))
+	plain := testbed.StartMailboxd(t, "mbx-plain")
+	caFile := filepath.Join(tmp, "backend-ca.pem")
+	install := func(data []byte) {
+		tmpFile := caFile + ".tmp"
+		if err := os.WriteFile(tmpFile, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmpFile, caFile); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func(path string) []byte {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	install(read(oldCA.pem))
+	g := upstreamGateway(t, m, `tls_server_name = "mbx-tls.example.test"`, fmt.Sprintf("tls_ca = %q", caFile), plain)
+	get := func() int {
+		c := g.Dial(t)
+		defer c.Close()
+		c.Send(t, "GET /owa/ HTTP/1.1\r\nHost: h\r\nX-AnchorMailbox: alice@example.test\r\n\r\n")
+		r, err := readResp(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.status
+	}
+	if s := get(); s != 502 {
+		t.Fatalf("status %d with the old CA, want 502", s)
+	}
+	if st := g.Snapshot().BackendTLS; st["failure.bad_certificate"] == 0 {
+		t.Fatalf("backend TLS counters %v", st)
+	}
+
+	// Unchanged file: nothing to do, no error.
+	if err := g.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	install(append(read(oldCA.pem), read(newCA.pem)...))
+	if err := g.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for get() != 200 { // the pool redials after its backoff
+		if time.Now().After(deadline) {
+			t.Fatalf("no 200 after the CA reload; backend TLS counters %v", g.Snapshot().BackendTLS)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	install([]byte("not a certificate\n"))
+	if err := g.Reload(); err == nil || !strings.Contains(err.Error(), "backend.tls_ca") || !strings.Contains(err.Error(), "no PEM certificate") {
+		t.Errorf("reload of a bad bundle: %v", err)
+	}
+	if s := get(); s != 200 {
+		t.Errorf("status %d after a refused reload", s)
+	}
+}

@@ -64,6 +64,12 @@ func LoadCAFile(path string) (*x509.CertPool, error) {
 	if err != nil {
 		return nil, err
 	}
+	return ParseCAs(path, data)
+}
+
+// ParseCAs parses data, a PEM bundle of CA certificates read from path
+// (named in the error).
+func ParseCAs(path string, data []byte) (*x509.CertPool, error) {
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(data) {
 		return nil, fmt.Errorf("%s: no PEM certificate found", path)

@@ -124,7 +124,7 @@ type Backend struct {
 	RetryAfter Duration `toml:"retry_after"`
 	// TLSCA is the PEM bundle of the CAs that mailbox servers declared with
 	// tls = true in the directory must chain to, relative to the config
-	// file; empty means the system roots.
+	// file; empty means the system roots. Reloaded on SIGHUP.
 	TLSCA string `toml:"tls_ca"`
 }
 
