@@ -1222,10 +1222,11 @@ func idleCost(before, held int64, conns int) (perConn, gib1M float64) {
 // idleSampleNote says when an idle row's held sample was taken and what
 // the baseline was.
 func idleSampleNote(scenario, target string, ir *IdleReport) string {
+	ms := func(s float64) time.Duration { return time.Duration(math.Round(s*1000)) * time.Millisecond }
 	note := fmt.Sprintf("%s/%s: sampled %s after the last connection opened (--idle-hold %s", scenario, target,
-		fmtSeconds(math.Round((ir.HoldSeconds+ir.SettleSeconds)*1000)/1000), fmtSeconds(ir.HoldSeconds))
+		ms(ir.HoldSeconds+ir.SettleSeconds), ms(ir.HoldSeconds))
 	if ir.SettleSeconds > 0 {
-		note += fmt.Sprintf(" + %s waiting for the gateway's memory trim", fmtSeconds(ir.SettleSeconds))
+		note += fmt.Sprintf(" + %s waiting for the gateway's memory trim", ms(ir.SettleSeconds))
 	}
 	note += ")"
 	if ir.MemoryTrims != nil {
