@@ -380,6 +380,10 @@ type IdleReport struct {
 	// SettleSeconds is how much longer than HoldSeconds the runner waited
 	// for the gateway's memory trimmer (--idle-settle) before sampling.
 	SettleSeconds float64 `json:"settle_s"`
+	// SettleEnd says how that wait ended: "trimmed", "nothing to trim" (the
+	// gateway reported no memory worth a trim), "gave up" (--idle-settle
+	// passed); empty when there was no wait.
+	SettleEnd string `json:"settle_end,omitempty"`
 	// BaselineTrimmed says the gateway was asked for a memory trim (POST
 	// /debug/memory/trim) before RSSBeforeBytes was sampled, so that the
 	// baseline holds no garbage the gateway would return later on its own.
@@ -1090,9 +1094,20 @@ func runIdle(ctx context.Context, opts Options, n int, hold, settle time.Duratio
 	sleepCtx(ctx, hold)
 	if rtOpen != nil && rtOpen.MemoryTrimIntervalSeconds > 0 && settle > 0 {
 		start := time.Now()
+		ir.SettleEnd = "gave up"
 		for ctx.Err() == nil && time.Since(start) < settle {
 			// Done once it trimmed, or when it has nothing to trim.
-			if rt := optRuntime(p.Runtime); rt == nil || rt.MemoryTrims > rtOpen.MemoryTrims || !rt.MemoryTrimWanted {
+			rt := optRuntime(p.Runtime)
+			if rt == nil {
+				ir.SettleEnd = "no stats"
+				break
+			}
+			if rt.MemoryTrims > rtOpen.MemoryTrims {
+				ir.SettleEnd = "trimmed"
+				break
+			}
+			if !rt.MemoryTrimWanted {
+				ir.SettleEnd = "nothing to trim"
 				break
 			}
 			sleepCtx(ctx, min(100*time.Millisecond, settle-time.Since(start)))
@@ -1225,8 +1240,14 @@ func idleSampleNote(scenario, target string, ir *IdleReport) string {
 	ms := func(s float64) time.Duration { return time.Duration(math.Round(s*1000)) * time.Millisecond }
 	note := fmt.Sprintf("%s/%s: sampled %s after the last connection opened (--idle-hold %s", scenario, target,
 		ms(ir.HoldSeconds+ir.SettleSeconds), ms(ir.HoldSeconds))
-	if ir.SettleSeconds > 0 {
-		note += fmt.Sprintf(" + %s waiting for the gateway's memory trim", ms(ir.SettleSeconds))
+	switch ir.SettleEnd {
+	case "":
+	case "trimmed":
+		note += fmt.Sprintf(" + %s until the gateway's memory trim", ms(ir.SettleSeconds))
+	case "gave up":
+		note += fmt.Sprintf(" + %s waiting in vain for the gateway's memory trim", ms(ir.SettleSeconds))
+	default:
+		note += fmt.Sprintf(" + %s: %s", ms(ir.SettleSeconds), ir.SettleEnd)
 	}
 	note += ")"
 	if ir.MemoryTrims != nil {

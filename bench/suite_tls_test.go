@@ -288,7 +288,7 @@ func TestRunIdleWithFakeProcess(t *testing.T) {
 			t.Errorf("tls %v: heap/conn %v, live before %v", useTLS, ir.HeapPerConnBytes, ir.HeapLiveBeforeBytes)
 		}
 		// The runner waited for the automatic trim, and not much longer.
-		if ir.MemoryTrims == nil || *ir.MemoryTrims != 1 || *ir.MemoryTrimsOpening != 0 || ir.SettleSeconds < 0.15 || ir.SettleSeconds > 0.8 {
+		if ir.MemoryTrims == nil || *ir.MemoryTrims != 1 || *ir.MemoryTrimsOpening != 0 || ir.SettleSeconds < 0.15 || ir.SettleSeconds > 0.8 || ir.SettleEnd != "trimmed" {
 			t.Errorf("tls %v: trims %v, settled %vs", useTLS, ir, ir.SettleSeconds)
 		}
 		if useTLS != (res.Handshakes == n) {
