@@ -159,7 +159,7 @@ type suiteOptions struct {
 	cpuPin                           bool
 	sourceAddrs                      []string
 	idleConns                        int
-	idleHold                         time.Duration
+	idleHold, idleSettle             time.Duration
 }
 
 // Main is `frontdoor bench`: args are the arguments after "bench". It
@@ -188,6 +188,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.startupTimeout, "startup-timeout", 15*time.Second, "how long to wait for mailboxd and the gateway to answer")
 	fs.IntVar(&o.idleConns, "idle-conns", 10000, "idle connections the idle-conns scenarios open (capped by the\nfile-descriptor limit, less 500 for each process's other descriptors)")
 	fs.DurationVar(&o.idleHold, "idle-hold", 2*time.Second, "how long the idle-conns scenarios hold the connections before sampling the gateway's RSS")
+	fs.DurationVar(&o.idleSettle, "idle-settle", 15*time.Second, "after --idle-hold, how much longer the idle-conns scenarios wait for the gateway's\nmemory trimmer to act (it trims about a second after the last handshake); 0 = not at all")
 	fs.BoolVar(&list, "list", false, "list the scenarios and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: frontdoor bench [flags]\n\n"+
@@ -218,8 +219,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	if o.duration <= 0 || o.warmup < 0 || o.conns <= 0 || o.pipeline <= 0 || o.loops < 0 || o.startupTimeout <= 0 ||
-		o.idleConns <= 0 || o.idleHold < 0 {
-		return usage("--duration, --conns, --pipeline, --idle-conns and --startup-timeout must be positive, --warmup, --loops and --idle-hold not negative")
+		o.idleConns <= 0 || o.idleHold < 0 || o.idleSettle < 0 {
+		return usage("--duration, --conns, --pipeline, --idle-conns and --startup-timeout must be positive, --warmup, --loops, --idle-hold and --idle-settle not negative")
 	}
 	for _, name := range splitList(scenarioList) {
 		if name == "all" {
@@ -376,14 +377,40 @@ type IdleReport struct {
 	// SourceAddrs are the client IPs the connections came from.
 	SourceAddrs []string `json:"source_addrs"`
 	HoldSeconds float64  `json:"hold_s"`
+	// SettleSeconds is how much longer than HoldSeconds the runner waited
+	// for the gateway's memory trimmer (--idle-settle) before sampling.
+	SettleSeconds float64 `json:"settle_s"`
+	// SettleEnd says how that wait ended: "trimmed", "nothing to trim" (the
+	// gateway reported no memory worth a trim), "gave up" (--idle-settle
+	// passed); empty when there was no wait.
+	SettleEnd string `json:"settle_end,omitempty"`
+	// BaselineTrimmed says the gateway was asked for a memory trim (POST
+	// /debug/memory/trim) before RSSBeforeBytes was sampled, so that the
+	// baseline holds no garbage the gateway would return later on its own.
+	BaselineTrimmed bool `json:"baseline_trimmed"`
 	// RSSBeforeBytes is the gateway's VmRSS after the warm-up, before the
-	// connections were opened; RSSHeldBytes after holding them HoldSeconds.
+	// connections were opened; RSSHeldBytes after holding them HoldSeconds
+	// (+ SettleSeconds).
 	RSSBeforeBytes int64 `json:"rss_before_bytes"`
 	RSSHeldBytes   int64 `json:"rss_held_bytes"`
 	// RSSPerConnBytes is (RSSHeldBytes - RSSBeforeBytes) / Held, and
 	// Extrapolated1MGiB that times one million, in GiB.
 	RSSPerConnBytes   float64 `json:"rss_per_conn_bytes"`
 	Extrapolated1MGiB float64 `json:"extrapolated_1m_conns_gib"`
+	// HeapLiveBeforeBytes and HeapLiveHeldBytes are the gateway's live
+	// heap (its /stats runtime.heap_live_bytes: what survived the last
+	// collection) at the two samples, HeapPerConnBytes their difference
+	// per connection held. Nil when the gateway does not report it, and
+	// HeapPerConnBytes also when no collection ran after the connections
+	// were open (the live heap would be that of an earlier moment).
+	HeapLiveBeforeBytes *int64   `json:"heap_live_before_bytes,omitempty"`
+	HeapLiveHeldBytes   *int64   `json:"heap_live_held_bytes,omitempty"`
+	HeapPerConnBytes    *float64 `json:"heap_per_conn_bytes,omitempty"`
+	// MemoryTrims counts the gateway's automatic memory trims after the
+	// connections were opened, until the sample (nil: not reported);
+	// MemoryTrimsOpening those while they were opened.
+	MemoryTrims        *int64 `json:"memory_trims,omitempty"`
+	MemoryTrimsOpening *int64 `json:"memory_trims_opening,omitempty"`
 	// GatewayFDsBefore and GatewayFDsHeld count /proc/PID/fd at the two
 	// samples: a check that the gateway really holds the connections.
 	GatewayFDsBefore *int `json:"gateway_fds_before,omitempty"`
@@ -417,6 +444,8 @@ type suite struct {
 	// gwTLSAddr is the gateway's TLS listener; empty when the gateway runs
 	// without one (no TLS scenario selected, or tlsErr).
 	gwTLSAddr string
+	// gwAdminAddr is the gateway's admin endpoint (/stats, memory trim).
+	gwAdminAddr string
 	// tlsErr says why the gateway has no working TLS listener although a
 	// TLS scenario was selected; those scenarios then get error rows.
 	tlsErr string
@@ -588,6 +617,7 @@ idle = "10m"          # idle-conns holds connections while it opens thousands mo
 name = "http"
 address = "127.0.0.1:%d"
 `, s.o.loops, gwPort)
+
 	if tlsPort > 0 {
 		tlsDir := filepath.Join(s.dir, "tls")
 		if err := os.MkdirAll(tlsDir, 0o700); err != nil {
@@ -608,6 +638,11 @@ name = "owa"
 path_prefix = "/owa"
 backend_port = %d
 `, mbxPort)
+	if s.gwAdminAddr != "" {
+		// The idle scenarios read the gateway's memory from /stats and ask
+		// it for a trim before their baseline.
+		cfg += fmt.Sprintf("\n[admin]\naddress = %q\n", s.gwAdminAddr)
+	}
 	dir := fmt.Sprintf(`# Written by frontdoor bench.
 [[site]]
 name = "site-a"
@@ -678,7 +713,12 @@ func (s *suite) startGateway(ctx context.Context, withTLS bool) error {
 			return fmt.Errorf("picking a port: %w", err)
 		}
 	}
+	adminPort, err := freePort()
+	if err != nil {
+		return fmt.Errorf("picking a port: %w", err)
+	}
 	s.gwAddr, s.gwTLSAddr = "127.0.0.1:"+strconv.Itoa(gwPort), ""
+	s.gwAdminAddr = "127.0.0.1:" + strconv.Itoa(adminPort)
 	if err := s.writeConfig(gwPort, tlsPort, s.mbxPort); err != nil {
 		return fmt.Errorf("writing config: %w", err)
 	}
@@ -966,12 +1006,15 @@ func (s *suite) measureIdle(ctx context.Context, sc Scenario) (*RunReport, error
 	}
 	fmt.Fprintf(s.stderr, "running %s -> gateway: opening %d idle%s connections from %d source addresses, %d at a time, holding them %v\n",
 		sc.Name, n, tlsNote, len(opts.LocalAddrs), opts.Conns, s.o.idleHold)
+	admin := s.gwAdminAddr
 	probe := idleProbe{
-		RSS: func() (int64, error) { return ProcRSS(pid) },
-		FDs: func() (int, error) { return ProcFDs(pid) },
-		CPU: func() (time.Duration, error) { return ProcCPU(pid) },
+		RSS:     func() (int64, error) { return ProcRSS(pid) },
+		FDs:     func() (int, error) { return ProcFDs(pid) },
+		CPU:     func() (time.Duration, error) { return ProcCPU(pid) },
+		Runtime: func() (*gatewayRuntime, error) { return gatewayRuntimeStats(admin) },
+		Trim:    func() error { return gatewayTrim(admin) },
 	}
-	ir, res, err := runIdle(ctx, opts, n, s.o.idleHold, probe)
+	ir, res, err := runIdle(ctx, opts, n, s.o.idleHold, s.o.idleSettle, probe)
 	if err != nil {
 		return nil, err
 	}
@@ -1002,20 +1045,38 @@ func (s *suite) measureIdle(ctx context.Context, sc Scenario) (*RunReport, error
 }
 
 // idleProbe samples the process whose idle-connection cost is measured.
-// RSS is required; FDs and CPU may be nil.
+// RSS is required; the others may be nil.
 type idleProbe struct {
 	RSS func() (int64, error)
 	FDs func() (int, error)
 	CPU func() (time.Duration, error)
+	// Runtime reads the gateway's /stats runtime section; Trim asks it for
+	// a memory trim now.
+	Runtime func() (*gatewayRuntime, error)
+	Trim    func() error
 }
 
 // runIdle samples p, opens n idle connections with opts (OpenIdle), holds
 // them for hold, samples p again, and closes them. It computes the RSS per
-// connection held and its extrapolation to a million connections (idleCost).
-// The returned Result describes the opening. The Requested and Limit fields
-// of the report are left to the caller.
-func runIdle(ctx context.Context, opts Options, n int, hold time.Duration, p idleProbe) (*IdleReport, *Result, error) {
+// connection held and its extrapolation to a million connections
+// (idleCost), and the live heap per connection. The returned Result
+// describes the opening. The Requested and Limit fields of the report are
+// left to the caller.
+//
+// The baseline is taken after a trim on demand (p.Trim), so that garbage
+// the gateway held before does not make room for the connections. A
+// gateway with its memory trimmer on gives memory back about a second
+// after the last handshake; when it reports one, runIdle waits after the
+// hold, at most settle longer, until it has trimmed once since the
+// connections were opened or says it has nothing worth trimming, so that
+// the sample shows the memory the idle connections keep rather than the
+// garbage of opening them.
+func runIdle(ctx context.Context, opts Options, n int, hold, settle time.Duration, p idleProbe) (*IdleReport, *Result, error) {
 	ir := &IdleReport{Attempted: n, SourceAddrs: opts.LocalAddrs, HoldSeconds: hold.Seconds()}
+	if p.Trim != nil && p.Trim() == nil {
+		ir.BaselineTrimmed = true
+	}
+	rt0 := optRuntime(p.Runtime)
 	before, err := p.RSS()
 	if err != nil {
 		return nil, nil, fmt.Errorf("sampling RSS: %w", err)
@@ -1030,7 +1091,30 @@ func runIdle(ctx context.Context, opts Options, n int, hold time.Duration, p idl
 	}
 	defer ic.Close()
 	cpu1, cpuErr1 := optCPU(p.CPU)
+	rtOpen := optRuntime(p.Runtime)
 	sleepCtx(ctx, hold)
+	if rtOpen != nil && rtOpen.MemoryTrimIntervalSeconds > 0 && settle > 0 {
+		start := time.Now()
+		ir.SettleEnd = "gave up"
+		for ctx.Err() == nil && time.Since(start) < settle {
+			// Done once it trimmed, or when it has nothing to trim.
+			rt := optRuntime(p.Runtime)
+			if rt == nil {
+				ir.SettleEnd = "no stats"
+				break
+			}
+			if rt.MemoryTrims > rtOpen.MemoryTrims {
+				ir.SettleEnd = "trimmed"
+				break
+			}
+			if !rt.MemoryTrimWanted {
+				ir.SettleEnd = "nothing to trim"
+				break
+			}
+			sleepCtx(ctx, min(100*time.Millisecond, settle-time.Since(start)))
+		}
+		ir.SettleSeconds = time.Since(start).Round(time.Millisecond).Seconds()
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
@@ -1038,6 +1122,7 @@ func runIdle(ctx context.Context, opts Options, n int, hold time.Duration, p idl
 	if err != nil {
 		return nil, nil, fmt.Errorf("sampling RSS: %w", err)
 	}
+	rt1 := optRuntime(p.Runtime)
 	ir.RSSHeldBytes = held
 	ir.GatewayFDsHeld = optFDs(p.FDs)
 	ir.Held = ic.Len()
@@ -1046,7 +1131,76 @@ func runIdle(ctx context.Context, opts Options, n int, hold time.Duration, p idl
 		v := float64((cpu1 - cpu0).Microseconds()) / float64(ir.Held)
 		ir.GatewayCPUPerConnUS = &v
 	}
+	if rt0 != nil && rt1 != nil {
+		ir.HeapLiveBeforeBytes, ir.HeapLiveHeldBytes = &rt0.HeapLiveBytes, &rt1.HeapLiveBytes
+		if rtOpen != nil && rt1.GCCycles > rtOpen.GCCycles && ir.Held > 0 {
+			v := float64(rt1.HeapLiveBytes-rt0.HeapLiveBytes) / float64(ir.Held)
+			ir.HeapPerConnBytes = &v
+		}
+		if rtOpen != nil {
+			opening, after := rtOpen.MemoryTrims-rt0.MemoryTrims, rt1.MemoryTrims-rtOpen.MemoryTrims
+			ir.MemoryTrimsOpening, ir.MemoryTrims = &opening, &after
+		}
+	}
 	return ir, ic.Result, nil
+}
+
+// gatewayRuntime is the part of the gateway's /stats runtime section the
+// idle scenarios use.
+type gatewayRuntime struct {
+	HeapLiveBytes             int64   `json:"heap_live_bytes"`
+	GCCycles                  int64   `json:"gc_cycles"`
+	MemoryTrimIntervalSeconds float64 `json:"memory_trim_interval_s"`
+	MemoryTrimWanted          bool    `json:"memory_trim_wanted"`
+	MemoryTrims               int64   `json:"memory_trims"`
+}
+
+// gatewayRuntimeStats reads the runtime section of the gateway's /stats at
+// admin (host:port); an error when there is none (an older gateway).
+func gatewayRuntimeStats(admin string) (*gatewayRuntime, error) {
+	resp, err := probeClient.Get("http://" + admin + "/stats")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /stats: %s", resp.Status)
+	}
+	var st struct {
+		Runtime *gatewayRuntime `json:"runtime"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(&st); err != nil {
+		return nil, err
+	}
+	if st.Runtime == nil {
+		return nil, errors.New("GET /stats: no runtime section")
+	}
+	return st.Runtime, nil
+}
+
+// gatewayTrim asks the gateway at admin for a memory trim and waits for it.
+func gatewayTrim(admin string) error {
+	resp, err := probeClient.Post("http://"+admin+"/debug/memory/trim", "", nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("POST /debug/memory/trim: %s", resp.Status)
+	}
+	return nil
+}
+
+func optRuntime(f func() (*gatewayRuntime, error)) *gatewayRuntime {
+	if f == nil {
+		return nil
+	}
+	rt, err := f()
+	if err != nil {
+		return nil
+	}
+	return rt
 }
 
 func optFDs(f func() (int, error)) *int {
@@ -1079,6 +1233,33 @@ func idleCost(before, held int64, conns int) (perConn, gib1M float64) {
 	}
 	perConn = float64(held-before) / float64(conns)
 	return perConn, perConn * 1e6 / (1 << 30)
+}
+
+// idleSampleNote says when an idle row's held sample was taken and what
+// the baseline was.
+func idleSampleNote(scenario, target string, ir *IdleReport) string {
+	ms := func(s float64) time.Duration { return time.Duration(math.Round(s*1000)) * time.Millisecond }
+	note := fmt.Sprintf("%s/%s: sampled %s after the last connection opened (--idle-hold %s", scenario, target,
+		ms(ir.HoldSeconds+ir.SettleSeconds), ms(ir.HoldSeconds))
+	switch ir.SettleEnd {
+	case "":
+	case "trimmed":
+		note += fmt.Sprintf(" + %s until the gateway's memory trim", ms(ir.SettleSeconds))
+	case "gave up":
+		note += fmt.Sprintf(" + %s waiting in vain for the gateway's memory trim", ms(ir.SettleSeconds))
+	default:
+		note += fmt.Sprintf(" + %s: %s", ms(ir.SettleSeconds), ir.SettleEnd)
+	}
+	note += ")"
+	if ir.MemoryTrims != nil {
+		note += fmt.Sprintf("; gateway memory trims: %d while opening, %d after", *ir.MemoryTrimsOpening, *ir.MemoryTrims)
+	}
+	if ir.BaselineTrimmed {
+		note += "; baseline sampled after a trim on demand"
+	} else {
+		note += "; baseline not trimmed (gateway without POST /debug/memory/trim)"
+	}
+	return note
 }
 
 // fdRoom returns how many idle connections the soft RLIMIT_NOFILE limits
@@ -1151,7 +1332,7 @@ func writeTable(w io.Writer, r *Report) {
 	fmt.Fprintf(w, "frontdoor bench: %s per run (+%s warm-up), gateway loops %d, cpu pin: %s, %d CPUs, %s\n\n",
 		fmtSeconds(r.DurationSeconds), fmtSeconds(r.WarmupSeconds), r.GatewayLoops, pin, r.CPUs, r.GoVersion)
 	rows := [][]string{{"SCENARIO", "TARGET", "CONNS", "PIPE", "REQ/S", "HS/S", "P50", "P99", "P99.9", "MAX", "ERRORS", "GW CPU/REQ", "GW RSS", "MBX CPU/REQ", "BACKEND OPEN/NEW"}}
-	idleRows := [][]string{{"SCENARIO", "TARGET", "HELD", "OPENED IN", "HS/S", "ERRORS", "RSS BEFORE", "RSS HELD", "RSS/CONN", "AT 1M CONNS", "GW CPU/CONN"}}
+	idleRows := [][]string{{"SCENARIO", "TARGET", "HELD", "OPENED IN", "HS/S", "ERRORS", "RSS BEFORE", "RSS HELD", "RSS/CONN", "HEAP/CONN", "AT 1M CONNS", "GW CPU/CONN"}}
 	var notes []string
 	plainCeiling, handshakeRows := false, false
 	for _, rr := range r.Results {
@@ -1178,7 +1359,7 @@ func writeTable(w io.Writer, r *Report) {
 			idleRows = append(idleRows, []string{
 				rr.Scenario, target, fmt.Sprintf("%d/%d", ir.Held, ir.Requested), fmtSeconds(math.Round(rr.ElapsedSeconds*1000) / 1000), hs,
 				strconv.FormatInt(rr.ErrorsTotal, 10), fmtBytes(float64(ir.RSSBeforeBytes)), fmtBytes(float64(ir.RSSHeldBytes)),
-				fmtBytes(ir.RSSPerConnBytes), fmt.Sprintf("%.2fGiB", ir.Extrapolated1MGiB), fmtCPU(ir.GatewayCPUPerConnUS),
+				fmtBytes(ir.RSSPerConnBytes), fmtOptBytes(ir.HeapPerConnBytes), fmt.Sprintf("%.2fGiB", ir.Extrapolated1MGiB), fmtCPU(ir.GatewayCPUPerConnUS),
 			})
 		} else {
 			backend := "-"
@@ -1230,6 +1411,7 @@ func writeTable(w io.Writer, r *Report) {
 				}
 				notes = append(notes, note)
 			}
+			notes = append(notes, idleSampleNote(rr.Scenario, rr.Target, ir))
 		}
 	}
 	writeColumns(w, rows, 2)
@@ -1246,6 +1428,7 @@ func writeTable(w io.Writer, r *Report) {
 	}
 	if len(idleRows) > 1 {
 		notes = append(notes, "idle: RSS/CONN = (gateway VmRSS with the connections held - VmRSS before opening them) / connections held, on a freshly started gateway; "+
+			"HEAP/CONN the same for its live heap (/stats runtime.heap_live_bytes, after a collection that ran once they were open; - when none did); "+
 			"AT 1M CONNS = RSS/CONN x 10^6, extrapolated (kernel socket memory is not in RSS); OPENED IN and HS/S cover opening them; no direct rows")
 	}
 	if r.TLSError != "" {
@@ -1327,6 +1510,13 @@ func fmtBytes(n float64) string {
 	default:
 		return fmt.Sprintf("%.2fGiB", n/(1<<30))
 	}
+}
+
+func fmtOptBytes(n *float64) string {
+	if n == nil {
+		return "-"
+	}
+	return fmtBytes(*n)
 }
 
 func orDash(s string) string {

@@ -235,18 +235,34 @@ func TestRunIdleWithFakeProcess(t *testing.T) {
 		cs := newCountingServer(t, serverTLS)
 		const base, perConn = 50 << 20, 3000
 		var cpuCalls atomic.Int64
+		const n = 40
 		probe := idleProbe{
 			RSS: func() (int64, error) { return base + perConn*cs.open.Load(), nil },
 			FDs: func() (int, error) { return 10 + int(cs.open.Load()), nil },
 			// 1 ms of CPU per call: the opening costs 1 ms in all.
 			CPU: func() (time.Duration, error) { return time.Duration(cpuCalls.Add(1)) * time.Millisecond, nil },
 		}
+		// The gateway's /stats: the live heap grows by 2000 bytes per
+		// connection; every read has seen one more collection; the
+		// trimmer trims on the fourth read after all are open (the runner
+		// reads once when they are, then every 100ms after the hold).
+		const heapBase, heapPerConn = 8 << 20, 2000
+		var rtCalls, heldCalls, trims atomic.Int64
+		probe.Trim = func() error { trims.Add(100); return nil } // on demand: not counted as automatic
+		probe.Runtime = func() (*gatewayRuntime, error) {
+			open := cs.open.Load()
+			auto := int64(0)
+			if open == n && heldCalls.Add(1) >= 4 {
+				auto = 1
+			}
+			return &gatewayRuntime{HeapLiveBytes: heapBase + heapPerConn*open, GCCycles: rtCalls.Add(1),
+				MemoryTrimIntervalSeconds: 10, MemoryTrimWanted: auto == 0, MemoryTrims: auto}, nil
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		const n = 40
 		opts := Options{Addr: cs.addr, TLS: clientTLS, Conns: 3, LocalAddrs: []string{"127.0.0.2", "127.0.0.3"},
 			Request: Request{Path: "/owa/"}}
-		ir, res, err := runIdle(ctx, opts, n, 50*time.Millisecond, probe)
+		ir, res, err := runIdle(ctx, opts, n, 50*time.Millisecond, time.Second, probe)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -265,6 +281,16 @@ func TestRunIdleWithFakeProcess(t *testing.T) {
 		if want := 1000.0 / n; ir.GatewayCPUPerConnUS == nil || *ir.GatewayCPUPerConnUS != want {
 			t.Errorf("tls %v: CPU/conn %v, want %v us", useTLS, ir.GatewayCPUPerConnUS, want)
 		}
+		if !ir.BaselineTrimmed || trims.Load() != 100 {
+			t.Errorf("tls %v: baseline trimmed %v (%d trims on demand)", useTLS, ir.BaselineTrimmed, trims.Load()/100)
+		}
+		if ir.HeapPerConnBytes == nil || *ir.HeapPerConnBytes != heapPerConn || *ir.HeapLiveBeforeBytes != heapBase {
+			t.Errorf("tls %v: heap/conn %v, live before %v", useTLS, ir.HeapPerConnBytes, ir.HeapLiveBeforeBytes)
+		}
+		// The runner waited for the automatic trim, and not much longer.
+		if ir.MemoryTrims == nil || *ir.MemoryTrims != 1 || *ir.MemoryTrimsOpening != 0 || ir.SettleSeconds < 0.15 || ir.SettleSeconds > 0.8 || ir.SettleEnd != "trimmed" {
+			t.Errorf("tls %v: trims %v, settled %vs", useTLS, ir, ir.SettleSeconds)
+		}
 		if useTLS != (res.Handshakes == n) {
 			t.Errorf("tls %v: %d handshakes", useTLS, res.Handshakes)
 		}
@@ -276,7 +302,7 @@ func TestRunIdleWithFakeProcess(t *testing.T) {
 }
 
 func TestWrittenTLSConfig(t *testing.T) {
-	s := &suite{o: suiteOptions{loops: 1}, dir: t.TempDir()}
+	s := &suite{o: suiteOptions{loops: 1}, dir: t.TempDir(), gwAdminAddr: "127.0.0.1:18999"}
 	if err := s.writeConfig(18080, 18443, 18081); err != nil {
 		t.Fatal(err)
 	}
@@ -303,6 +329,9 @@ func TestWrittenTLSConfig(t *testing.T) {
 	}
 	if got := c.TLSSettings(1).Certificates; len(got) != 1 || got[0].CertFile != certFile || got[0].KeyFile != keyFile {
 		t.Errorf("certificates %+v", got)
+	}
+	if c.Admin.Address != "127.0.0.1:18999" || c.Runtime.MemoryTrimInterval.D() == 0 {
+		t.Errorf("admin %q, memory trimmer every %v: the idle scenarios need /stats and the default trimmer", c.Admin.Address, c.Runtime.MemoryTrimInterval.D())
 	}
 	if c.Timeouts.Idle.D() < 5*time.Minute {
 		t.Errorf("idle timeout %v: idle-conns needs connections to stay open while thousands more are opened", c.Timeouts.Idle.D())

@@ -11,7 +11,9 @@ import (
 )
 
 // serveAdmin runs the operator endpoint until ctx ends: /stats (the
-// Snapshot as JSON) and Go's profiling handlers under /debug/pprof/. It is
+// Snapshot as JSON), POST /debug/memory/trim (a memory trim now; answers
+// the Snapshot's runtime section) and Go's profiling handlers under
+// /debug/pprof/. It is
 // a plain net/http server on its own goroutines: nothing on it is on the
 // request hot path.
 func (g *Gateway) serveAdmin(ctx context.Context, ln net.Listener) {
@@ -21,6 +23,17 @@ func (g *Gateway) serveAdmin(ctx context.Context, ln net.Listener) {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(g.Snapshot())
+	})
+	// A trim on demand, counted apart from the automatic ones: for
+	// measurements that need a baseline without garbage (frontdoor bench)
+	// and for operators. It blocks for one full collection.
+	mux.HandleFunc("POST /debug/memory/trim", func(w http.ResponseWriter, _ *http.Request) {
+		g.trim.trim("admin")
+		g.trim.manual.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(g.trim.summary())
 	})
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

@@ -514,9 +514,30 @@ address = %q
 	if snap.Requests != 4 || snap.BackendConns == 0 || snap.ClientsPerBackendConn <= 0 || len(snap.Backends) != 1 {
 		t.Fatalf("admin /stats: %+v", snap)
 	}
+	if rt := snap.Runtime; rt.MemoryTrimIntervalSeconds != 10 || rt.HeapObjectsBytes == 0 || rt.Goroutines == 0 {
+		t.Errorf("admin /stats runtime: %+v", rt)
+	}
 	r, err := http.Get("http://" + g.AdminAddr() + "/debug/pprof/")
 	if err != nil || r.StatusCode != 200 {
 		t.Fatalf("pprof index: %v", err)
 	}
 	r.Body.Close()
+
+	// A trim on demand is counted apart from the automatic ones (which
+	// may happen here too: the memory is the whole test process's).
+	r, err = http.Post("http://"+g.AdminAddr()+"/debug/memory/trim", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rt gateway.RuntimeSummary
+	err = json.NewDecoder(r.Body).Decode(&rt)
+	r.Body.Close()
+	if err != nil || r.StatusCode != 200 || rt.MemoryTrimsManual != 1 || rt.HeapLiveBytes == 0 {
+		t.Errorf("POST /debug/memory/trim: %d %v %+v", r.StatusCode, err, rt)
+	}
+	if r, err := http.Get("http://" + g.AdminAddr() + "/debug/memory/trim"); err != nil || r.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("GET /debug/memory/trim: %v %v", err, r)
+	} else {
+		r.Body.Close()
+	}
 }

@@ -6,6 +6,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -38,6 +40,8 @@ type Gateway struct {
 	terminators []*tlsterm.Terminator
 	listenerTLS []*tlsterm.Terminator // by listener index, nil for plaintext
 	adminAddr   string
+	trim        *trimmer
+	upstream    *upstreamTLS // nil when no server uses TLS
 }
 
 // New builds the runtime structures for cfg and dir without listening.
@@ -159,8 +163,21 @@ func New(cfg *config.Config, dir *directory.Directory, log *slog.Logger) (*Gatew
 		byListener[i] = listeners[i].TLS
 	}
 	rt.retire = handler.Retire
-	return &Gateway{cfg: cfg, log: log, server: srv, handler: handler, router: rt,
-		terminators: terminators, listenerTLS: byListener}, nil
+	g := &Gateway{cfg: cfg, log: log, server: srv, handler: handler, router: rt,
+		terminators: terminators, listenerTLS: byListener, upstream: upstream}
+	g.trim = newTrimmer(cfg.Runtime.MemoryTrimInterval.D(), cfg.Runtime.MemoryTrimMinBytes, g.handshakeActivity, log)
+	return g, nil
+}
+
+// handshakeActivity sums the TLS listeners' handshake pools: handshakes
+// running or queued, and how many have finished so far.
+func (g *Gateway) handshakeActivity() (active, finished int64) {
+	for _, t := range g.terminators {
+		st := t.Stats()
+		active += st.Running.Load() + st.Queued.Load()
+		finished += st.Finished()
+	}
+	return active, finished
 }
 
 // stripFields lists the request fields never forwarded for protocol p: the
@@ -193,10 +210,21 @@ func (g *Gateway) SetDirectory(dir *directory.Directory) { g.router.SetDirectory
 const maxUpstreamPlaintext = 256 << 10
 
 // upstreamTLS builds the TLS clients of the directory's servers with
-// tls = true.
+// tls = true, and reloads [backend] tls_ca for them.
 type upstreamTLS struct {
 	client *tlsterm.Client
-	roots  *x509.CertPool // nil: the system roots
+	caPath string // resolved [backend] tls_ca; "" for the system roots
+	log    *slog.Logger
+
+	mu    sync.Mutex
+	caPEM []byte         // the bundle in use, to skip reloads that change nothing
+	roots *x509.CertPool // nil: the system roots
+	pools []upstreamPool // every TLS endpoint, for reloads
+}
+
+type upstreamPool struct {
+	tls        *poolmux.TLS
+	serverName string
 }
 
 // newUpstreamTLS loads [backend] tls_ca when a server uses TLS; nil when
@@ -209,13 +237,17 @@ func newUpstreamTLS(cfg *config.Config, dir *directory.Directory, log *slog.Logg
 	if !used {
 		return nil, nil
 	}
-	u := &upstreamTLS{client: tlsterm.NewClient(maxUpstreamPlaintext, log)}
+	u := &upstreamTLS{client: tlsterm.NewClient(maxUpstreamPlaintext, log), log: log}
 	if ca := cfg.Backend.TLSCA; ca != "" {
-		roots, err := tlsterm.LoadCAFile(cfg.Resolve(ca))
+		u.caPath = cfg.Resolve(ca)
+		data, err := os.ReadFile(u.caPath)
+		if err == nil {
+			u.roots, err = tlsterm.ParseCAs(u.caPath, data)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%s:%d: backend.tls_ca: %w", cfg.Path, cfg.Line("backend.tls_ca"), err)
 		}
-		u.roots = roots
+		u.caPEM = data
 	}
 	return u, nil
 }
@@ -225,7 +257,40 @@ func (u *upstreamTLS) forServer(srv *directory.Server) *poolmux.TLS {
 	if u == nil || !srv.TLS {
 		return nil
 	}
-	return &poolmux.TLS{Client: u.client, Config: tlsterm.ClientConfig(u.roots, srv.TLSServerName)}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	t := &poolmux.TLS{Client: u.client, Config: tlsterm.ClientConfig(u.roots, srv.TLSServerName)}
+	u.pools = append(u.pools, upstreamPool{t, srv.TLSServerName})
+	return t
+}
+
+// reload reads tls_ca again. A bundle that cannot be read or holds no
+// certificate is refused and the one in use stays. A new bundle applies to
+// the handshakes of later dials, with new session caches (a resumed
+// session is not verified again); open connections stay. The system roots
+// are not reloaded.
+func (u *upstreamTLS) reload() (changed bool, err error) {
+	if u == nil || u.caPath == "" {
+		return false, nil
+	}
+	data, err := os.ReadFile(u.caPath)
+	var roots *x509.CertPool
+	if err == nil {
+		roots, err = tlsterm.ParseCAs(u.caPath, data)
+	}
+	if err != nil {
+		return false, fmt.Errorf("backend.tls_ca: %w", err)
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if bytes.Equal(data, u.caPEM) {
+		return false, nil
+	}
+	u.caPEM, u.roots = data, roots
+	for _, p := range u.pools {
+		p.tls.SetConfig(tlsterm.ClientConfig(roots, p.serverName))
+	}
+	return true, nil
 }
 
 func newTerminator(cfg *config.Config, i int, log *slog.Logger) (*tlsterm.Terminator, error) {
@@ -284,9 +349,10 @@ func ensureSelfSigned(pair tlsterm.CertPair, address string, log *slog.Logger) e
 }
 
 // Reload re-reads what can change without a restart: every TLS listener's
-// certificates and session-ticket keys, and the identity signing key (the
-// directory reloads itself, see Run). Each is validated before it
-// replaces the old one; an error leaves the old one serving.
+// certificates and session-ticket keys, [backend] tls_ca, and the identity
+// signing key (the directory reloads itself, see Run). Each is validated
+// before it replaces the old one; an error leaves the old one serving and
+// is logged.
 func (g *Gateway) Reload() error {
 	var errs []error
 	for _, t := range g.terminators {
@@ -304,11 +370,18 @@ func (g *Gateway) Reload() error {
 			errs = append(errs, err)
 		}
 	}
-	err := errors.Join(errs...)
+	caChanged, err := g.upstream.reload()
 	if err != nil {
-		g.log.Error("reload refused, the previous certificates and keys stay in service", "err", err)
+		g.log.Error("backend CA bundle refused, the previous one stays in service", "file", g.upstream.caPath, "err", err)
+		errs = append(errs, err)
+	} else if caChanged {
+		g.log.Info("reloaded the backend CA bundle: new backend connections are verified against it", "file", g.upstream.caPath)
+	}
+	err = errors.Join(errs...)
+	if err != nil {
+		g.log.Error("reload refused in part: what failed stays as it was", "err", err)
 	} else {
-		g.log.Info("reloaded certificates, ticket keys and the identity key")
+		g.log.Info("reloaded certificates, ticket keys, the backend CA bundle and the identity key")
 	}
 	return err
 }
@@ -338,6 +411,7 @@ func (g *Gateway) Serve(ctx context.Context, ready func()) error {
 		// up without a signal; a broken one is refused and logged.
 		go t.Store().Watch(wctx, 5*time.Second)
 	}
+	go g.trim.run(wctx)
 	defer func() {
 		for _, t := range g.terminators {
 			t.Close()
@@ -378,7 +452,8 @@ func Run(ctx context.Context, cfg *config.Config, dir *directory.Directory, log 
 		live.OnSwap(func(_, d *directory.Directory) { g.SetDirectory(d) })
 		go live.Run(ctx)
 	}
-	// SIGHUP reloads certificates, ticket keys, the identity key and the
+	// SIGHUP reloads certificates, ticket keys, the backend CA bundle, the
+	// identity key and the
 	// directory (the rest of the configuration comes with the operations
 	// issue).
 	hup := make(chan os.Signal, 1)
@@ -427,9 +502,15 @@ type Snapshot struct {
 	// Auth holds authentication counters: accepted and refused by method,
 	// cache hits and misses, expensive verifications run, assertions
 	// signed, throttled and overloaded requests.
-	Auth  map[string]int64 `json:"auth,omitempty"`
-	Loops int              `json:"loops"`
-	Time  time.Time        `json:"time"`
+	Auth map[string]int64 `json:"auth,omitempty"`
+	// BackendTLS holds the handshake counters of the gateway's TLS
+	// connections to mailbox servers (tls = true in the directory), in the
+	// same form; absent when no server uses TLS.
+	BackendTLS map[string]int64 `json:"backend_tls,omitempty"`
+	// Runtime is the process's memory and the memory trimmer's counters.
+	Runtime RuntimeSummary `json:"runtime"`
+	Loops   int            `json:"loops"`
+	Time    time.Time      `json:"time"`
 }
 
 // BackendSummary is one endpoint's pool counters over all loops.
@@ -461,6 +542,7 @@ func (g *Gateway) Snapshot() Snapshot {
 		Rejects:     map[string]int64{},
 		Core:        map[string]int64{},
 		Loops:       len(g.server.Loops()),
+		Runtime:     g.trim.summary(),
 		Time:        time.Now(),
 	}
 	for _, ln := range g.server.Listeners() {
@@ -502,6 +584,12 @@ func (g *Gateway) Snapshot() Snapshot {
 	}
 	if a := g.router.auth; a != nil {
 		s.Auth = a.snapshot()
+	}
+	if g.upstream != nil {
+		s.BackendTLS = g.upstream.client.Stats().Snapshot()
+		// The client side has no handshake pool.
+		delete(s.BackendTLS, "running")
+		delete(s.BackendTLS, "queued")
 	}
 	if s.BackendConns > 0 {
 		s.ClientsPerBackendConn = float64(s.ClientsOpen) / float64(s.BackendConns)

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -214,5 +215,40 @@ func TestTLSTicketsAcrossInstances(t *testing.T) {
 	}
 	if resp, _ := tlsGet(t, cb, bbr, ""); resp.StatusCode != 200 {
 		t.Fatal(resp.StatusCode)
+	}
+}
+
+// A plaintext request to the TLS listener is answered 400, saying the port
+// expects TLS, and the connection is closed; /stats counts it.
+func TestPlainHTTPOnTLSListener(t *testing.T) {
+	m1 := testbed.StartMailboxd(t, "mbx1")
+	dir := t.TempDir()
+	g := gwtest.Start(t, gwtest.Options{TLS: true, CertDir: dir}, m1)
+	c, err := net.DialTimeout("tcp", g.Addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(15 * time.Second))
+	io.WriteString(c, "GET /owa/ HTTP/1.1\r\nHost: localhost\r\nX-AnchorMailbox: alice@example.test\r\n\r\n")
+	raw, err := io.ReadAll(c) // until the gateway closes
+	if err != nil {
+		t.Fatalf("%v after %q", err, raw)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(raw)), nil)
+	if err != nil {
+		t.Fatalf("%q: %v", raw, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 400 || !strings.Contains(string(body), "expects TLS") {
+		t.Errorf("%d %q", resp.StatusCode, body)
+	}
+	if st := g.Snapshot().TLS["http"]; st["failure."+tlsterm.FailPlainHTTP] != 1 || st["failure."+tlsterm.FailBadClientHello] != 0 || st["handshakes"] != 0 {
+		t.Errorf("TLS counters: %v", st)
+	}
+	// The listener still serves TLS.
+	tc, br := tlsClient(t, g, dir, nil)
+	if resp, _ := tlsGet(t, tc, br, ""); resp.StatusCode != 200 {
+		t.Errorf("TLS request after the plaintext one: %d", resp.StatusCode)
 	}
 }

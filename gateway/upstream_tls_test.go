@@ -272,6 +272,19 @@ func TestUpstreamTLS(t *testing.T) {
 			if p := backendOf(t, g, plain.Name()); p.TLS || p.Requests != clients*perClient/5 || p.Failed != 0 {
 				t.Errorf("plaintext backend counters %+v", p)
 			}
+			// Backend handshakes are counted apart from the listeners'
+			// (a replacement connection may still be handshaking).
+			snap := g.Snapshot()
+			st := snap.BackendTLS
+			hs := st["handshakes"]
+			if hs < 1 || hs > m.handshakes.Load()-hsBefore || st["version.tls1.3"] != hs || st["group.X25519MLKEM768"] != hs || st["post_quantum"] != hs ||
+				st["cipher.TLS_AES_128_GCM_SHA256"]+st["cipher.TLS_AES_256_GCM_SHA384"]+st["cipher.TLS_CHACHA20_POLY1305_SHA256"] != hs ||
+				st["failure.bad_certificate"] != 0 || len(snap.TLS) != 0 {
+				t.Errorf("backend TLS counters %v for %d handshakes; listener TLS %v", st, hs, snap.TLS)
+			}
+			if _, ok := st["running"]; ok {
+				t.Error("backend TLS counters have the listener pool's gauges")
+			}
 		})
 	}
 }
@@ -349,6 +362,9 @@ func TestUpstreamTLSVerificationFails(t *testing.T) {
 			if b.DialFailures == 0 || b.ConnsOpen != 0 || b.Requests != 0 {
 				t.Errorf("TLS backend counters %+v, want dial failures and nothing open or sent", b)
 			}
+			if st := g.Snapshot().BackendTLS; st["failure.bad_certificate"] == 0 || st["handshakes"] != 0 {
+				t.Errorf("backend TLS counters %v, want bad_certificate failures", st)
+			}
 		})
 	}
 }
@@ -419,5 +435,75 @@ func TestUpstreamTLSStreams(t *testing.T) {
 	}
 	if b := backendOf(t, g, m.name); b.Failed != 0 || b.DialFailures != 0 {
 		t.Errorf("TLS backend counters %+v", b)
+	}
+}
+
+// TestUpstreamTLSCAReload: a reload (SIGHUP) reads [backend] tls_ca
+// again; new backend connections are verified against the new bundle. A
+// bad bundle is refused with an error naming the key.
+func TestUpstreamTLSCAReload(t *testing.T) {
+	tmp := t.TempDir()
+	oldCA := newTestCA(t, tmp, "old-ca")
+	newCA := newTestCA(t, tmp, "new-ca")
+	m := startTLSMailboxd(t, "mbx-tls", newCA.leaf(t, "mbx-tls.example.test"))
+	plain := testbed.StartMailboxd(t, "mbx-plain")
+	caFile := filepath.Join(tmp, "backend-ca.pem")
+	install := func(data []byte) {
+		tmpFile := caFile + ".tmp"
+		if err := os.WriteFile(tmpFile, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmpFile, caFile); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func(path string) []byte {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	install(read(oldCA.pem))
+	g := upstreamGateway(t, m, `tls_server_name = "mbx-tls.example.test"`, fmt.Sprintf("tls_ca = %q", caFile), plain)
+	get := func() int {
+		c := g.Dial(t)
+		defer c.Close()
+		c.Send(t, "GET /owa/ HTTP/1.1\r\nHost: h\r\nX-AnchorMailbox: alice@example.test\r\n\r\n")
+		r, err := readResp(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.status
+	}
+	if s := get(); s != 502 {
+		t.Fatalf("status %d with the old CA, want 502", s)
+	}
+	if st := g.Snapshot().BackendTLS; st["failure.bad_certificate"] == 0 {
+		t.Fatalf("backend TLS counters %v", st)
+	}
+
+	// Unchanged file: nothing to do, no error.
+	if err := g.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	install(append(read(oldCA.pem), read(newCA.pem)...))
+	if err := g.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for get() != 200 { // the pool redials after its backoff
+		if time.Now().After(deadline) {
+			t.Fatalf("no 200 after the CA reload; backend TLS counters %v", g.Snapshot().BackendTLS)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	install([]byte("not a certificate\n"))
+	if err := g.Reload(); err == nil || !strings.Contains(err.Error(), "backend.tls_ca") || !strings.Contains(err.Error(), "no PEM certificate") {
+		t.Errorf("reload of a bad bundle: %v", err)
+	}
+	if s := get(); s != 200 {
+		t.Errorf("status %d after a refused reload", s)
 	}
 }

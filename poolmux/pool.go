@@ -88,9 +88,26 @@ type Pool struct {
 // handshake (Config carries the roots and the server name to verify) on
 // the dialling goroutine, and records are then read and written on the
 // loop through Client's connections. A failed handshake is a failed dial.
+// One TLS may be shared by the pools of every loop.
 type TLS struct {
 	Client *tlsterm.Client
+	// Config is the configuration until SetConfig replaces it.
 	Config *tls.Config
+
+	current atomic.Pointer[tls.Config]
+}
+
+// SetConfig replaces the configuration for the handshakes of later dials
+// (a reloaded CA bundle, say); open connections are left as they are. It
+// is safe to call while the pools dial.
+func (t *TLS) SetConfig(cfg *tls.Config) { t.current.Store(cfg) }
+
+// Current is the configuration a dial uses now.
+func (t *TLS) Current() *tls.Config {
+	if c := t.current.Load(); c != nil {
+		return c
+	}
+	return t.Config
 }
 
 // SetTLS makes the pool's connections TLS (nil: plaintext). Call it after
@@ -299,7 +316,7 @@ func (c *Conn) enroll(delay time.Duration) {
 		// The handshake blocks on the socket here, off the loop; it has
 		// its own ConnectTimeout.
 		var tc *tlsterm.Conn
-		if tc, err = p.tls.Client.Handshake(nc, p.tls.Config, p.opts.ConnectTimeout); err != nil {
+		if tc, err = p.tls.Client.Handshake(nc, p.tls.Current(), p.opts.ConnectTimeout); err != nil {
 			nc.Close()
 		} else {
 			c.tc = tc // read by the loop after Enroll

@@ -3,6 +3,7 @@ package tlsterm
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -63,6 +64,12 @@ func LoadCAFile(path string) (*x509.CertPool, error) {
 	if err != nil {
 		return nil, err
 	}
+	return ParseCAs(path, data)
+}
+
+// ParseCAs parses data, a PEM bundle of CA certificates read from path
+// (named in the error).
+func ParseCAs(path string, data []byte) (*x509.CertPool, error) {
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(data) {
 		return nil, fmt.Errorf("%s: no PEM certificate found", path)
@@ -86,12 +93,25 @@ func (cl *Client) Handshake(nc net.Conn, cfg *tls.Config, timeout time.Duration)
 	err := c.tc.Handshake()
 	_ = nc.SetDeadline(time.Time{})
 	if err != nil {
+		reason := classify(err, errors.Is(err, os.ErrDeadlineExceeded), h.alert)
+		cl.t.stats.fail(reason)
+		cl.t.log.Debug("backend tls handshake failed", "remote", addrString(h.remote), "reason", reason, "err", err)
 		return nil, err
 	}
+	st := c.tc.ConnectionState()
+	cl.t.stats.success(&st)
 	c.hs = nil
 	c.flags |= fOpen
 	return c, nil
 }
+
+// Stats returns the client's handshake counters, as Terminator.Stats does
+// for a listener. The failure reasons read from the client's side:
+// bad_certificate is a server certificate that failed verification (CA or
+// name), peer_alert a server that refused the handshake with an alert,
+// timeout a handshake that did not finish within its timeout. Running and
+// Queued stay 0: client handshakes run on the dialling goroutine.
+func (cl *Client) Stats() *Stats { return &cl.t.stats }
 
 // Attach gives a Conn returned by Handshake the gnet connection its socket
 // was enrolled as. Call it from OnOpen, before any other method.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -26,7 +27,63 @@ var (
 	// ErrInputOverflow is returned by OnTraffic when a client sends more
 	// than the handshake input bound before its handshake completed.
 	ErrInputOverflow = errors.New("tlsterm: too much input during the handshake")
+	// ErrPlainHTTP is returned by OnTraffic when a client sent a plaintext
+	// HTTP request instead of a ClientHello; it has been answered 400.
+	ErrPlainHTTP = errors.New("tlsterm: plain HTTP request on a TLS port")
 )
+
+// plainHTTPResponse answers a plaintext HTTP request sent to a TLS port,
+// as nginx does ("The plain HTTP request was sent to HTTPS port"): a
+// client or an operator with curl sees why rather than a reset.
+var plainHTTPResponse = []byte("HTTP/1.1 400 Bad Request\r\n" +
+	"Content-Type: text/plain; charset=utf-8\r\n" +
+	"Content-Length: " + strconv.Itoa(len(plainHTTPBody)) + "\r\n" +
+	"Connection: close\r\n\r\n" + plainHTTPBody)
+
+const plainHTTPBody = "400 Bad Request: this port expects TLS; a plain HTTP request was sent to an HTTPS port.\n"
+
+// Answers of plainHTTP.
+const (
+	notHTTP = iota
+	isHTTP
+	maybeHTTP // too few bytes to tell yet
+)
+
+// maxMethodLen bounds the method token plainHTTP looks for; the longest
+// registered HTTP method ("BASELINE-CONTROL", RFC 3253) has 16 bytes.
+const maxMethodLen = 20
+
+// plainHTTP tells from the first bytes a client sent whether they start
+// an HTTP request line (a method token, then a space; RFC 9112 section 3)
+// rather than a TLS record, which starts with its content type, 20 to 24
+// (0x16 for the ClientHello's handshake record; RFC 8446 section 5.1), or
+// an SSL 2 hello, which starts with a byte >= 0x80. Only a method that
+// starts with a letter counts, so that other protocols ("SSH-2.0-...")
+// are left to fail as bad ClientHellos.
+func plainHTTP(b []byte) int {
+	if len(b) == 0 || !isLetter(b[0]) {
+		return notHTTP
+	}
+	for i := 1; i < len(b) && i <= maxMethodLen; i++ {
+		switch c := b[i]; {
+		case c == ' ':
+			return isHTTP
+		case !isTchar(c):
+			return notHTTP
+		}
+	}
+	if len(b) > maxMethodLen {
+		return notHTTP
+	}
+	return maybeHTTP
+}
+
+func isLetter(c byte) bool { return 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' }
+
+// isTchar: a token character (RFC 9110 section 5.6.2).
+func isTchar(c byte) bool {
+	return isLetter(c) || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
 
 // errWouldBlock is what the wire's Read returns on the loop when it has no
 // ciphertext. crypto/tls leaves a net.Error whose Temporary method reports
@@ -203,6 +260,16 @@ func (c *Conn) fatal() error {
 func (c *Conn) handshakeTraffic() (ok bool, err error) {
 	h := c.hs
 	buf, _ := c.gc.Peek(-1)
+	if c.flags&fStarted == 0 {
+		// Decided on the loop from the first bytes: no handshake slot, no
+		// goroutine for a request that cannot be TLS.
+		switch plainHTTP(buf) {
+		case isHTTP:
+			return false, c.refusePlainHTTP()
+		case maybeHTTP:
+			return false, nil // wait for more; the handshake timeout runs
+		}
+	}
 	took := 0
 	h.mu.Lock()
 	if h.done && h.pending == 0 {
@@ -261,6 +328,21 @@ func (c *Conn) handshakeTraffic() (ok bool, err error) {
 		return false, ErrInputOverflow
 	}
 	return false, nil
+}
+
+// refusePlainHTTP answers a plaintext HTTP request with 400 and fails the
+// connection; the caller closes it (gnet writes what is buffered first).
+// The request is discarded: it was read from the socket already, so the
+// close is an orderly one that does not reset the answer away.
+func (c *Conn) refusePlainHTTP() error {
+	c.t.pool.drop(c.hs)
+	_, _ = c.gc.Discard(c.gc.InboundBuffered())
+	_, _ = c.gc.Write(plainHTTPResponse)
+	c.t.stats.fail(FailPlainHTTP)
+	c.t.log.Debug("plain HTTP request on a TLS port", "remote", addrString(c.hs.remote))
+	c.flags |= fFailed
+	c.err = ErrPlainHTTP
+	return ErrPlainHTTP
 }
 
 // runHandshake runs on a pool goroutine. It returns the next queued
@@ -699,6 +781,10 @@ func (h *handshake) read(p []byte) (int, error) {
 // needs the buffer until the loop has written it) and queued on the loop.
 func (h *handshake) write(p []byte) (int, error) {
 	if h.nc != nil {
+		// Only the dialling goroutine reads alert.
+		if a := plaintextAlert(p); a >= 0 {
+			h.alert = a
+		}
 		return h.nc.Write(p)
 	}
 	b := make([]byte, len(p))

@@ -1,6 +1,7 @@
 package tlsterm
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/rand"
 	"crypto/tls"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -532,6 +534,83 @@ func TestHandshakeTimeout(t *testing.T) {
 
 }
 
+// TestPlainHTTPAnswered400: a plaintext HTTP request on a TLS port gets a
+// 400 that says why, then the connection is closed, at once (no
+// handshake slot, no timeout), and counted as plain_http.
+func TestPlainHTTPAnswered400(t *testing.T) {
+	certs := newStandardCerts(t)
+	term := newTerm(t, Settings{Certificates: certs.pairs, HandshakeTimeout: 20 * time.Second})
+	addr, _ := startServer(t, term)
+	for i, req := range []string{"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "POST /owa/ HTTP/1.0\r\nContent-Length: 0\r\n\r\n", "get /", "GE|T / HTTP/1.1\r\n\r\n"} {
+		start := time.Now()
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// "|" splits the request into two writes: the method is not
+		// complete in the first.
+		first, rest, split := strings.Cut(req, "|")
+		io.WriteString(c, first)
+		if split {
+			time.Sleep(100 * time.Millisecond)
+			io.WriteString(c, rest)
+		}
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		got, err := io.ReadAll(c) // to the server's close
+		c.Close()
+		if err != nil {
+			t.Errorf("%q: %v after %q", req, err, got)
+		}
+		if d := time.Since(start); d > 10*time.Second {
+			t.Errorf("%q: closed after %v, not at once", req, d)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(got)), nil)
+		if err != nil {
+			t.Fatalf("%q: answer %q: %v", req, got, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 400 || !resp.Close || resp.Header.Get("Content-Type") != "text/plain; charset=utf-8" ||
+			!strings.Contains(string(body), "expects TLS") || int64(len(body)) != resp.ContentLength {
+			t.Errorf("%q: %d %v %q", req, resp.StatusCode, resp.Header, body)
+		}
+		waitFailure(t, term, FailPlainHTTP, int64(i+1))
+	}
+	if n := term.Stats().Failures(FailBadClientHello); n != 0 {
+		t.Errorf("%d bad_client_hello", n)
+	}
+	if st := term.Stats(); st.Running.Load() != 0 || st.Queued.Load() != 0 || st.Handshakes.Load() != 0 {
+		t.Errorf("running %d queued %d", st.Running.Load(), st.Queued.Load())
+	}
+}
+
+func TestPlainHTTPDetection(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int
+	}{
+		{"GET / HTTP/1.1", isHTTP},
+		{"OPTIONS *", isHTTP},
+		{"BASELINE-CONTROL /", isHTTP},
+		{"get ", isHTTP},
+		{"G", maybeHTTP},
+		{"PROPFIND", maybeHTTP},
+		{"", notHTTP},
+		{"\x16\x03\x01\x02\x00", notHTTP}, // a ClientHello record
+		{"\x80\x2e\x01", notHTTP},         // an SSL 2 hello
+		{" GET /", notHTTP},
+		{"SSH-2.0-OpenSSH_9.6\r\n", notHTTP},
+		{"GET\r\n", notHTTP},
+		{"ABCDEFGHIJKLMNOPQRSTU", notHTTP}, // longer than any method
+		{"1GET /", notHTTP},
+	} {
+		if got := plainHTTP([]byte(tc.in)); got != tc.want {
+			t.Errorf("plainHTTP(%q) = %d, want %d", tc.in, got, tc.want)
+		}
+	}
+}
+
+// TestNotTLSRefusedAtOnce: bytes that are neither TLS nor HTTP fail the
+// handshake at once, without an answer.
 func TestNotTLSRefusedAtOnce(t *testing.T) {
 	certs := newStandardCerts(t)
 	term := newTerm(t, Settings{Certificates: certs.pairs, HandshakeTimeout: 20 * time.Second})
@@ -542,13 +621,19 @@ func TestNotTLSRefusedAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	c.Write([]byte{0x01, 0x03, 0x01, 0x00, 0x10, 'x', 'x'})
 	c.SetReadDeadline(time.Now().Add(30 * time.Second))
-	io.Copy(io.Discard, c)
+	got, _ := io.ReadAll(c)
 	if d := time.Since(start); d > 10*time.Second {
-		t.Errorf("plain HTTP closed after %v, not at once", d)
+		t.Errorf("closed after %v, not at once", d)
+	}
+	if bytes.HasPrefix(got, []byte("HTTP/")) {
+		t.Errorf("answered %q", got)
 	}
 	waitFailure(t, term, FailBadClientHello, 1)
+	if n := term.Stats().Failures(FailPlainHTTP); n != 0 {
+		t.Errorf("%d plain_http", n)
+	}
 }
 
 func TestHandshakePoolBound(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"runtime"
@@ -207,4 +208,72 @@ func TestIdleConnMemory(t *testing.T) {
 	if m.goroutines > base.goroutines+8 {
 		t.Errorf("goroutines grew from %d to %d: handshake goroutines outlive their handshakes", base.goroutines, m.goroutines)
 	}
+}
+
+// TestCryptoTLSRetainsLittleAfterHandshake pins what gateway's memory
+// trimmer and the idle-connection budget rely on: once Handshake has
+// returned, a server tls.Conn keeps its connection state (about 7 KiB with
+// X25519MLKEM768 and AES-GCM: the tls.Conn, two AEAD states, secrets, and
+// its raw-input and handshake buffers sized by the ClientHello) and
+// nothing of the handshake itself: no ML-KEM keys, no transcript, no
+// ClientHello. If a Go release starts keeping more, this fails rather than
+// the gateway's memory per idle connection quietly growing.
+func TestCryptoTLSRetainsLittleAfterHandshake(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector changes allocation sizes")
+	}
+	certs := newStandardCerts(t)
+	term := newTerm(t, Settings{Certificates: certs.pairs})
+	ccfg := certs.clientConfig("mail.example.test")
+	const n = 200
+	heap := func() int64 {
+		runtime.GC()
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return int64(ms.HeapAlloc)
+	}
+	// The pipes' own cost, measured alone.
+	pipes := make([]net.Conn, 0, 2*n)
+	h0 := heap()
+	for range n {
+		a, b := net.Pipe()
+		pipes = append(pipes, a, b)
+	}
+	pipeCost := heap() - h0
+	for _, p := range pipes {
+		p.Close()
+	}
+	pipes = nil
+
+	servers := make([]*tls.Conn, n)
+	clients := make([]net.Conn, n) // the client ends of the pipes only
+	h1 := heap()
+	for i := range servers {
+		sc, cc := net.Pipe()
+		srv := tls.Server(sc, term.Config())
+		cli := tls.Client(cc, ccfg)
+		errc := make(chan error, 1)
+		go func() { errc <- cli.Handshake() }()
+		if err := srv.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			if st := srv.ConnectionState(); st.CurveID != tls.X25519MLKEM768 || st.Version != tls.VersionTLS13 {
+				t.Fatalf("negotiated %v %v, want TLS 1.3 with X25519MLKEM768", st.Version, st.CurveID)
+			}
+		}
+		servers[i], clients[i] = srv, cc
+	}
+	// Client tls.Conns are dropped; their pipe ends stay, as measured.
+	per := float64(heap()-h1-pipeCost) / n
+	t.Logf("crypto/tls server state after a TLS 1.3 X25519MLKEM768 handshake: %.2f KiB per connection", per/1024)
+	if per > 8<<10 {
+		t.Errorf("crypto/tls keeps %.2f KiB per server connection after the handshake, want at most 8 KiB", per/1024)
+	}
+	runtime.KeepAlive(servers)
+	runtime.KeepAlive(clients)
 }

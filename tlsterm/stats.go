@@ -12,7 +12,8 @@ const (
 	// timeout (counted from the connection's acceptance), including clients
 	// that never sent a byte.
 	FailTimeout = "timeout"
-	// FailBadClientHello: the first bytes were not a TLS handshake, or the
+	// FailBadClientHello: the first bytes were not a TLS handshake (nor
+	// plaintext HTTP: FailPlainHTTP), or the
 	// ClientHello was malformed (decode_error, illegal_parameter,
 	// unexpected_message, unsupported_extension alerts; RFC 8446 section 6.2).
 	FailBadClientHello = "bad_client_hello"
@@ -42,12 +43,15 @@ const (
 	// FailInputOverflow: the client sent more than the handshake input
 	// bound before the handshake ended.
 	FailInputOverflow = "input_overflow"
+	// FailPlainHTTP: the client sent a plaintext HTTP request instead of a
+	// ClientHello; it was answered 400 and closed.
+	FailPlainHTTP = "plain_http"
 )
 
 var failureReasons = [...]string{
 	FailTimeout, FailBadClientHello, FailProtocolVersion, FailUnsupported,
 	FailBadCertificate, FailPeerAlert, FailEOF, FailOther, FailQueueFull,
-	FailQueueTimeout, FailInputOverflow,
+	FailQueueTimeout, FailInputOverflow, FailPlainHTTP,
 }
 
 // knownSuites are the cipher suites counted individually: the TLS 1.3
@@ -149,6 +153,17 @@ func (s *Stats) fail(reason string) {
 		}
 	}
 	s.failures[other].Add(1)
+}
+
+// Finished returns the number of handshakes that have ended, completed or
+// failed for any reason; with Running and Queued it tells whether the
+// handshake pool has been busy.
+func (s *Stats) Finished() int64 {
+	n := s.Handshakes.Load()
+	for i := range s.failures {
+		n += s.failures[i].Load()
+	}
+	return n
 }
 
 // Failures returns the count for one failure reason (one of the Fail*

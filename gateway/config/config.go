@@ -47,6 +47,7 @@ type Config struct {
 	TLS       TLS        `toml:"tls"`
 	Auth      Auth       `toml:"auth"`
 	Identity  Identity   `toml:"identity"`
+	Runtime   Runtime    `toml:"runtime"`
 	Listeners []Listener `toml:"listener"`
 	Protocols []Protocol `toml:"protocol"`
 
@@ -135,7 +136,7 @@ type Backend struct {
 	RetryAfter Duration `toml:"retry_after"`
 	// TLSCA is the PEM bundle of the CAs that mailbox servers declared with
 	// tls = true in the directory must chain to, relative to the config
-	// file; empty means the system roots.
+	// file; empty means the system roots. Reloaded on SIGHUP.
 	TLSCA string `toml:"tls_ca"`
 }
 
@@ -289,6 +290,18 @@ type Identity struct {
 	Lifetime Duration `toml:"lifetime"`
 	// Audience is the aud claim of the assertions.
 	Audience string `toml:"audience"`
+}
+
+// Runtime tunes how the process gives memory back to the kernel.
+type Runtime struct {
+	// MemoryTrimInterval enables the memory trimmer: when no TLS handshake
+	// has run for a second and the heap holds at least MemoryTrimMinBytes
+	// of free or garbage memory, the gateway collects it and returns the
+	// free pages to the kernel (runtime/debug.FreeOSMemory), at most once
+	// per interval. 0 turns it off.
+	MemoryTrimInterval Duration `toml:"memory_trim_interval"`
+	// MemoryTrimMinBytes is the least retained heap memory worth a trim.
+	MemoryTrimMinBytes int64 `toml:"memory_trim_min_bytes"`
 }
 
 // Protocol is one client-access protocol, selected by request path prefix.

@@ -166,7 +166,7 @@ func TestExampleSpellsOutDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, section := range []string{"Engine", "Limits", "Timeouts", "Backend", "Log", "TLS", "Auth"} {
+	for _, section := range []string{"Engine", "Limits", "Timeouts", "Backend", "Log", "TLS", "Auth", "Runtime"} {
 		a := reflect.ValueOf(*ex).FieldByName(section).Interface()
 		b := reflect.ValueOf(*min).FieldByName(section).Interface()
 		if a != b {
@@ -656,6 +656,16 @@ func TestParseErrors(t *testing.T) {
 		{"tls section typo", withBase(`[tls]`, `ticket_keyfile = "k"`),
 			[]string{`f.toml:10: tls.ticket_keyfile: unknown key (did you mean "ticket_key_file"?)`}},
 		{"tls section without TLS listeners is fine", withBase(`[tls]`, `max_handshakes = 8`), nil},
+
+		// The [runtime] section.
+		{"runtime ranges", withBase(`[runtime]`, `memory_trim_interval = "500ms"`, `memory_trim_min_bytes = 1000`),
+			[]string{
+				`f.toml:10: runtime.memory_trim_interval: must be at least 1s, got 500ms`,
+				`f.toml:11: runtime.memory_trim_min_bytes: must be between 1048576 and 1099511627776, got 1000`,
+			}},
+		{"runtime trimmer off", withBase(`[runtime]`, `memory_trim_interval = "0s"`), nil},
+		{"runtime trimmer interval too long", withBase(`[runtime]`, `memory_trim_interval = "25h"`),
+			[]string{`f.toml:10: runtime.memory_trim_interval: must be at most 24h0m0s, got 25h0m0s`}},
 
 		// Several problems are all reported, in line order.
 		{"all at once", doc(

@@ -208,6 +208,10 @@ func defaults() *Config {
 			Lifetime: Duration(10 * time.Minute),
 			Audience: "frontdoor-backend",
 		},
+		Runtime: Runtime{
+			MemoryTrimInterval: Duration(10 * time.Second),
+			MemoryTrimMinBytes: 16 << 20,
+		},
 	}
 }
 

@@ -94,6 +94,12 @@ func (c *Config) validate(doc *tomlpos.Doc) {
 	v.intIn("tls.handshake_queue", int64(tl.HandshakeQueue), 1, 1<<20)
 	v.intIn("tls.max_plaintext_buffer", int64(tl.MaxPlaintextBuffer), 4096, 1<<20)
 
+	rt := &c.Runtime
+	if rt.MemoryTrimInterval != 0 {
+		v.durIn("runtime.memory_trim_interval", rt.MemoryTrimInterval, time.Second, 24*time.Hour)
+	}
+	v.intIn("runtime.memory_trim_min_bytes", rt.MemoryTrimMinBytes, 1<<20, 1<<40)
+
 	if c.Version != "" {
 		if _, err := parseVersion(c.Version); err != nil {
 			v.Report("version", "%q: %v", c.Version, err)
