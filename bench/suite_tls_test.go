@@ -277,7 +277,7 @@ func TestRunIdleWithFakeProcess(t *testing.T) {
 
 func TestWrittenTLSConfig(t *testing.T) {
 	s := &suite{o: suiteOptions{loops: 1}, dir: t.TempDir()}
-	if err := s.writeConfig(18080, 18443, 18081); err != nil {
+	if err := s.writeConfig(gatewayPorts{HTTP: 18080, TLS: 18443, Mbx: 18081}); err != nil {
 		t.Fatal(err)
 	}
 	cfg, _ := os.ReadFile(filepath.Join(s.dir, "frontdoor.toml"))
