@@ -71,12 +71,31 @@ func (r Request) Marshal(defaultHost string) ([]byte, error) {
 	return []byte(b.String()), nil
 }
 
+// Variants is a list of requests that successive requests cycle through
+// in place of Options.Request, for workloads whose requests must differ
+// (every request a different user's first login, say). One counter, shared
+// by the connections of a run and by every run given the same Variants,
+// picks the next request: request i is sent again only after all the
+// others, and a measured run continues where its warm-up stopped. Each
+// variant is serialised once per run; the hot path adds one atomic
+// increment per write.
+type Variants struct {
+	Requests []Request
+	next     atomic.Uint64
+}
+
+// Sent returns how many requests have been taken from v so far (sent, or
+// about to be).
+func (v *Variants) Sent() uint64 { return v.next.Load() }
+
 // Options configures one load-generator run.
 type Options struct {
 	// Addr is the target host:port.
 	Addr string
-	// Request is what every request looks like.
+	// Request is what every request looks like, unless Variants is set.
 	Request Request
+	// Variants, if it holds any request, replaces Request: see Variants.
+	Variants *Variants
 	// Conns is the number of concurrent client connections (default 1).
 	// Each connection is driven by its own goroutine: blocking reads and
 	// writes on a net.Conn are simple to get right and cost one parked
@@ -295,15 +314,16 @@ func newRun(ctx context.Context, opts Options) (*run, error) {
 	if opts.ReadBufferSize <= 0 {
 		opts.ReadBufferSize = 16 << 10
 	}
-	one, err := opts.Request.Marshal(opts.Addr)
+	reqs := []Request{opts.Request}
+	variants := opts.Variants
+	if variants != nil && len(variants.Requests) > 0 {
+		reqs = variants.Requests
+	} else {
+		variants = nil
+	}
+	wire, off, err := marshalRing(reqs, opts.Addr, opts.Pipeline)
 	if err != nil {
 		return nil, err
-	}
-	// Pipeline copies back to back: sending k requests is one write of the
-	// first k*len(one) bytes.
-	wire := make([]byte, 0, len(one)*opts.Pipeline)
-	for range opts.Pipeline {
-		wire = append(wire, one...)
 	}
 
 	dialers := []*net.Dialer{{Timeout: opts.DialTimeout}}
@@ -333,16 +353,49 @@ func newRun(ctx context.Context, opts Options) (*run, error) {
 		}
 	}
 
+	head := strings.EqualFold(reqs[0].Method, "HEAD")
+	for _, q := range reqs[1:] {
+		if strings.EqualFold(q.Method, "HEAD") != head {
+			return nil, errors.New("bench: variants must all be HEAD requests or none")
+		}
+	}
 	return &run{
-		opts:    opts,
-		wire:    wire,
-		reqLen:  len(one),
-		head:    strings.EqualFold(opts.Request.Method, "HEAD"),
-		dialers: dialers,
-		tls:     tlsConf,
-		ctx:     ctx,
-		t0:      time.Now(),
+		opts:     opts,
+		wire:     wire,
+		off:      off,
+		variants: variants,
+		head:     head,
+		dialers:  dialers,
+		tls:      tlsConf,
+		ctx:      ctx,
+		t0:       time.Now(),
 	}, nil
+}
+
+// marshalRing serialises reqs back to back, followed by the first
+// pipeline-1 of them again (round-robin), and returns the bytes and the
+// offset at which each request starts (plus the end of the last): the k
+// requests from i on, i < len(reqs) and k <= pipeline, are the single
+// slice wire[off[i]:off[i+k]], written with one call. With one request it
+// is pipeline copies of it.
+func marshalRing(reqs []Request, defaultHost string, pipeline int) (wire []byte, off []int, err error) {
+	ones := make([][]byte, len(reqs))
+	size := 0
+	for i, q := range reqs {
+		if ones[i], err = q.Marshal(defaultHost); err != nil {
+			return nil, nil, err
+		}
+		size += len(ones[i])
+	}
+	n := len(reqs) + pipeline - 1
+	wire = make([]byte, 0, size+(pipeline-1)*len(ones[0]))
+	off = make([]int, 0, n+1)
+	for i := range n {
+		off = append(off, len(wire))
+		wire = append(wire, ones[i%len(ones)]...)
+	}
+	off = append(off, len(wire))
+	return wire, off, nil
 }
 
 // newWorker allocates a worker's buffers and histograms.
@@ -394,15 +447,28 @@ func (r *run) collect(workers []*worker) *Result {
 
 // run is the state shared, read-only except for stop, by a run's workers.
 type run struct {
-	opts    Options
-	wire    []byte // Pipeline serialised copies of the request
-	reqLen  int
-	head    bool
-	dialers []*net.Dialer
-	tls     *tls.Config // nil: plaintext
-	ctx     context.Context
-	t0      time.Time
-	stop    atomic.Bool // ctx was cancelled
+	opts Options
+	// wire holds the serialised requests (see marshalRing): k requests
+	// starting with request i are wire[off[i]:off[i+k]].
+	wire     []byte
+	off      []int
+	variants *Variants // nil: every request is wire[off[0]:off[1]]
+	head     bool
+	dialers  []*net.Dialer
+	tls      *tls.Config // nil: plaintext
+	ctx      context.Context
+	t0       time.Time
+	stop     atomic.Bool // ctx was cancelled
+}
+
+// take returns the wire bytes of the next k requests, k <= Pipeline.
+func (r *run) take(k int) []byte {
+	i := 0
+	if v := r.variants; v != nil {
+		n := uint64(len(r.off) - r.opts.Pipeline) // the number of variants
+		i = int((v.next.Add(uint64(k)) - uint64(k)) % n)
+	}
+	return r.wire[r.off[i]:r.off[i+k]]
 }
 
 // since returns the monotonic time since the run started; it is the clock
@@ -565,7 +631,7 @@ func (w *worker) serve(conn net.Conn, dialed time.Duration) (usable bool) {
 				if !w.pushDeadline(conn, now) {
 					return false
 				}
-				if _, err := conn.Write(r.wire[:k*r.reqLen]); err != nil {
+				if _, err := conn.Write(r.take(k)); err != nil {
 					w.fail(err, &w.errs.Write, outstanding+k)
 					return false
 				}

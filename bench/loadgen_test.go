@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -124,6 +125,85 @@ func TestRunPipelined(t *testing.T) {
 	res = mustRun(t, Options{Addr: raw, Conns: 2, Pipeline: 8, Requests: 160, IOTimeout: 2 * time.Second})
 	if res.Requests != 160 || res.Errors.Total() != 0 {
 		t.Errorf("batching server: requests %d errors %v", res.Requests, res.Errors)
+	}
+}
+
+// TestRunVariants checks that Variants are sent round-robin over all
+// connections, pipelined or not, and that a second run given the same
+// Variants continues where the first stopped.
+func TestRunVariants(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]int{}
+	var order []string
+	addr := httpServer(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen[r.URL.Path+" "+r.Header.Get("X-Variant")]++
+		order = append(order, r.Header.Get("X-Variant"))
+		mu.Unlock()
+		io.WriteString(w, "ok")
+	})
+	// Of different lengths, so that offsets matter.
+	v := &Variants{Requests: []Request{
+		{Path: "/a", Header: []Header{{"X-Variant", "0"}}},
+		{Path: "/bb", Header: []Header{{"X-Variant", "1"}}},
+		{Path: "/ccc", Header: []Header{{"X-Variant", "2"}}},
+	}}
+	res := mustRun(t, Options{Addr: addr, Variants: v, Request: Request{Path: "/ignored"}, Conns: 2, Pipeline: 4, Requests: 300})
+	if res.Requests != 300 || res.Errors.Total() != 0 {
+		t.Fatalf("requests %d errors %v", res.Requests, res.Errors)
+	}
+	want := map[string]int{"/a 0": 100, "/bb 1": 100, "/ccc 2": 100}
+	if fmt.Sprint(seen) != fmt.Sprint(want) {
+		t.Errorf("requests seen %v, want %v", seen, want)
+	}
+	if v.Sent() != 300 {
+		t.Errorf("Sent() = %d, want 300", v.Sent())
+	}
+
+	mu.Lock()
+	order = order[:0]
+	mu.Unlock()
+	mustRun(t, Options{Addr: addr, Variants: v, Conns: 1, Requests: 4})
+	if got := strings.Join(order, ","); got != "0,1,2,0" || v.Sent() != 304 {
+		t.Errorf("second run sent %s (Sent %d), want 0,1,2,0 continuing at 300 (Sent 304)", got, v.Sent())
+	}
+
+	// Empty Variants fall back to Request.
+	mu.Lock()
+	order = order[:0]
+	mu.Unlock()
+	mustRun(t, Options{Addr: addr, Variants: &Variants{}, Request: Request{Header: []Header{{"X-Variant", "r"}}}, Requests: 2})
+	if got := strings.Join(order, ","); got != "r,r" {
+		t.Errorf("empty Variants sent %s, want Request twice", got)
+	}
+
+	mixed := &Variants{Requests: []Request{{Method: "HEAD"}, {Method: "GET"}}}
+	if _, err := Run(context.Background(), Options{Addr: addr, Variants: mixed, Requests: 1}); err == nil {
+		t.Error("HEAD and GET variants mixed: no error")
+	}
+}
+
+func TestMarshalRing(t *testing.T) {
+	reqs := []Request{{Path: "/a"}, {Path: "/bb"}}
+	wire, off, err := marshalRing(reqs, "h", 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// a, bb, then a, bb, a again for the wrap of a 4-deep pipeline.
+	if len(off) != 6 {
+		t.Fatalf("offsets %v, want 6", off)
+	}
+	for i, want := range []string{"/a", "/bb", "/a", "/bb", "/a"} {
+		if got := string(wire[off[i]:off[i+1]]); got != "GET "+want+" HTTP/1.1\r\nHost: h\r\n\r\n" {
+			t.Errorf("request %d is %q", i, got)
+		}
+	}
+	one, off1, _ := marshalRing(reqs[:1], "h", 3)
+	if len(off1) != 4 || len(one) != 3*off1[1] {
+		t.Errorf("one request, pipeline 3: %d bytes, offsets %v", len(one), off1)
+	}
+	if _, _, err := marshalRing([]Request{{Path: "/ok"}, {Path: "/x y"}}, "h", 1); err == nil {
+		t.Error("an invalid variant was serialised")
 	}
 }
 
@@ -385,6 +465,21 @@ func TestRunSteadyStateAllocs(t *testing.T) {
 	t.Logf("%d allocations in a %d-request run (%.4f per request)", after.Mallocs-before.Mallocs, n, perReq)
 	if perReq > 0.02 {
 		t.Errorf("%.4f allocations per request; the hot path allocates", perReq)
+	}
+
+	// Cycling through variants costs no allocation per request either.
+	v := &Variants{}
+	for i := range 64 {
+		v.Requests = append(v.Requests, Request{Header: []Header{{"X-Variant", strconv.Itoa(i)}}})
+	}
+	runtime.ReadMemStats(&before)
+	res = mustRun(t, Options{Addr: addr, Variants: v, Conns: 2, Pipeline: 4, Requests: n})
+	runtime.ReadMemStats(&after)
+	if res.Requests != n {
+		t.Fatalf("variants: requests %d errors %v", res.Requests, res.Errors)
+	}
+	if perReq := float64(after.Mallocs-before.Mallocs) / n; perReq > 0.02 {
+		t.Errorf("variants: %.4f allocations per request; the hot path allocates", perReq)
 	}
 }
 

@@ -31,6 +31,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"frontdoor/identity"
 )
 
 // Scenario is one benchmark workload. Zero Conns and Pipeline take the
@@ -60,6 +62,17 @@ type Scenario struct {
 	// connections are opened and held, and the gateway's memory is sampled.
 	// It has no direct row.
 	Idle bool
+	// Auth makes the scenario authenticated (see AuthMode): its requests
+	// go to /ews/, a protocol that requires Basic, and carry an
+	// Authorization field; the gateway forwards them with a signed
+	// identity assertion to a second mailboxd that verifies it. The
+	// direct row sends the same requests to the mailboxd without identity
+	// checks: the ceiling.
+	Auth AuthMode
+	// AuthCacheTTL, if set, is the gateway's auth.cache_ttl for the
+	// scenario (default: the gateway's own); the gateway is restarted when
+	// the next scenario needs another.
+	AuthCacheTTL time.Duration
 }
 
 // Scenarios lists the suite's workloads in the order they run. Every request
@@ -72,6 +85,13 @@ var Scenarios = []Scenario{
 		Name:        "keepalive-get",
 		Description: "GET /owa/, 100-byte answers, keep-alive, one request at a time: per-request overhead",
 		Header:      []Header{{"X-Mailboxd-Size", "100"}},
+	},
+	{
+		Name: "auth-keepalive",
+		Description: "keepalive-get through a protocol that requires Basic, every request alice's (auth cache hit after the first), " +
+			"identity assertion verified by mailboxd: per-request cost of authentication (direct row: mailboxd without auth)",
+		Auth:   AuthCached,
+		Header: []Header{{"X-Mailboxd-Size", "100"}},
 	},
 	{
 		Name:        "keepalive-get-16k",
@@ -118,6 +138,15 @@ var Scenarios = []Scenario{
 		Header:          []Header{{"X-Mailboxd-Size", "100"}},
 	},
 	{
+		Name: "auth-login",
+		Description: "as auth-keepalive, every request another user's first Basic login (auth cache miss): argon2id and " +
+			"identity signing per request; logins/s and gateway CPU per login (direct row: mailboxd without auth)",
+		Conns:        authLoginConns,
+		Auth:         AuthLogin,
+		AuthCacheTTL: time.Second,
+		Header:       []Header{{"X-Mailboxd-Size", "100"}},
+	},
+	{
 		Name:        "idle-conns",
 		Description: "--idle-conns idle keep-alive connections (one request each): gateway RSS per connection, extrapolated to 1M",
 		Idle:        true,
@@ -160,6 +189,7 @@ type suiteOptions struct {
 	sourceAddrs                      []string
 	idleConns                        int
 	idleHold, idleSettle             time.Duration
+	identityAlg                      identity.Alg
 }
 
 // Main is `frontdoor bench`: args are the arguments after "bench". It
@@ -172,6 +202,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	var (
 		o                             suiteOptions
 		scenarioList, targets, source string
+		identityAlg                   string
 		list                          bool
 	)
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured duration of each run")
@@ -189,6 +220,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.idleConns, "idle-conns", 10000, "idle connections the idle-conns scenarios open (capped by the\nfile-descriptor limit, less 500 for each process's other descriptors)")
 	fs.DurationVar(&o.idleHold, "idle-hold", 2*time.Second, "how long the idle-conns scenarios hold the connections before sampling the gateway's RSS")
 	fs.DurationVar(&o.idleSettle, "idle-settle", 15*time.Second, "after --idle-hold, how much longer the idle-conns scenarios wait for the gateway's\nmemory trimmer to act (it trims about a second after the last handshake); 0 = not at all")
+	fs.StringVar(&identityAlg, "identity-alg", "ed25519", "signature `ALGORITHM` of the identity key the auth-* scenarios generate: ed25519 or ml-dsa-44")
 	fs.BoolVar(&list, "list", false, "list the scenarios and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: frontdoor bench [flags]\n\n"+
@@ -241,6 +273,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if len(o.scenarios) == 0 {
 		return usage("no scenario selected")
 	}
+	alg, err := identity.ParseAlg(identityAlg)
+	if err != nil {
+		return usage("--identity-alg %q: want ed25519 or ml-dsa-44", identityAlg)
+	}
+	o.identityAlg = alg
 	o.targets = map[string]bool{}
 	for _, t := range splitList(targets) {
 		if t != "direct" && t != "gateway" {
@@ -293,6 +330,11 @@ type Report struct {
 	GatewayLoops    int     `json:"gateway_loops"`
 	// CPUPinned is true when the gateway really ran under taskset -c 0.
 	CPUPinned bool `json:"cpu_pinned"`
+	// IdentityAlg is the algorithm of the identity key the auth-*
+	// scenarios signed with, AuthUsers the users auth-login cycled
+	// through; both empty without auth scenarios.
+	IdentityAlg string `json:"identity_alg,omitempty"`
+	AuthUsers   int    `json:"auth_users,omitempty"`
 	// GatewayError says why gateway rows are missing, if they are.
 	GatewayError string `json:"gateway_error,omitempty"`
 	// TLSError says why the gateway rows of TLS scenarios were not
@@ -337,6 +379,19 @@ type RunReport struct {
 	// is the same load in plaintext.
 	TLS              bool `json:"tls"`
 	PlaintextCeiling bool `json:"plaintext_ceiling,omitempty"`
+	// Auth says how the row's requests authenticated (AuthMode.String:
+	// "basic-cached", "basic-login"; empty for anonymous requests).
+	// NoAuthCeiling marks the direct row of such a scenario, sent to the
+	// mailboxd without identity checks.
+	Auth          string `json:"auth,omitempty"`
+	NoAuthCeiling bool   `json:"no_auth_ceiling,omitempty"`
+	// GatewayAuth holds the growth of the gateway's authentication
+	// counters (the auth section of its admin /stats: verifications,
+	// signed, cache_hits, cache_misses, ...) over the measured run, on
+	// gateway rows of auth-* scenarios; cache_entries is its value after.
+	// A login counts one cache miss and two hits: the request is routed
+	// again after its verification and again after its signing.
+	GatewayAuth map[string]int64 `json:"gateway_auth,omitempty"`
 	// Handshakes counts successful TLS handshakes of the measured run (or
 	// of the opening, for idle rows), HandshakesResumed those that resumed
 	// a session; HandshakesPerSecond is Handshakes / elapsed.
@@ -437,24 +492,38 @@ type suite struct {
 	o              suiteOptions
 	stdout, stderr io.Writer
 	dir            string
-	mbx, gw        *child
-	mbxPort        int
-	mbxAddr        string
-	gwAddr         string
+	// mbx is the mailboxd every scenario's direct row and the anonymous
+	// protocol use; auth.mbx, when auth scenarios are selected, the one
+	// that verifies identity assertions.
+	mbx    *backend
+	auth   *authFixture
+	gw     *child
+	gwAddr string
+	// gwCacheTTL is the auth.cache_ttl the gateway was started with (0:
+	// default).
+	gwCacheTTL time.Duration
 	// gwTLSAddr is the gateway's TLS listener; empty when the gateway runs
 	// without one (no TLS scenario selected, or tlsErr).
 	gwTLSAddr string
-	// gwAdminAddr is the gateway's admin endpoint (/stats, memory trim).
+	// gwAdminAddr is the gateway's admin endpoint (/stats: memory, the
+	// memory trim, the auth counters).
 	gwAdminAddr string
 	// tlsErr says why the gateway has no working TLS listener although a
 	// TLS scenario was selected; those scenarios then get error rows.
 	tlsErr string
+	report Report
+}
+
+// backend is a mailboxd child.
+type backend struct {
+	*child
+	port int
+	addr string
 	// probeOpen and probeAccepted calibrate the stats probe: whether
 	// mailboxd counts the probe's own connection in connections_open and
 	// connections_accepted (the reference mailboxd does not; a stand-in
 	// might). Each is 0 or 1 and is subtracted from later readings.
 	probeOpen, probeAccepted int64
-	report                   Report
 }
 
 func runSuite(ctx context.Context, o suiteOptions, stdout, stderr io.Writer) (code int) {
@@ -476,14 +545,10 @@ func runSuite(ctx context.Context, o suiteOptions, stdout, stderr io.Writer) (co
 	s.dir = dir
 	defer os.RemoveAll(dir)
 
-	s.mbxPort, err = freePort()
-	if err != nil {
-		return fail("picking ports: %v", err)
-	}
-	s.mbxAddr = "127.0.0.1:" + strconv.Itoa(s.mbxPort)
-	wantTLS := false
+	wantTLS, wantAuth := false, false
 	for _, sc := range o.scenarios {
 		wantTLS = wantTLS || sc.TLS
+		wantAuth = wantAuth || sc.Auth != AuthNone
 	}
 
 	// Children are stopped on every path out, the gateway first so it never
@@ -495,19 +560,22 @@ func runSuite(ctx context.Context, o suiteOptions, stdout, stderr io.Writer) (co
 		if s.mbx != nil {
 			s.mbx.stop()
 		}
+		if s.auth != nil && s.auth.mbx != nil {
+			s.auth.mbx.stop()
+		}
 	}()
 
-	s.mbx, err = startChild("mailboxd", []string{o.binary, "mailboxd", "--listen", s.mbxAddr, "--name", mailboxdName}, dir)
-	if err != nil {
-		return fail("starting mailboxd: %v", err)
+	if s.mbx, err = s.startMailboxd(ctx, "mailboxd"); err != nil {
+		return fail("%v", err)
 	}
-	if err := waitReady(ctx, s.mbx, probeClient, "http://"+s.mbxAddr+"/healthcheck.htm", nil, o.startupTimeout); err != nil {
-		s.mbx.dumpOutput(stderr)
-		return fail("mailboxd did not come up: %v", err)
-	}
-	fmt.Fprintf(stderr, "mailboxd %s listening on %s (pid %d)\n", mailboxdName, s.mbxAddr, s.mbx.pid())
-	if err := s.calibrateStats(); err != nil {
-		fmt.Fprintf(stderr, "frontdoor bench: mailboxd stats unavailable, backend connections not reported: %v\n", err)
+	if wantAuth {
+		if s.auth, err = newAuthFixture(dir, o.identityAlg); err != nil {
+			return fail("preparing the auth scenarios: %v", err)
+		}
+		s.report.IdentityAlg, s.report.AuthUsers = string(o.identityAlg), authUsers
+		if s.auth.mbx, err = s.startMailboxd(ctx, mailboxdIDLabel, "--identity-keys", s.auth.pubFile); err != nil {
+			return fail("%v", err)
+		}
 	}
 
 	gatewayOK := false
@@ -555,7 +623,12 @@ func runSuite(ctx context.Context, o suiteOptions, stdout, stderr io.Writer) (co
 				}
 				fmt.Fprintf(stderr, "frontdoor bench: %s %s: %s\n", sc.Name, target, rr.Error)
 			case sc.Idle:
+				s.gwCacheTTL = sc.AuthCacheTTL // measureIdle restarts the gateway
 				rr, err = s.measureIdle(ctx, sc)
+			case target == "gateway":
+				if err = s.gatewayFor(ctx, sc); err == nil {
+					rr, err = s.measure(ctx, sc, target)
+				}
 			default:
 				rr, err = s.measure(ctx, sc, target)
 			}
@@ -568,10 +641,12 @@ func runSuite(ctx context.Context, o suiteOptions, stdout, stderr io.Writer) (co
 					code = 1
 				}
 			}
-			if s.mbx.exited() {
-				s.mbx.dumpOutput(stderr)
-				s.finish(stdout)
-				return fail("mailboxd exited during %s %s: %v", sc.Name, target, s.mbx.exitErr())
+			for _, b := range s.backends() {
+				if b.exited() {
+					b.dumpOutput(stderr)
+					s.finish(stdout)
+					return fail("%s exited during %s %s: %v", b.name, sc.Name, target, b.exitErr())
+				}
 			}
 			if target == "gateway" && (s.gw == nil || s.gw.exited()) {
 				var err error
@@ -600,10 +675,55 @@ func runSuite(ctx context.Context, o suiteOptions, stdout, stderr io.Writer) (co
 	return code
 }
 
+// startMailboxd starts a mailboxd child named mailboxdName on a fresh port
+// with extra arguments, waits for its health probe and calibrates its
+// stats probe. label names it in messages.
+func (s *suite) startMailboxd(ctx context.Context, label string, extra ...string) (*backend, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, fmt.Errorf("picking a port for %s: %w", label, err)
+	}
+	b := &backend{port: port, addr: "127.0.0.1:" + strconv.Itoa(port)}
+	argv := append([]string{s.o.binary, "mailboxd", "--listen", b.addr, "--name", mailboxdName}, extra...)
+	if b.child, err = startChild(label, argv, s.dir); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", label, err)
+	}
+	if err := waitReady(ctx, b.child, probeClient, "http://"+b.addr+"/healthcheck.htm", nil, s.o.startupTimeout); err != nil {
+		b.dumpOutput(s.stderr)
+		b.stop()
+		return nil, fmt.Errorf("%s did not come up: %w", label, err)
+	}
+	fmt.Fprintf(s.stderr, "%s %s listening on %s (pid %d)\n", label, mailboxdName, b.addr, b.pid())
+	if err := b.calibrateStats(); err != nil {
+		fmt.Fprintf(s.stderr, "frontdoor bench: %s stats unavailable, backend connections not reported: %v\n", label, err)
+	}
+	return b, nil
+}
+
+// backends returns the mailboxd children.
+func (s *suite) backends() []*backend {
+	if s.auth != nil && s.auth.mbx != nil {
+		return []*backend{s.mbx, s.auth.mbx}
+	}
+	return []*backend{s.mbx}
+}
+
+// gatewayPorts are the ports a gateway config names. TLS and Admin are 0
+// when the gateway has no such listener, MbxID when no auth scenario is
+// selected.
+type gatewayPorts struct {
+	HTTP, TLS, Admin int
+	Mbx, MbxID       int
+}
+
 // writeConfig writes the gateway config and its directory file into s.dir.
-// tlsPort > 0 adds a second listener, "https", that terminates TLS with a
-// self-signed certificate the gateway writes into s.dir/tls on start.
-func (s *suite) writeConfig(gwPort, tlsPort, mbxPort int) error {
+// p.TLS > 0 adds a second listener, "https", that terminates TLS with a
+// self-signed certificate the gateway writes into s.dir/tls on start. With
+// s.auth set it adds the protocol that requires Basic (authConfig), served
+// on p.MbxID, the admin endpoint on p.Admin (for the auth counters), and
+// the bench users' password hashes; auth.cache_ttl is s.gwCacheTTL.
+func (s *suite) writeConfig(p gatewayPorts) error {
+	gwPort, tlsPort, mbxPort := p.HTTP, p.TLS, p.Mbx
 	cfg := fmt.Sprintf(`# Written by frontdoor bench.
 directory = "directory.toml"
 
@@ -638,11 +758,20 @@ name = "owa"
 path_prefix = "/owa"
 backend_port = %d
 `, mbxPort)
-	if s.gwAdminAddr != "" {
-		// The idle scenarios read the gateway's memory from /stats and ask
-		// it for a trim before their baseline.
-		cfg += fmt.Sprintf("\n[admin]\naddress = %q\n", s.gwAdminAddr)
+	hash := ""
+	if s.auth != nil {
+		cfg += authConfig(s.auth.keyFile, s.gwCacheTTL, p.MbxID)
+		hash = s.auth.hash
 	}
+	if p.Admin > 0 {
+		// The idle scenarios read the gateway's memory from /stats and ask
+		// it for a trim before their baseline; the auth rows read its auth
+		// counters.
+		cfg += fmt.Sprintf("\n[admin]\naddress = \"127.0.0.1:%d\"\n", p.Admin)
+	}
+	// The server's address has no port: each protocol's backend_port
+	// applies, so the authenticated protocol reaches the mailboxd that
+	// verifies identity assertions.
 	dir := fmt.Sprintf(`# Written by frontdoor bench.
 [[site]]
 name = "site-a"
@@ -650,18 +779,13 @@ external_url = "https://mail-a.example.test"
 
 [[server]]
 name = %q
-address = "127.0.0.1:%d"
+address = "127.0.0.1"
 site = "site-a"
 
 [[database]]
 name = "DB01"
 active = %q
-
-[[user]]
-login = "alice"
-address = %q
-database = "DB01"
-`, mailboxdName, mbxPort, mailboxdName, anchorMailbox)
+`, mailboxdName, mailboxdName) + directoryUsers(hash)
 	if err := os.WriteFile(filepath.Join(s.dir, "frontdoor.toml"), []byte(cfg), 0o644); err != nil {
 		return err
 	}
@@ -672,26 +796,26 @@ database = "DB01"
 // while nothing else is connected. The health probes' connections may still
 // be counted open for a moment (mailboxd notices a peer's close on its next
 // read), so it takes the minimum over up to 10 probes 20 ms apart.
-func (s *suite) calibrateStats() error {
-	prev, err := mailboxdStats(s.mbxAddr)
+func (b *backend) calibrateStats() error {
+	prev, err := mailboxdStats(b.addr)
 	if err != nil {
 		return err
 	}
-	s.probeOpen, s.probeAccepted = max(prev.ConnectionsOpen, 0), 1
+	b.probeOpen, b.probeAccepted = max(prev.ConnectionsOpen, 0), 1
 	for range 10 {
 		time.Sleep(20 * time.Millisecond)
-		st, err := mailboxdStats(s.mbxAddr)
+		st, err := mailboxdStats(b.addr)
 		if err != nil {
 			return err
 		}
-		s.probeOpen = min(s.probeOpen, max(st.ConnectionsOpen, 0))
-		s.probeAccepted = min(s.probeAccepted, max(st.ConnectionsAccepted-prev.ConnectionsAccepted, 0))
+		b.probeOpen = min(b.probeOpen, max(st.ConnectionsOpen, 0))
+		b.probeAccepted = min(b.probeAccepted, max(st.ConnectionsAccepted-prev.ConnectionsAccepted, 0))
 		prev = st
-		if s.probeOpen == 0 && s.probeAccepted == 0 {
+		if b.probeOpen == 0 && b.probeAccepted == 0 {
 			break
 		}
 	}
-	s.probeOpen = min(s.probeOpen, 1)
+	b.probeOpen = min(b.probeOpen, 1)
 	return nil
 }
 
@@ -719,7 +843,11 @@ func (s *suite) startGateway(ctx context.Context, withTLS bool) error {
 	}
 	s.gwAddr, s.gwTLSAddr = "127.0.0.1:"+strconv.Itoa(gwPort), ""
 	s.gwAdminAddr = "127.0.0.1:" + strconv.Itoa(adminPort)
-	if err := s.writeConfig(gwPort, tlsPort, s.mbxPort); err != nil {
+	ports := gatewayPorts{HTTP: gwPort, TLS: tlsPort, Mbx: s.mbx.port, Admin: adminPort}
+	if s.auth != nil {
+		ports.MbxID = s.auth.mbx.port
+	}
+	if err := s.writeConfig(ports); err != nil {
 		return fmt.Errorf("writing config: %w", err)
 	}
 	argv := []string{s.o.binary, "run", "--config", filepath.Join(s.dir, "frontdoor.toml")}
@@ -736,6 +864,14 @@ func (s *suite) startGateway(ctx context.Context, withTLS bool) error {
 	hdr := http.Header{"X-AnchorMailbox": {anchorMailbox}}
 	if err := waitReady(ctx, s.gw, probeClient, "http://"+s.gwAddr+"/owa/", hdr, s.o.startupTimeout); err != nil {
 		return err
+	}
+	if s.auth != nil {
+		// alice through the authenticated protocol: the identity key, the
+		// password hash and the verifying mailboxd all work.
+		ah := http.Header{"X-AnchorMailbox": {anchorMailbox}, "Authorization": {basicAuth(authLogin)}}
+		if err := waitReady(ctx, s.gw, probeClient, "http://"+s.gwAddr+authPrefix+"/", ah, s.o.startupTimeout); err != nil {
+			return fmt.Errorf("the authenticated protocol %s: %w", authPrefix, err)
+		}
 	}
 	tlsNote := ""
 	if withTLS {
@@ -755,7 +891,14 @@ func (s *suite) startGateway(ctx context.Context, withTLS bool) error {
 	if s.report.CPUPinned {
 		pin = ", pinned to CPU 0"
 	}
-	fmt.Fprintf(s.stderr, "gateway listening on %s%s (pid %d, loops=%d%s)\n", s.gwAddr, tlsNote, s.gw.pid(), s.o.loops, pin)
+	authNote := ""
+	if s.auth != nil {
+		authNote = fmt.Sprintf(", %s requires Basic, admin on %s", authPrefix, s.gwAdminAddr)
+		if s.gwCacheTTL > 0 {
+			authNote += ", auth.cache_ttl " + s.gwCacheTTL.String()
+		}
+	}
+	fmt.Fprintf(s.stderr, "gateway listening on %s%s%s (pid %d, loops=%d%s)\n", s.gwAddr, tlsNote, authNote, s.gw.pid(), s.o.loops, pin)
 	return nil
 }
 
@@ -798,22 +941,53 @@ func (s *suite) restartGateway(ctx context.Context) error {
 	return s.startGateway(ctx, withTLS)
 }
 
+// gatewayFor restarts the gateway if sc needs another auth.cache_ttl than
+// the running one has. On error the gateway is stopped (s.gw nil).
+func (s *suite) gatewayFor(ctx context.Context, sc Scenario) error {
+	if sc.AuthCacheTTL == s.gwCacheTTL {
+		return nil
+	}
+	s.gwCacheTTL = sc.AuthCacheTTL
+	ttl := "the default"
+	if s.gwCacheTTL > 0 {
+		ttl = s.gwCacheTTL.String()
+	}
+	fmt.Fprintf(s.stderr, "running %s -> gateway: restarting the gateway with auth.cache_ttl %s\n", sc.Name, ttl)
+	if err := s.restartGateway(ctx); err != nil {
+		if s.gw != nil {
+			s.gw.dumpOutput(s.stderr)
+			s.gw.stop()
+			s.gw = nil
+		}
+		return fmt.Errorf("restarting the gateway: %w", err)
+	}
+	return nil
+}
+
 // loadOptions is the load-generator configuration of one scenario against
 // one target. Direct rows of TLS scenarios are plaintext: mailboxd has no
 // TLS.
 func (s *suite) loadOptions(sc Scenario, target string) Options {
+	path := "/owa/"
+	if sc.Auth != AuthNone {
+		path = authPrefix + "/"
+	}
+	hdr := append([]Header{{"X-AnchorMailbox", anchorMailbox}}, authHeaders(sc)...)
 	opts := Options{
-		Addr: s.mbxAddr,
+		Addr: s.mbx.addr,
 		Request: Request{
 			Method: "GET",
-			Path:   "/owa/",
-			Header: append([]Header{{"X-AnchorMailbox", anchorMailbox}}, sc.Header...),
+			Path:   path,
+			Header: append(hdr, sc.Header...),
 		},
 		Conns:           orDefault(sc.Conns, s.o.conns),
 		Pipeline:        orDefault(sc.Pipeline, s.o.pipeline),
 		RequestsPerConn: sc.RequestsPerConn,
 		LocalAddrs:      s.o.sourceAddrs,
 		LatencyFromDial: sc.LatencyFromDial,
+	}
+	if sc.Auth == AuthLogin {
+		opts.Variants = loginVariants(opts.Request)
 	}
 	if target == "gateway" {
 		opts.Addr = s.gwAddr
@@ -850,6 +1024,15 @@ func (s *suite) measure(ctx context.Context, sc Scenario, target string) (*RunRe
 	case sc.TLS:
 		kind = ", plaintext (mailboxd has no TLS)"
 	}
+	switch {
+	case sc.Auth == AuthCached:
+		kind += ", Basic as " + authLogin
+	case sc.Auth == AuthLogin:
+		kind += fmt.Sprintf(", Basic, each request another of %d users", authUsers)
+	}
+	if sc.Auth != AuthNone && target == "direct" {
+		kind += " (mailboxd without identity checks)"
+	}
 	fmt.Fprintf(s.stderr, "running %s -> %s: %d conns, pipeline %d%s, %v (+%v warm-up)\n",
 		sc.Name, target, opts.Conns, opts.Pipeline, kind, s.o.duration, s.o.warmup)
 
@@ -864,12 +1047,25 @@ func (s *suite) measure(ctx context.Context, sc Scenario, target string) (*RunRe
 	sleepCtx(ctx, 100*time.Millisecond)
 
 	var gwPID int
+	mbx := s.mbx
+	authStats := target == "gateway" && sc.Auth != AuthNone && s.gwAdminAddr != ""
+	var authBefore map[string]int64
 	if target == "gateway" {
 		gwPID = s.gw.pid()
+		if sc.Auth != AuthNone {
+			mbx = s.auth.mbx
+		}
+		if authStats {
+			var err error
+			if authBefore, err = gatewayAuthStats(s.gwAdminAddr); err != nil {
+				fmt.Fprintf(s.stderr, "frontdoor bench: %s: gateway auth counters unavailable: %v\n", sc.Name, err)
+				authStats = false
+			}
+		}
 	}
 	self := os.Getpid()
-	statsBefore, statsErr := mailboxdStats(s.mbxAddr)
-	before := sampleAll(gwPID, s.mbx.pid(), self)
+	statsBefore, statsErr := mailboxdStats(mbx.addr)
+	before := sampleAll(gwPID, mbx.pid(), self)
 
 	opts.Duration = s.o.duration
 	res, err := Run(ctx, opts)
@@ -877,10 +1073,18 @@ func (s *suite) measure(ctx context.Context, sc Scenario, target string) (*RunRe
 		return nil, err
 	}
 
-	after := sampleAll(gwPID, s.mbx.pid(), self)
+	after := sampleAll(gwPID, mbx.pid(), self)
 	var statsAfter mailboxdStatsJSON
 	if statsErr == nil {
-		statsAfter, statsErr = mailboxdStats(s.mbxAddr)
+		statsAfter, statsErr = mailboxdStats(mbx.addr)
+	}
+	var authAfter map[string]int64
+	if authStats {
+		var err error
+		if authAfter, err = gatewayAuthStats(s.gwAdminAddr); err != nil {
+			fmt.Fprintf(s.stderr, "frontdoor bench: %s: gateway auth counters unavailable: %v\n", sc.Name, err)
+			authStats = false
+		}
 	}
 
 	rr := &RunReport{
@@ -899,6 +1103,11 @@ func (s *suite) measure(ctx context.Context, sc Scenario, target string) (*RunRe
 		Dials:             res.Dials,
 		TLS:               opts.TLS != nil,
 		PlaintextCeiling:  sc.TLS && opts.TLS == nil,
+		Auth:              sc.Auth.String(),
+		NoAuthCeiling:     sc.Auth != AuthNone && target == "direct",
+	}
+	if authStats {
+		rr.GatewayAuth = authDelta(authBefore, authAfter)
 	}
 	for class, n := range res.StatusClasses {
 		if n > 0 {
@@ -922,8 +1131,8 @@ func (s *suite) measure(ctx context.Context, sc Scenario, target string) (*RunRe
 	rr.MailboxdCPUPerRequestUS = perN(1, res.Requests)
 	rr.LoadgenCPUPerRequestUS = perN(2, res.Requests)
 	if statsErr == nil {
-		open := max(statsAfter.ConnectionsOpen-s.probeOpen, 0)
-		created := max(statsAfter.ConnectionsAccepted-statsBefore.ConnectionsAccepted-s.probeAccepted, 0)
+		open := max(statsAfter.ConnectionsOpen-mbx.probeOpen, 0)
+		created := max(statsAfter.ConnectionsAccepted-statsBefore.ConnectionsAccepted-mbx.probeAccepted, 0)
 		rr.BackendConnectionsOpen, rr.BackendConnectionsNew = &open, &created
 	}
 	if opts.TLS != nil {
@@ -1334,12 +1543,17 @@ func writeTable(w io.Writer, r *Report) {
 	rows := [][]string{{"SCENARIO", "TARGET", "CONNS", "PIPE", "REQ/S", "HS/S", "P50", "P99", "P99.9", "MAX", "ERRORS", "GW CPU/REQ", "GW RSS", "MBX CPU/REQ", "BACKEND OPEN/NEW"}}
 	idleRows := [][]string{{"SCENARIO", "TARGET", "HELD", "OPENED IN", "HS/S", "ERRORS", "RSS BEFORE", "RSS HELD", "RSS/CONN", "HEAP/CONN", "AT 1M CONNS", "GW CPU/CONN"}}
 	var notes []string
-	plainCeiling, handshakeRows := false, false
+	plainCeiling, handshakeRows, authRows, loginRows := false, false, false, false
 	for _, rr := range r.Results {
 		target := rr.Target
 		if rr.PlaintextCeiling {
 			target, plainCeiling = "direct (no TLS)", true
 		}
+		if rr.NoAuthCeiling {
+			target = "direct (no auth)"
+		}
+		authRows = authRows || rr.Auth != ""
+		loginRows = loginRows || rr.Auth == AuthLogin.String()
 		if rr.Error != "" {
 			row := []string{rr.Scenario, target, "NOT MEASURED (see notes)"}
 			if rr.Idle != nil {
@@ -1388,6 +1602,17 @@ func writeTable(w io.Writer, r *Report) {
 				notes = append(notes, fmt.Sprintf("%s/%s: %d %s responses (counted as successes; check routing)", rr.Scenario, rr.Target, n, class))
 			}
 		}
+		if a := rr.GatewayAuth; a != nil {
+			n := fmt.Sprintf("%s/%s: gateway auth counters over the run: %d verifications, %d assertions signed, %d cache misses, %d hits, %d refused, %d overloaded",
+				rr.Scenario, rr.Target, a["verifications"], a["signed"], a["cache_misses"], a["cache_hits"], a["refused_basic"], a["overloaded"])
+			if rr.Requests > 0 {
+				n += fmt.Sprintf(" for %d requests (%.3f verifications per request)", rr.Requests, float64(a["verifications"])/float64(rr.Requests))
+				if rr.Auth == AuthLogin.String() && float64(a["verifications"]) < 0.99*float64(rr.Requests) {
+					n += ": some logins were cache hits (a user repeated within auth.cache_ttl), so GW CPU/REQ understates a login"
+				}
+			}
+			notes = append(notes, n)
+		}
 		if rr.TLS && rr.HandshakeLatency != nil {
 			n := fmt.Sprintf("%s/%s: %s, %d handshakes (%d resumed), connect+handshake p50 %s p99 %s",
 				rr.Scenario, rr.Target, orDash(rr.TLSParams), rr.Handshakes, rr.HandshakesResumed,
@@ -1422,6 +1647,16 @@ func writeTable(w io.Writer, r *Report) {
 
 	if plainCeiling {
 		notes = append(notes, "direct (no TLS): mailboxd has no TLS, so the ceiling of a tls-* scenario is the same load in plaintext straight to mailboxd")
+	}
+	if authRows {
+		notes = append(notes, fmt.Sprintf("auth-*: the gateway row requires Basic on %s/ and forwards each request with a signed identity assertion (%s) "+
+			"to a second mailboxd that verifies it (--identity-keys), so its MBX CPU/REQ includes the verification; "+
+			"direct (no auth) sends the same requests to the mailboxd without identity checks: the ceiling", authPrefix, orDash(r.IdentityAlg)))
+	}
+	if loginRows {
+		notes = append(notes, fmt.Sprintf("auth-login: every request is the login of another of %d users (round-robin, gateway auth.cache_ttl 1s), "+
+			"so through the gateway REQ/S is logins/s and GW CPU/REQ is CPU per login (argon2id, signing, the request); "+
+			"a login counts 1 cache miss and 2 hits (the request is routed again after verifying and after signing)", r.AuthUsers))
 	}
 	if handshakeRows {
 		notes = append(notes, "tls-handshake-*: one request per connection, so REQ/S is connections/s, GW CPU/REQ is CPU per connection (accept, handshake, request, close) and latency counts from the start of the dial")

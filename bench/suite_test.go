@@ -19,6 +19,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -26,6 +27,7 @@ import (
 
 	"frontdoor/directory"
 	"frontdoor/gateway/config"
+	"frontdoor/identity"
 )
 
 // The suite runner starts `BINARY mailboxd ...` and `BINARY run ...`. The
@@ -61,10 +63,17 @@ func fakeFrontdoor(args []string) int {
 	case "mailboxd":
 		listen := fs.String("listen", "", "")
 		name := fs.String("name", "", "")
+		keys := fs.String("identity-keys", "", "")
 		if fs.Parse(args[1:]) != nil {
 			return 2
 		}
-		return fakeMailboxd(ctx, *listen, *name)
+		if *keys != "" {
+			if _, err := os.Stat(*keys); err != nil {
+				fmt.Fprintln(os.Stderr, "fake mailboxd:", err)
+				return 1
+			}
+		}
+		return fakeMailboxd(ctx, *listen, *name, *keys != "")
 	case "tls-raw-server":
 		return tlsRawServerMain(ctx)
 	case "run":
@@ -82,7 +91,9 @@ func fakeFrontdoor(args []string) int {
 	return 2
 }
 
-func fakeMailboxd(ctx context.Context, listen, name string) int {
+// fakeMailboxd serves like mailboxd; with identity it refuses (403) requests
+// without an X-Frontdoor-Identity field, as mailboxd --identity-keys does.
+func fakeMailboxd(ctx context.Context, listen, name string, identity bool) int {
 	var accepted, open atomic.Int64
 	body100 := strings.Repeat("m", 100)
 	srv := &http.Server{
@@ -99,6 +110,10 @@ func fakeMailboxd(ctx context.Context, listen, name string) int {
 					"server": name, "connections_accepted": accepted.Load(), "connections_open": open.Load(),
 				})
 			default:
+				if identity && len(r.Header.Values("X-Frontdoor-Identity")) != 1 {
+					http.Error(w, "mailboxd: identity refused (missing)", http.StatusForbidden)
+					return
+				}
 				n, err := strconv.Atoi(r.Header.Get("X-Mailboxd-Size"))
 				if err != nil {
 					n = 100
@@ -145,19 +160,48 @@ func fakeGateway(ctx context.Context, cfgPath string) int {
 	}
 	listen := regexp.MustCompile(`(?m)^address = "([^"]+)"`).FindAllSubmatch(cfg, -1)
 	backend := regexp.MustCompile(`(?m)^address = "([^"]+)"`).FindSubmatch(dir)
-	if listen == nil || backend == nil || !bytes.Contains(dir, []byte(`address = "alice@example.test"`)) {
+	ports := regexp.MustCompile(`(?m)^backend_port = (\d+)`).FindAllSubmatch(cfg, -1)
+	if listen == nil || backend == nil || ports == nil || !bytes.Contains(dir, []byte(`address = "alice@example.test"`)) {
 		fmt.Fprintf(os.Stderr, "fake gateway: config not as expected:\n%s\n%s", cfg, dir)
 		return 1
+	}
+	// Like the gateway: the server's address has no port, each protocol's
+	// backend_port applies; the second protocol, if any, is /ews with
+	// Basic, whose requests get an identity field.
+	backendURL := func(i int) *url.URL {
+		return &url.URL{Scheme: "http", Host: net.JoinHostPort(string(backend[1]), string(ports[i][1]))}
+	}
+	var authProxy http.Handler
+	var auth fakeAuthCounters
+	if len(ports) > 1 {
+		if !bytes.Contains(cfg, []byte(`path_prefix = "/ews"`)) || !bytes.Contains(cfg, []byte(`auth = ["basic"]`)) ||
+			!bytes.Contains(dir, []byte("password_hash = ")) {
+			fmt.Fprintf(os.Stderr, "fake gateway: auth config not as expected:\n%s\n%s", cfg, dir)
+			return 1
+		}
+		p := httputil.NewSingleHostReverseProxy(backendURL(1))
+		p.Transport = &http.Transport{MaxIdleConnsPerHost: 64}
+		authProxy = p
 	}
 	wantTLS := regexp.MustCompile(`(?m)^tls = true`).Match(cfg)
 	if wantTLS && os.Getenv(fakeGwTLSEnv) == "refuse" {
 		fmt.Fprintf(os.Stderr, "frontdoor: %s: unknown key \"listener.tls\" (fake gateway without TLS)\n", cfgPath)
 		return 1
 	}
-	target, _ := url.Parse("http://" + string(backend[1]))
-	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy := httputil.NewSingleHostReverseProxy(backendURL(0))
 	proxy.Transport = &http.Transport{MaxIdleConnsPerHost: 64}
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if authProxy != nil && strings.HasPrefix(r.URL.Path, "/ews") {
+			authz := r.Header.Get("Authorization")
+			if !strings.HasPrefix(authz, "Basic ") {
+				http.Error(w, "authentication required", http.StatusUnauthorized)
+				return
+			}
+			auth.see(authz)
+			r.Header.Set("X-Frontdoor-Identity", "fake")
+			authProxy.ServeHTTP(w, r)
+			return
+		}
 		if r.Header.Get("X-AnchorMailbox") == "" || !strings.HasPrefix(r.URL.Path, "/owa") {
 			http.Error(w, "no route", http.StatusNotFound)
 			return
@@ -205,6 +249,15 @@ func fakeGateway(ctx context.Context, cfgPath string) int {
 			}
 		}()
 	}
+	if m := regexp.MustCompile(`(?m)^\[admin\]\naddress = "([^"]+)"`).FindSubmatch(cfg); m != nil {
+		mux := http.NewServeMux()
+		mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
+			json.NewEncoder(w).Encode(map[string]any{"requests": 1, "auth": auth.snapshot()})
+		})
+		asrv := &http.Server{Addr: string(m[1]), Handler: mux}
+		servers = append(servers, asrv)
+		go asrv.ListenAndServe()
+	}
 	go func() {
 		<-ctx.Done()
 		for _, s := range servers {
@@ -218,6 +271,37 @@ func fakeGateway(ctx context.Context, cfgPath string) int {
 	return 0
 }
 
+// fakeAuthCounters counts like the gateway's auth cache: a credential's
+// first request is a miss, one verification and one signature, and counts
+// two hits (the gateway routes it again after each); later ones are hits.
+type fakeAuthCounters struct {
+	mu           sync.Mutex
+	seen         map[string]bool
+	hits, misses int64
+}
+
+func (a *fakeAuthCounters) see(authz string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.seen[authz] {
+		a.hits++
+		return
+	}
+	if a.seen == nil {
+		a.seen = map[string]bool{}
+	}
+	a.seen[authz] = true
+	a.misses++
+	a.hits += 2
+}
+
+func (a *fakeAuthCounters) snapshot() map[string]int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return map[string]int64{"cache_hits": a.hits, "cache_misses": a.misses, "verifications": a.misses, "signed": a.misses,
+		"cache_entries": int64(len(a.seen)), "accepted_basic": a.hits - a.misses, "refused_basic": 0, "overloaded": 0}
+}
+
 func testSuiteOptions(t *testing.T, scenarios ...string) suiteOptions {
 	t.Helper()
 	exe, err := os.Executable()
@@ -226,7 +310,7 @@ func testSuiteOptions(t *testing.T, scenarios ...string) suiteOptions {
 	}
 	o := suiteOptions{
 		duration: 300 * time.Millisecond, warmup: 100 * time.Millisecond, startupTimeout: 10 * time.Second,
-		conns: 4, pipeline: 1, loops: 1, binary: exe, idleConns: 100, idleHold: 200 * time.Millisecond,
+		conns: 4, pipeline: 1, loops: 1, binary: exe, idleConns: 100, idleHold: 200 * time.Millisecond, identityAlg: identity.EdDSA,
 		targets:  map[string]bool{"direct": true, "gateway": true},
 		jsonFile: filepath.Join(t.TempDir(), "out.json"),
 	}
@@ -361,7 +445,7 @@ func TestMainUsage(t *testing.T) {
 	}
 	for _, args := range [][]string{
 		{"--scenario", "nope"}, {"--conns", "0"}, {"--targets", "x"}, {"extra"}, {"--bogus"},
-		{"--source-addrs", "10.0.0.1"}, {"--idle-conns", "0"}, {"--idle-hold", "-1s"},
+		{"--source-addrs", "10.0.0.1"}, {"--idle-conns", "0"}, {"--idle-hold", "-1s"}, {"--identity-alg", "rsa"},
 	} {
 		stderr.Reset()
 		if code := Main(args, &stdout, &stderr); code != 2 {
@@ -377,7 +461,7 @@ func TestMainUsage(t *testing.T) {
 
 func TestWrittenConfig(t *testing.T) {
 	s := &suite{o: suiteOptions{loops: 1}, dir: t.TempDir()}
-	if err := s.writeConfig(18080, 0, 18081); err != nil {
+	if err := s.writeConfig(gatewayPorts{HTTP: 18080, Mbx: 18081}); err != nil {
 		t.Fatal(err)
 	}
 	cfg, _ := os.ReadFile(filepath.Join(s.dir, "frontdoor.toml"))
@@ -387,7 +471,7 @@ func TestWrittenConfig(t *testing.T) {
 			t.Errorf("config lacks %q:\n%s", want, cfg)
 		}
 	}
-	for _, want := range []string{`address = "127.0.0.1:18081"`, `active = "mbx1"`, `address = "alice@example.test"`, `external_url = "https://mail-a.example.test"`} {
+	for _, want := range []string{`address = "127.0.0.1"`, `active = "mbx1"`, `address = "alice@example.test"`, `external_url = "https://mail-a.example.test"`} {
 		if !strings.Contains(string(dir), want) {
 			t.Errorf("directory lacks %q:\n%s", want, dir)
 		}
@@ -399,7 +483,7 @@ func TestWrittenConfig(t *testing.T) {
 // validation, and route alice to mbx1.
 func TestWrittenConfigLoads(t *testing.T) {
 	s := &suite{o: suiteOptions{loops: 1}, dir: t.TempDir()}
-	if err := s.writeConfig(18080, 0, 18081); err != nil {
+	if err := s.writeConfig(gatewayPorts{HTTP: 18080, Mbx: 18081}); err != nil {
 		t.Fatal(err)
 	}
 	c, err := config.Load(filepath.Join(s.dir, "frontdoor.toml"))
@@ -418,7 +502,7 @@ func TestWrittenConfigLoads(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := d.LookupMailbox([]byte(anchorMailbox))
-	if m == nil || m.Database.Active.Name != mailboxdName || m.Database.Active.Address != "127.0.0.1:18081" {
+	if m == nil || m.Database.Active.Name != mailboxdName || m.Database.Active.HostPort(c.Protocols[0].BackendPort) != "127.0.0.1:18081" {
 		t.Errorf("alice resolves to %+v", m)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -92,8 +93,11 @@ func TestSuiteTLSAndIdleWithFakeFrontdoor(t *testing.T) {
 		if want := float64(ir.RSSHeldBytes-ir.RSSBeforeBytes) / 100; ir.RSSPerConnBytes != want {
 			t.Errorf("%s: RSS/conn %v, want %v", sc, ir.RSSPerConnBytes, want)
 		}
-		if ir.GatewayFDsBefore == nil || ir.GatewayFDsHeld == nil || *ir.GatewayFDsHeld-*ir.GatewayFDsBefore < 100 {
-			t.Errorf("%s: gateway descriptors %v -> %v, want +100", sc, ir.GatewayFDsBefore, ir.GatewayFDsHeld)
+		// The baseline may still count the admin connection of the trim
+		// asked for just before it (the server closes its end a moment
+		// after the client): allow that one descriptor.
+		if ir.GatewayFDsBefore == nil || ir.GatewayFDsHeld == nil || *ir.GatewayFDsHeld-*ir.GatewayFDsBefore < 99 {
+			t.Errorf("%s: gateway descriptors %s -> %s, want +100", sc, fmtOptInt(ir.GatewayFDsBefore), fmtOptInt(ir.GatewayFDsHeld))
 		}
 		if (sc == "idle-conns-tls") != (g.Handshakes == 100) {
 			t.Errorf("%s: %d handshakes", sc, g.Handshakes)
@@ -303,7 +307,7 @@ func TestRunIdleWithFakeProcess(t *testing.T) {
 
 func TestWrittenTLSConfig(t *testing.T) {
 	s := &suite{o: suiteOptions{loops: 1}, dir: t.TempDir(), gwAdminAddr: "127.0.0.1:18999"}
-	if err := s.writeConfig(18080, 18443, 18081); err != nil {
+	if err := s.writeConfig(gatewayPorts{HTTP: 18080, TLS: 18443, Mbx: 18081, Admin: 18999}); err != nil {
 		t.Fatal(err)
 	}
 	cfg, _ := os.ReadFile(filepath.Join(s.dir, "frontdoor.toml"))
@@ -336,4 +340,11 @@ func TestWrittenTLSConfig(t *testing.T) {
 	if c.Timeouts.Idle.D() < 5*time.Minute {
 		t.Errorf("idle timeout %v: idle-conns needs connections to stay open while thousands more are opened", c.Timeouts.Idle.D())
 	}
+}
+
+func fmtOptInt(p *int) string {
+	if p == nil {
+		return "none"
+	}
+	return strconv.Itoa(*p)
 }
