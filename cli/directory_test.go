@@ -35,7 +35,8 @@ func TestDirectoryCheck(t *testing.T) {
 	bad := filepath.Join(dir, "bad.toml")
 	writeFile(t, bad, "[[user]]\nlogin = \"a b\"\n", 0o644)
 	code, out, errOut = run("directory", "check", bad)
-	wantErr := bad + ":1: user[0].address: required\n" +
+	wantErr := bad + ":1: server: at least one [[server]] is required\n" +
+		bad + ":1: user[0].address: required\n" +
 		bad + ":1: user[0].database: required\n" +
 		bad + `:2: user[0].login: "a b": must be at most 64 characters of A-Z, a-z, 0-9, ".", "_" and "-"` + "\n"
 	if code != 2 || out != "" || errOut != wantErr {

@@ -107,6 +107,13 @@ func build(doc *tomlpos.Doc, f *file) *Directory {
 	}
 	v := checker{Doc: doc}
 
+	// A directory that routes nowhere is a mistake, most likely a file
+	// caught half-written or truncated: refused, so a reload never swaps
+	// every mailbox out of service.
+	if len(f.Servers) == 0 {
+		v.Report("server", "at least one [[server]] is required")
+	}
+
 	siteAt := make(map[string]string)
 	for i, e := range f.Sites {
 		at := fmt.Sprintf("site[%d]", i)
