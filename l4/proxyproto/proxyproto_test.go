@@ -391,3 +391,26 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkParse(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		in   []byte
+	}{
+		{"v1_tcp4", valid[0].in},
+		{"v1_tcp6", valid[3].in},
+		{"v2_tcp6", valid[10].in},
+		{"v2_aws_crc32c", awsNLB},
+		{"direct_http", []byte("GET / HTTP/1.1\r\n")},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			var h Header
+			b.SetBytes(int64(len(bc.in)))
+			for b.Loop() {
+				if _, err := Parse(bc.in, &h); err != nil && err != ErrMissing {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
