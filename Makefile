@@ -39,7 +39,7 @@ bench: build
 # Micro-benchmarks, benchstat-friendly: make bench-micro COUNT=10 > new.txt
 COUNT ?= 6
 bench-micro:
-	$(GO) test -run '^$$' -bench . -benchmem -count $(COUNT) ./l7/ ./directory/ ./bench/ ./identity/ ./auth/ ./auth/password/
+	$(GO) test -run '^$$' -bench . -benchmem -count $(COUNT) ./l7/ ./l4/proxyproto/ ./directory/ ./bench/ ./identity/ ./auth/ ./auth/password/
 
 FUZZTIME ?= 30s
 fuzz:
@@ -48,6 +48,9 @@ fuzz:
 	$(GO) test ./l7/ -run '^$$' -fuzz '^FuzzScanVsFasthttp$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./auth/ -run '^$$' -fuzz '^FuzzParseBasic$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./auth/ -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./l4/proxyproto/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./l4/proxyproto/ -run '^$$' -fuzz '^FuzzParseVsGoProxyproto$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./l4/proxyproto/ -run '^$$' -fuzz '^FuzzIPv6VsNetip$$' -fuzztime $(FUZZTIME)
 
 # testssl.sh (installed from Debian when missing) against a TLS listener
 # with a throwaway test CA; fails on any CRITICAL, HIGH or MEDIUM finding.

@@ -40,6 +40,8 @@ type accessBed struct {
 	jwtKey     ed25519.PrivateKey
 	dirText    string
 	ca         *testCA
+	// listenerExtra is appended to the gateway's [[listener]] table.
+	listenerExtra string
 }
 
 const (
@@ -165,6 +167,7 @@ func (b *accessBed) startGateway(t *testing.T, authExtra string, tlsListener boo
 		fmt.Fprintf(&c, "tls = true\ntls_self_signed = true\ncertificates = [{ cert = %q, key = %q }]\ntls_client_auth = \"request\"\ntls_client_ca = %q\n",
 			filepath.Join(b.dir, "cert.pem"), filepath.Join(b.dir, "key.pem"), filepath.Join(b.dir, "client-ca.pem"))
 	}
+	c.WriteString(b.listenerExtra)
 	c.WriteString(`
 [[protocol]]
 name = "owa"

@@ -142,7 +142,7 @@ func New(cfg *config.Config, dir *directory.Directory, log *slog.Logger) (*Gatew
 	var srv *l4.Server
 	specs := make([]l4.ListenerSpec, len(cfg.Listeners))
 	for i, ln := range cfg.Listeners {
-		specs[i] = l4.ListenerSpec{Name: ln.Name, Address: ln.Address}
+		specs[i] = l4.ListenerSpec{Name: ln.Name, Address: ln.Address, Proxy: proxyPolicy(&ln)}
 	}
 	srv, err = l4.NewServer(l4.Options{
 		Listeners:      specs,
@@ -152,7 +152,11 @@ func New(cfg *config.Config, dir *directory.Directory, log *slog.Logger) (*Gatew
 		WriteBufferCap: cfg.Engine.WriteBufferBytes,
 		SweepInterval:  cfg.Engine.SweepInterval.D(),
 		MaxConnections: lim.MaxConnections,
-		Log:            log,
+		// A load balancer sends the header as the connection opens
+		// (spec section 2); the header read timeout bounds it, as it
+		// bounds a request head.
+		ProxyHeaderTimeout: t.HeaderRead.D(),
+		Log:                log,
 	}, handler)
 	if err != nil {
 		closeTLS()
@@ -167,6 +171,25 @@ func New(cfg *config.Config, dir *directory.Directory, log *slog.Logger) (*Gatew
 		terminators: terminators, listenerTLS: byListener, upstream: upstream}
 	g.trim = newTrimmer(cfg.Runtime.MemoryTrimInterval.D(), cfg.Runtime.MemoryTrimMinBytes, g.handshakeActivity, log)
 	return g, nil
+}
+
+// proxyPolicy is a validated listener's PROXY protocol setting.
+func proxyPolicy(ln *config.Listener) l4.ProxyPolicy {
+	var p l4.ProxyPolicy
+	switch ln.ProxyProtocol {
+	case "optional":
+		p.Mode = l4.ProxyOptional
+	case "required":
+		p.Mode = l4.ProxyRequired
+	default:
+		return p
+	}
+	for _, s := range ln.ProxyProtocolFrom {
+		if pfx, err := config.ParseProxySource(s); err == nil { // validated
+			p.From = append(p.From, pfx)
+		}
+	}
+	return p
 }
 
 // handshakeActivity sums the TLS listeners' handshake pools: handshakes
@@ -503,6 +526,11 @@ type Snapshot struct {
 	// cache hits and misses, expensive verifications run, assertions
 	// signed, throttled and overloaded requests.
 	Auth map[string]int64 `json:"auth,omitempty"`
+	// Proxy holds, per listener with proxy_protocol on, the PROXY
+	// protocol outcomes (l4.ProxyStats.Snapshot): headers accepted by
+	// version, LOCAL and addressless ones, direct connections, and
+	// connections closed by reason.
+	Proxy map[string]map[string]int64 `json:"proxy,omitempty"`
 	// BackendTLS holds the handshake counters of the gateway's TLS
 	// connections to mailbox servers (tls = true in the directory), in the
 	// same form; absent when no server uses TLS.
@@ -580,6 +608,14 @@ func (g *Gateway) Snapshot() Snapshot {
 				s.TLS = map[string]map[string]int64{}
 			}
 			s.TLS[ln.Name] = g.listenerTLS[i].Stats().Snapshot()
+		}
+	}
+	for _, ln := range g.server.Listeners() {
+		if ln.ProxyMode() != l4.ProxyOff {
+			if s.Proxy == nil {
+				s.Proxy = map[string]map[string]int64{}
+			}
+			s.Proxy[ln.Name] = ln.Proxy.Snapshot()
 		}
 	}
 	if a := g.router.auth; a != nil {

@@ -1,6 +1,7 @@
 package l4
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -23,6 +24,14 @@ type Loop struct {
 
 	// clients is an intrusive list of the open client connections, for drain.
 	clients ClientConn
+
+	// proxyList holds the connections waiting for their PROXY protocol
+	// header; nil when no listener has a PROXY mode.
+	proxyList *DeadlineList
+	// The PROXY protocol stage's log budget, see logProxyReject.
+	proxyLogWindow     int64
+	proxyLogBudget     int
+	proxyLogSuppressed int
 
 	// Proto is the per-loop state of the protocol layer (l7 keeps its parser
 	// scratch space and backend pools here). Set by Acceptor.NewLoop.
@@ -109,6 +118,10 @@ type ClientConn struct {
 	Loop *Loop
 	// Listener accepted the connection.
 	Listener *Listener
+	// Remote is the client's address: the peer's, or the one a PROXY
+	// protocol header carried (ProxyPolicy). IPv4 clients have 4-byte
+	// addresses, also on a dual-stack socket.
+	Remote netip.AddrPort
 
 	handler      ClientHandler
 	cprev, cnext *ClientConn

@@ -70,6 +70,9 @@ type Acceptor interface {
 type ListenerSpec struct {
 	Name    string
 	Address string // host:port
+	// Proxy says whether connections start with a PROXY protocol header
+	// and from which peers it is believed.
+	Proxy ProxyPolicy
 }
 
 // Listener is a bound listening address and its counters.
@@ -78,13 +81,20 @@ type Listener struct {
 	Address string
 	Index   int
 
-	ip   net.IP // nil when bound to all addresses
-	port int
+	ip    net.IP // nil when bound to all addresses
+	port  int
+	proxy ProxyPolicy
 
 	Accepted atomic.Int64 // connections accepted (including refused ones)
 	Refused  atomic.Int64 // closed at once: over the limit or draining
 	Open     atomic.Int64 // currently open
+	// Proxy counts the PROXY protocol outcomes when ProxyMode is not
+	// ProxyOff.
+	Proxy ProxyStats
 }
+
+// ProxyMode is the listener's PROXY protocol mode.
+func (ln *Listener) ProxyMode() ProxyMode { return ln.proxy.Mode }
 
 // Options configures a Server.
 type Options struct {
@@ -95,7 +105,11 @@ type Options struct {
 	WriteBufferCap int
 	SweepInterval  time.Duration
 	MaxConnections int // 0: unlimited
-	Log            *slog.Logger
+	// ProxyHeaderTimeout bounds the wait for a connection's PROXY protocol
+	// header (on an optional listener, for its first bytes), counted from
+	// accept; required when a listener has a PROXY mode.
+	ProxyHeaderTimeout time.Duration
+	Log                *slog.Logger
 }
 
 // Server runs the gnet engine for a set of listeners.
@@ -112,6 +126,8 @@ type Server struct {
 
 	loopsMu sync.Mutex
 	loops   atomic.Pointer[[]*Loop]
+
+	proxy bool // some listener has a PROXY protocol mode
 
 	stats Stats
 }
@@ -130,6 +146,15 @@ func NewServer(opts Options, acceptor Acceptor) (*Server, error) {
 	s := &Server{opts: opts, acceptor: acceptor, log: opts.Log, booted: make(chan struct{})}
 	s.stats.init()
 	for i, spec := range opts.Listeners {
+		if spec.Proxy.Mode != ProxyOff {
+			if len(spec.Proxy.From) == 0 {
+				return nil, fmt.Errorf("l4: listener %s: PROXY protocol %s without trusted networks", spec.Name, spec.Proxy.Mode)
+			}
+			if opts.ProxyHeaderTimeout <= 0 {
+				return nil, fmt.Errorf("l4: listener %s: PROXY protocol without a header timeout", spec.Name)
+			}
+			s.proxy = true
+		}
 		host, portStr, err := net.SplitHostPort(spec.Address)
 		if err != nil {
 			return nil, fmt.Errorf("l4: listener %s: %w", spec.Name, err)
@@ -138,7 +163,7 @@ func NewServer(opts Options, acceptor Acceptor) (*Server, error) {
 		if err != nil || port <= 0 || port > 65535 {
 			return nil, fmt.Errorf("l4: listener %s: bad port %q", spec.Name, portStr)
 		}
-		ln := &Listener{Name: spec.Name, Address: spec.Address, Index: i, port: port}
+		ln := &Listener{Name: spec.Name, Address: spec.Address, Index: i, port: port, proxy: spec.Proxy}
 		if host != "" {
 			if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
 				ln.ip = ip
@@ -267,6 +292,9 @@ func (s *Server) loopFor(el gnet.EventLoop) *Loop {
 	}
 	lp := &Loop{server: s, el: el, index: len(cur)}
 	lp.Tick()
+	if s.proxy {
+		lp.proxyList = lp.NewDeadlineList("proxy_header", s.opts.ProxyHeaderTimeout)
+	}
 	s.acceptor.NewLoop(lp)
 	next := make([]*Loop, len(cur)+1)
 	copy(next, cur)
@@ -330,6 +358,17 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		s.stats.refused("draining")
 		return s.acceptor.Refusal(ln, "draining"), gnet.Close
 	}
+	remote := addrPortOf(c.RemoteAddr())
+	trusted := false
+	if ln.proxy.Mode != ProxyOff {
+		trusted = ln.proxy.trusts(remote.Addr())
+		if !trusted && ln.proxy.Mode == ProxyRequired {
+			// Closed before it costs a slot or a read.
+			ln.Proxy.Rejected[ProxyUntrusted].Add(1)
+			lp.logProxyReject(ln, ProxyUntrusted, remote, nil)
+			return nil, gnet.Close
+		}
+	}
 	if n := s.open.Add(1); s.opts.MaxConnections > 0 && n > int64(s.opts.MaxConnections) {
 		s.open.Add(-1)
 		ln.Refused.Add(1)
@@ -337,12 +376,29 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		return s.acceptor.Refusal(ln, "max_connections"), gnet.Close
 	}
 	ln.Open.Add(1)
-	h, out, action := s.acceptor.Accept(ClientConn{Conn: c, Loop: lp, Listener: ln})
+	cc := ClientConn{Conn: c, Loop: lp, Listener: ln, Remote: remote}
+	if ln.proxy.Mode != ProxyOff {
+		// The Acceptor gets the connection once its header is read.
+		p := &proxyConn{ClientConn: cc, srv: s, trusted: trusted}
+		p.handler = p
+		lp.link(&p.ClientConn)
+		c.SetContext(p)
+		lp.proxyList.Arm(&p.Deadline, p, lp.Now())
+		return nil, gnet.None
+	}
+	_, out, action := s.accept(cc)
+	return out, action
+}
+
+// accept hands a client connection to the Acceptor and makes the handler
+// it returns the connection's.
+func (s *Server) accept(conn ClientConn) (ClientHandler, []byte, gnet.Action) {
+	h, out, action := s.acceptor.Accept(conn)
 	cc := h.l4Client()
 	cc.handler = h
-	lp.link(cc)
-	c.SetContext(h)
-	return out, action
+	conn.Loop.link(cc)
+	conn.Conn.SetContext(h)
+	return h, out, action
 }
 
 // OnClose implements gnet.EventHandler.

@@ -108,7 +108,7 @@ func (ls *loopState) appendRequestHead(dst []byte, h *RequestHead, req *fasthttp
 		dst = append(dst, ", "...)
 		ls.xff = xff[:0]
 	}
-	dst = s.remote.AppendTo(dst)
+	dst = s.Remote.Addr().AppendTo(dst)
 	dst = append(dst, "\r\nX-Forwarded-Proto: "...)
 	if s.https {
 		dst = append(dst, "https"...)

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/valyala/fasthttp"
+
+	"frontdoor/l4"
 )
 
 func TestAppendLocalResponse(t *testing.T) {
@@ -142,7 +144,7 @@ type forwardFixture struct {
 func newForwardFixture(scheme, remote string) *forwardFixture {
 	f := &forwardFixture{
 		ls:   &loopState{h: &Handler{}},
-		sess: &session{remote: netip.MustParseAddr(remote), https: scheme == "https"},
+		sess: &session{ClientConn: l4.ClientConn{Remote: netip.AddrPortFrom(netip.MustParseAddr(remote), 50000)}, https: scheme == "https"},
 	}
 	f.br = bufio.NewReaderSize(&f.rd, 8192)
 	return f

@@ -52,7 +52,9 @@ type Request struct {
 	// TLS is the client's TLS connection (nil over plaintext): its State()
 	// has the verified client certificate, for authentication.
 	TLS *tlsterm.Conn
-	// Client is the client's address (PROXY protocol aware once l4 is).
+	// Client is the client's address: the connection's peer, or the
+	// client a trusted load balancer named in a PROXY protocol header
+	// (l4.ClientConn.Remote).
 	Client netip.Addr
 	// Waker resumes this request after the Router answered Pending.
 	Waker Waker
@@ -293,10 +295,11 @@ func (h *Handler) Accept(cc l4.ClientConn) (l4.ClientHandler, []byte, gnet.Actio
 	ls := cc.Loop.Proto.(*loopState)
 	s := &session{ClientConn: cc, ls: ls, io: cc.Conn}
 	if ln := h.listener(cc.Listener.Index); ln != nil && ln.TLS != nil {
-		s.tls = ln.TLS.Accept(cc.Conn)
+		// The client's address (cc.Remote, which a PROXY protocol header
+		// may have carried) for the handshake's logs too.
+		s.tls = ln.TLS.AcceptFrom(cc.Conn, s.RemoteAddr())
 		s.io, s.https = s.tls, true
 	}
-	s.setRemote(cc.Conn.RemoteAddr())
 	ls.idleList.Arm(&s.Deadline, s, cc.Loop.Now())
 	h.stats.Accepted.Add(1)
 	return s, nil, gnet.None
@@ -348,7 +351,7 @@ func (ls *loopState) logReject(s *session, reason string, status int) {
 	}
 	ls.logBudget--
 	ls.h.log.Info("request rejected", "reason", reason, "status", status,
-		"client", s.remoteString(), "listener", s.Listener.Name)
+		"client", s.Remote.Addr().String(), "listener", s.Listener.Name)
 }
 
 // Stats counts HTTP-level outcomes over all loops.

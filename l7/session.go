@@ -2,8 +2,6 @@ package l7
 
 import (
 	"bytes"
-	"net"
-	"net/netip"
 
 	"github.com/panjf2000/gnet/v2"
 
@@ -49,7 +47,6 @@ type session struct {
 	// authSeq numbers Pending routes, so a late or repeated Wake is
 	// ignored.
 	authSeq uint32
-	remote  netip.Addr
 	// sent counts bytes written to the client and flushedMark the bytes
 	// known flushed at the last write-timeout check.
 	sent, flushedMark int64
@@ -73,16 +70,6 @@ func (s *session) armIdle() {
 	s.flushing = false
 	s.ls.idleList.Arm(&s.Deadline, s, s.Loop.Now())
 }
-
-func (s *session) setRemote(a net.Addr) {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		if ip, ok := netip.AddrFromSlice(ta.IP); ok {
-			s.remote = ip.Unmap()
-		}
-	}
-}
-
-func (s *session) remoteString() string { return s.remote.String() }
 
 // Transport is the byte stream a session reads and writes (see l4.Transport).
 type Transport = l4.Transport
@@ -225,7 +212,7 @@ func (s *session) readHead() (act gnet.Action, more bool) {
 		// The Request lives in the loop's scratch space: passed to an
 		// interface method, a fresh one would escape to the heap.
 		ls.request = Request{Protocol: proto, Header: req, Path: path, AfterPrefix: path[len(proto.Prefix):],
-			TLS: s.tls, Client: s.remote, Waker: Waker{s: s, seq: s.authSeq}}
+			TLS: s.tls, Client: s.Remote.Addr(), Waker: Waker{s: s, seq: s.authSeq}}
 		route = cfg.Router.Route(&ls.request)
 		ls.request = Request{}
 		if route.Pending {

@@ -194,9 +194,15 @@ type handshake struct {
 // Accept wraps a connection accepted on gc's event loop. Call it from
 // OnOpen; the handshake's timeout starts now and the handshake itself starts
 // when the first bytes arrive.
-func (t *Terminator) Accept(gc gnet.Conn) *Conn {
+func (t *Terminator) Accept(gc gnet.Conn) *Conn { return t.AcceptFrom(gc, gc.RemoteAddr()) }
+
+// AcceptFrom is Accept for a connection whose client is not its peer: a
+// load balancer named the client in a PROXY protocol header, which gc's
+// bytes no longer hold. The handshake's log lines and crypto/tls
+// (ClientHelloInfo.Conn.RemoteAddr, for certificate selection) see remote.
+func (t *Terminator) AcceptFrom(gc gnet.Conn, remote net.Addr) *Conn {
 	c := &Conn{t: t, gc: gc}
-	h := &handshake{c: c, alert: -1, local: gc.LocalAddr(), remote: gc.RemoteAddr()}
+	h := &handshake{c: c, alert: -1, local: gc.LocalAddr(), remote: remote}
 	h.cond.L = &h.mu
 	h.written = h.onWritten
 	c.hs = h

@@ -188,6 +188,17 @@ type Listener struct {
 	// Certificates are selected by SNI; the first is the default. At least
 	// one with tls = true.
 	Certificates []Certificate `toml:"certificates"`
+
+	// ProxyProtocol says whether connections start with a PROXY protocol
+	// header (v1 or v2) naming the client a load balancer relays
+	// (docs/deploy.md, "PROXY protocol"): "off" (default), "optional" or
+	// "required". The header precedes the TLS ClientHello on a TLS
+	// listener.
+	ProxyProtocol string `toml:"proxy_protocol"`
+	// ProxyProtocolFrom lists the networks of the load balancers whose
+	// headers are believed: CIDR prefixes ("10.0.0.0/8") or single
+	// addresses. Required unless ProxyProtocol is "off".
+	ProxyProtocolFrom []string `toml:"proxy_protocol_from"`
 }
 
 // Certificate names the files of one certificate of a TLS listener,

@@ -139,7 +139,7 @@ func TestDefaults(t *testing.T) {
 	if c.TLS != want.TLS {
 		t.Errorf("TLS = %+v, want %+v", c.TLS, want.TLS)
 	}
-	wantListener := Listener{Name: "http", Address: ":8080", TLSMinVersion: "1.2", TLSClientAuth: "none"}
+	wantListener := Listener{Name: "http", Address: ":8080", TLSMinVersion: "1.2", TLSClientAuth: "none", ProxyProtocol: "off"}
 	if !reflect.DeepEqual(c.Listeners, []Listener{wantListener}) {
 		t.Errorf("Listeners = %+v, want [%+v]", c.Listeners, wantListener)
 	}
@@ -405,7 +405,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown key in second listener", withBase(`[[listener]]`, `name = "b"`, `adress = ":81"`),
 			[]string{`f.toml:11: listener[1].adress: unknown key (did you mean "address"?)`}},
 		{"unknown key, nothing close", withBase(`colour = "red"`),
-			[]string{`f.toml:9: listener[0].colour: unknown key (valid keys: name, address, protocols, tls, tls_min_version, tls_client_auth, tls_client_ca, hsts, tls_self_signed, certificates)`}},
+			[]string{`f.toml:9: listener[0].colour: unknown key (valid keys: name, address, protocols, tls, tls_min_version, tls_client_auth, tls_client_ca, hsts, tls_self_signed, certificates, proxy_protocol, proxy_protocol_from)`}},
 		{"unknown table", withBase(`[limitz]`, `x = 1`),
 			[]string{`f.toml:9: limitz: unknown table (did you mean "limits"?)`}},
 		{"unknown dotted key", doc(`limits.nope = 1`),
@@ -628,6 +628,35 @@ func TestParseErrors(t *testing.T) {
 			`certificates = [{ cert = "c", key = "k", ocsp = "" }]`), nil},
 		{"self-signed", withBase(`tls = true`, `tls_self_signed = true`, `certificates = [{ cert = "run/c.pem", key = "run/k.pem" }]`), nil},
 
+		// PROXY protocol. The base listener's keys start at line 9.
+		{"PROXY protocol, both modes", withBase(`proxy_protocol = "required"`, `proxy_protocol_from = ["10.0.0.0/8", "192.0.2.7", "2001:db8::/32", "0.0.0.0/0"]`,
+			`[[listener]]`, `name = "b"`, `address = ":8443"`, `tls = true`, `certificates = [{ cert = "c", key = "k" }]`,
+			`proxy_protocol = "optional"`, `proxy_protocol_from = ["::1"]`), nil},
+		{"PROXY protocol off, written out", withBase(`proxy_protocol = "off"`), nil},
+		{"PROXY protocol mode", withBase(`proxy_protocol = "on"`, `proxy_protocol_from = ["10.0.0.0/8"]`),
+			[]string{`f.toml:9: listener[0].proxy_protocol: "on": must be off, optional or required`}},
+		{"PROXY protocol mode as a boolean", withBase(`proxy_protocol = true`),
+			[]string{`f.toml:9: listener[0].proxy_protocol: expected a string, got boolean true`}},
+		{"PROXY protocol without networks", withBase(`proxy_protocol = "required"`),
+			[]string{`f.toml:6: listener[0].proxy_protocol_from: required with proxy_protocol = "required": the networks of the load balancers whose headers are believed, e.g. ["10.0.0.0/8"]`}},
+		{"PROXY protocol with an empty list", withBase(`proxy_protocol = "optional"`, `proxy_protocol_from = []`),
+			[]string{`f.toml:10: listener[0].proxy_protocol_from: must list at least one network`}},
+		{"PROXY protocol networks without the mode", withBase(`proxy_protocol_from = ["10.0.0.0/8"]`),
+			[]string{`f.toml:9: listener[0].proxy_protocol_from: only with proxy_protocol = "optional" or "required"`}},
+		{"PROXY protocol bad networks", withBase(`proxy_protocol = "required"`,
+			`proxy_protocol_from = ["10.0.0.1/8", "10.0.0.0/33", "lb.example.test", "::ffff:10.0.0.0/104", "fe80::1%eth0", "::ffff:0:0/96", ""]`),
+			[]string{
+				`f.toml:10: listener[0].proxy_protocol_from[0]: "10.0.0.1/8": host bits set; did you mean "10.0.0.0/8"?`,
+				`f.toml:10: listener[0].proxy_protocol_from[1]: "10.0.0.0/33": want a network in CIDR notation, e.g. "10.0.0.0/8", or an address`,
+				`f.toml:10: listener[0].proxy_protocol_from[2]: "lb.example.test": want a network in CIDR notation, e.g. "10.0.0.0/8", or an address`,
+				`f.toml:10: listener[0].proxy_protocol_from[3]: "::ffff:10.0.0.0/104": IPv4-mapped IPv6 network; write it as "10.0.0.0/8"`,
+				`f.toml:10: listener[0].proxy_protocol_from[4]: "fe80::1%eth0": want a network in CIDR notation, e.g. "10.0.0.0/8", or an address`,
+				`f.toml:10: listener[0].proxy_protocol_from[5]: "::ffff:0:0/96": IPv4-mapped IPv6 network; write it as "0.0.0.0/0"`,
+				`f.toml:10: listener[0].proxy_protocol_from[6]: "": want a network in CIDR notation, e.g. "10.0.0.0/8", or an address`,
+			}},
+		{"PROXY protocol networks not strings", withBase(`proxy_protocol = "required"`, `proxy_protocol_from = [10]`),
+			[]string{`f.toml:10: listener[0].proxy_protocol_from[0]: expected a string, got integer 10`}},
+
 		// The [tls] section.
 		{"tls section ranges", withBase(
 			`[tls]`,
@@ -725,5 +754,17 @@ func TestAdminAddress(t *testing.T) {
 	_, err = Parse("f.toml", []byte(base+"[admin]\naddress = \"127.0.0.1:99999\"\n"))
 	if err == nil || !strings.Contains(err.Error(), "f.toml:10: admin.address") {
 		t.Fatalf("bad admin address: %v", err)
+	}
+}
+
+func TestParseProxySource(t *testing.T) {
+	for in, want := range map[string]string{
+		"10.0.0.0/8": "10.0.0.0/8", "192.0.2.7": "192.0.2.7/32", "2001:db8::/32": "2001:db8::/32", "::1": "::1/128",
+		"0.0.0.0/0": "0.0.0.0/0", "::/0": "::/0",
+	} {
+		p, err := ParseProxySource(in)
+		if err != nil || p.String() != want {
+			t.Errorf("ParseProxySource(%q) = %v, %v; want %s", in, p, err, want)
+		}
 	}
 }

@@ -220,6 +220,7 @@ func defaults() *Config {
 const (
 	defaultTLSMinVersion = "1.2"
 	defaultTLSClientAuth = "none"
+	defaultProxyProtocol = "off"
 )
 
 // listenerDefaults gives every listener the defaults of the keys it does
@@ -233,6 +234,9 @@ func (c *Config) listenerDefaults() {
 		}
 		if !c.doc.Has(at + ".tls_client_auth") {
 			l.TLSClientAuth = defaultTLSClientAuth
+		}
+		if !c.doc.Has(at + ".proxy_protocol") {
+			l.ProxyProtocol = defaultProxyProtocol
 		}
 	}
 	for i := range c.Protocols {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -285,7 +286,70 @@ func (c *Config) validateListeners(v checker) {
 			}
 		}
 		c.validateListenerTLS(v, at, &l)
+		validateListenerProxy(v, at, &l)
 	}
+}
+
+// maxProxySources bounds proxy_protocol_from: each accepted connection of
+// the listener is checked against every entry.
+const maxProxySources = 256
+
+// validateListenerProxy checks the PROXY protocol keys of the listener l
+// at path at.
+func validateListenerProxy(v checker, at string, l *Listener) {
+	switch l.ProxyProtocol {
+	case "off":
+		if v.Has(at + ".proxy_protocol_from") {
+			v.Report(at+".proxy_protocol_from", `only with proxy_protocol = "optional" or "required"`)
+		}
+		return
+	case "optional", "required":
+	default:
+		v.Report(at+".proxy_protocol", "%q: must be off, optional or required", l.ProxyProtocol)
+		return
+	}
+	switch n := len(l.ProxyProtocolFrom); {
+	case n == 0 && v.Has(at+".proxy_protocol_from"):
+		v.Report(at+".proxy_protocol_from", "must list at least one network")
+	case n == 0:
+		v.Report(at+".proxy_protocol_from", `required with proxy_protocol = %q: the networks of the load balancers whose headers are believed, e.g. ["10.0.0.0/8"]`, l.ProxyProtocol)
+	case n > maxProxySources:
+		v.Report(at+".proxy_protocol_from", "at most %d networks, got %d", maxProxySources, n)
+	}
+	for j, s := range l.ProxyProtocolFrom {
+		if _, err := ParseProxySource(s); err != nil {
+			v.Report(fmt.Sprintf("%s.proxy_protocol_from[%d]", at, j), "%q: %v", s, err)
+		}
+	}
+}
+
+// ParseProxySource parses an entry of proxy_protocol_from: a network in
+// CIDR notation without host bits ("10.0.0.0/8", "2001:db8::/32") or a
+// single address ("192.0.2.7", a /32). Peers are compared as IPv4
+// addresses when they are IPv4 clients of a dual-stack socket, so
+// IPv4-mapped IPv6 entries are refused in favour of their IPv4 form.
+func ParseProxySource(s string) (netip.Prefix, error) {
+	var p netip.Prefix
+	if strings.Contains(s, "/") {
+		var err error
+		if p, err = netip.ParsePrefix(s); err != nil {
+			return p, fmt.Errorf(`want a network in CIDR notation, e.g. "10.0.0.0/8", or an address`)
+		}
+		if m := p.Masked(); m != p {
+			return p, fmt.Errorf("host bits set; did you mean %q?", m.String())
+		}
+	} else {
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" {
+			return p, fmt.Errorf(`want a network in CIDR notation, e.g. "10.0.0.0/8", or an address`)
+		}
+		p = netip.PrefixFrom(a, a.BitLen())
+	}
+	if p.Addr().Is4In6() {
+		// Without host bits a mapped network is at least a /96.
+		return p, fmt.Errorf("IPv4-mapped IPv6 network; write it as %q", netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96).String())
+	}
+	return p, nil
 }
 
 // tlsKeys are the listener keys allowed only with tls = true.
