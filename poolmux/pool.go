@@ -60,10 +60,10 @@ type Stats struct {
 	QueueTimeout atomic.Int64 // exchanges refused with 503: waited too long
 	Failed       atomic.Int64 // exchanges failed with 502/504
 	Queued       atomic.Int64 // exchanges waiting now
+	Retired      atomic.Int64 // connections drained because the server lost its databases
 	// InFlight is a gauge: exchanges written to a connection whose
 	// response has not ended yet (the connections' FIFOs, summed).
 	InFlight atomic.Int64
-	Retired      atomic.Int64 // connections drained because the server lost its databases
 }
 
 // Pool is one loop's connections to one server (host:port). It is used
