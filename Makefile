@@ -28,7 +28,7 @@ run: build
 test:
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 8m ./...
-	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 8m ./l4/... ./poolmux/... ./l7/... ./tlsterm/... ./gateway/... ./identity/... ./directory/... ./auth/...
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 8m ./l4/... ./poolmux/... ./l7/... ./tlsterm/... ./gateway/... ./identity/... ./directory/... ./auth/... ./accesslog/...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=10s
 
 # The benchmark suite: mailboxd and the gateway as separate processes, the
@@ -39,7 +39,7 @@ bench: build
 # Micro-benchmarks, benchstat-friendly: make bench-micro COUNT=10 > new.txt
 COUNT ?= 6
 bench-micro:
-	$(GO) test -run '^$$' -bench . -benchmem -count $(COUNT) ./l7/ ./l4/proxyproto/ ./directory/ ./bench/ ./identity/ ./auth/ ./auth/password/
+	$(GO) test -run '^$$' -bench . -benchmem -count $(COUNT) ./l7/ ./l4/proxyproto/ ./directory/ ./bench/ ./identity/ ./auth/ ./auth/password/ ./accesslog/
 
 FUZZTIME ?= 30s
 fuzz:

@@ -17,9 +17,12 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
+
+	"github.com/pkg/profile"
 
 	"frontdoor/bench"
 	"frontdoor/directory"
@@ -103,7 +106,7 @@ var commands []command
 
 func init() {
 	commands = []command{
-		{"run", "[--config FILE] [--log-level LEVEL]", "serve clients until SIGINT or SIGTERM", cmdRun, nil},
+		{"run", "[--config FILE] [--log-level LEVEL] [--profile MODE [--profile-path DIR]]", "serve clients until SIGINT or SIGTERM", cmdRun, nil},
 		{"check-config", "FILE", "validate a configuration file, its directory and its TLS files", cmdCheckConfig, nil},
 		{"mailboxd", "--listen ADDR --name NAME [--identity-keys FILE]", "run a reference mailbox server", cmdMailboxd, nil},
 		{"bench", "[args...]", "run the benchmark suite or load generator (see: frontdoor bench --help)", cmdBench, nil},
@@ -232,12 +235,23 @@ func usageError(fs *flag.FlagSet, stderr io.Writer, format string, args ...any) 
 }
 
 func cmdRun(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("run", "[--config FILE] [--log-level LEVEL]",
+	fs := newFlags("run", "[--config FILE] [--log-level LEVEL] [--profile MODE [--profile-path DIR]]",
 		"Serve clients until SIGINT or SIGTERM, then drain in-flight requests and exit.\n"+
 			"Without --config, serve with the embedded example configuration and directory\n"+
-			"(examples/frontdoor.toml: port 8080, mailbox servers on 127.0.0.1:18081-18082).")
+			"(examples/frontdoor.toml: port 8080, mailbox servers on 127.0.0.1:18081-18082).\n"+
+			"SIGHUP reloads certificates, keys and the directory, and reopens the access log.\n"+
+			"\n"+
+			"--profile records one profile of the whole run (github.com/pkg/profile), written\n"+
+			"to DIR once the gateway has drained after SIGINT or SIGTERM: cpu.pprof (cpu),\n"+
+			"mem.pprof (mem: in-use heap; allocs: every allocation), mutex.pprof,\n"+
+			"block.pprof, or trace.out (an execution trace). Read it with `go tool pprof` or\n"+
+			"`go tool trace`. mutex and block record every event, which slows the gateway;\n"+
+			"while cpu runs, the admin endpoint's /debug/pprof/profile answers 500. The\n"+
+			"admin endpoint's /debug/pprof/ serves the same profiles on demand instead.")
 	configPath := fs.String("config", "", "configuration `FILE` (default: the embedded example)")
 	level := fs.String("log-level", "", "override [log] level with `LEVEL`: debug, info, warn or error")
+	profMode := fs.String("profile", "", "record a profile of the run: `MODE` is "+strings.Join(profileModes, ", "))
+	profPath := fs.String("profile-path", ".", "`DIR` the profile is written to (created if missing)")
 	if code, done := parse(fs, args, stdout, stderr); done {
 		return code
 	}
@@ -248,6 +262,13 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		if _, err := config.ParseLogLevel(*level); err != nil {
 			return usageError(fs, stderr, "--log-level: %v", err)
 		}
+	}
+	profOpt, ok := profileMode(*profMode)
+	if *profMode != "" && !ok {
+		return usageError(fs, stderr, "--profile %q: want one of %s", *profMode, strings.Join(profileModes, ", "))
+	}
+	if *profMode == "" && flagSet(fs, "profile-path") {
+		return usageError(fs, stderr, "--profile-path needs --profile")
 	}
 
 	cfg, dir, err := loadFiles(*configPath)
@@ -262,14 +283,69 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	log.Info("frontdoor starting", "version", Version, "config", cfg.Path, "directory", dirPath(cfg, *configPath),
 		"gateway_id", cfg.GatewayID, "listeners", len(cfg.Listeners), "servers", len(dir.Servers), "users", len(dir.Users))
 
+	var prof interface{ Stop() }
+	if profOpt != nil {
+		if err := os.MkdirAll(*profPath, 0o755); err != nil {
+			log.Error("--profile-path", "err", err)
+			return exitFailure
+		}
+		// NoShutdownHook: the library's own hook would catch SIGINT and
+		// call os.Exit before the drain. Stop runs below, once the
+		// gateway has drained, and writes the profile.
+		prof = startProfile(profOpt, profile.ProfilePath(*profPath), profile.NoShutdownHook, profile.Quiet)
+		log.Info("profiling", "mode", *profMode, "file", filepath.Join(*profPath, profileFiles[*profMode]))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := runGateway(ctx, cfg, dir, log, nil); err != nil {
+	err = runGateway(ctx, cfg, dir, log, nil)
+	if prof != nil {
+		prof.Stop()
+		log.Info("profile written", "mode", *profMode, "file", filepath.Join(*profPath, profileFiles[*profMode]))
+	}
+	if err != nil {
 		log.Error("frontdoor failed", "err", err)
 		return exitFailure
 	}
 	log.Info("frontdoor stopped")
 	return exitOK
+}
+
+// profileModes are the values of run --profile, each a pkg/profile mode,
+// and profileFiles the file each writes in --profile-path.
+var (
+	profileModes = []string{"cpu", "mem", "allocs", "mutex", "block", "trace"}
+	profileFiles = map[string]string{"cpu": "cpu.pprof", "mem": "mem.pprof", "allocs": "mem.pprof",
+		"mutex": "mutex.pprof", "block": "block.pprof", "trace": "trace.out"}
+)
+
+// profileMode maps a --profile value to its pkg/profile option.
+func profileMode(name string) (func(*profile.Profile), bool) {
+	switch name {
+	case "cpu":
+		return profile.CPUProfile, true
+	case "mem":
+		return profile.MemProfileHeap, true
+	case "allocs":
+		return profile.MemProfileAllocs, true
+	case "mutex":
+		return profile.MutexProfile, true
+	case "block":
+		return profile.BlockProfile, true
+	case "trace":
+		return profile.TraceProfile, true
+	}
+	return nil, false
+}
+
+// startProfile is profile.Start, replaced by tests (a process may start
+// only one profile: a second Start calls log.Fatal).
+var startProfile = func(opts ...func(*profile.Profile)) interface{ Stop() } { return profile.Start(opts...) }
+
+// flagSet reports whether the flag name was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // loadFiles loads the configuration at path and the directory it names, or

@@ -11,11 +11,11 @@ import (
 )
 
 // serveAdmin runs the operator endpoint until ctx ends: /stats (the
-// Snapshot as JSON), POST /debug/memory/trim (a memory trim now; answers
-// the Snapshot's runtime section) and Go's profiling handlers under
-// /debug/pprof/. It is
-// a plain net/http server on its own goroutines: nothing on it is on the
-// request hot path.
+// Snapshot as JSON), /metrics (the same counters and more for Prometheus,
+// read at scrape time: see metrics.go), POST /debug/memory/trim (a memory
+// trim now; answers the Snapshot's runtime section) and Go's profiling
+// handlers under /debug/pprof/. It is a plain net/http server on its own
+// goroutines: nothing on it is on the request hot path.
 func (g *Gateway) serveAdmin(ctx context.Context, ln net.Listener) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
@@ -35,6 +35,7 @@ func (g *Gateway) serveAdmin(ctx context.Context, ln net.Listener) {
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(g.trim.summary())
 	})
+	mux.Handle("GET /metrics", g.metricsHandler())
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

@@ -288,14 +288,18 @@ func (a *authenticator) route(r *router, t *routeTable, p *protoPolicy, req *l7.
 			target := t.dir.LookupMailbox(anchor)
 			switch {
 			case target == nil:
-				return l7.Route{Endpoint: -1, Status: 404, Body: bodyUnknownMailbox}
+				return l7.Route{Endpoint: -1, Status: 404, Body: bodyUnknownMailbox, User: e.user.Login}
 			case !e.user.MayOpen(target):
-				return l7.Route{Endpoint: -1, Status: 403, Body: bodyForbiddenMbx}
+				return l7.Route{Endpoint: -1, Status: 403, Body: bodyForbiddenMbx, User: e.user.Login}
 			}
 			mb = target
 		}
 	}
-	return r.toMailbox(t, p, req, mb, line)
+	route := r.toMailbox(t, p, req, mb, line)
+	// For the access log: the login string is the directory's, so this
+	// costs no allocation.
+	route.User = e.user.Login
+	return route
 }
 
 // Domain separators of cache keys, so a password can never collide with a

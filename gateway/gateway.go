@@ -16,11 +16,14 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"frontdoor/accesslog"
 	"frontdoor/directory"
 	"frontdoor/gateway/config"
 	"frontdoor/l4"
@@ -41,7 +44,11 @@ type Gateway struct {
 	listenerTLS []*tlsterm.Terminator // by listener index, nil for plaintext
 	adminAddr   string
 	trim        *trimmer
-	upstream    *upstreamTLS // nil when no server uses TLS
+	upstream    *upstreamTLS   // nil when no server uses TLS
+	accessLog   *accesslog.Log // nil when [access_log] path is empty
+	// components is the hook /metrics reads component states from
+	// (SetComponentStates); nil until one is set.
+	components atomic.Pointer[ComponentStates]
 }
 
 // New builds the runtime structures for cfg and dir without listening.
@@ -107,6 +114,18 @@ func New(cfg *config.Config, dir *directory.Directory, log *slog.Logger) (*Gatew
 			}
 		}
 	}
+	alog, err := openAccessLog(cfg, log)
+	if err != nil {
+		closeTLS()
+		if authn != nil {
+			authn.close()
+		}
+		return nil, err
+	}
+	var accessLog l7.AccessLog
+	if alog != nil {
+		accessLog = alog // a nil *Log in the interface would not be nil
+	}
 	t := &cfg.Timeouts
 	b := &cfg.Backend
 	lim := &cfg.Limits
@@ -137,7 +156,8 @@ func New(cfg *config.Config, dir *directory.Directory, log *slog.Logger) (*Gatew
 			ReconnectMin:    b.ReconnectMin.D(),
 			ReconnectMax:    b.ReconnectMax.D(),
 		},
-		Log: log,
+		Log:       log,
+		AccessLog: accessLog,
 	})
 	var srv *l4.Server
 	specs := make([]l4.ListenerSpec, len(cfg.Listeners))
@@ -160,6 +180,9 @@ func New(cfg *config.Config, dir *directory.Directory, log *slog.Logger) (*Gatew
 	}, handler)
 	if err != nil {
 		closeTLS()
+		if alog != nil {
+			_ = alog.Close()
+		}
 		return nil, err
 	}
 	byListener := make([]*tlsterm.Terminator, len(listeners))
@@ -168,7 +191,7 @@ func New(cfg *config.Config, dir *directory.Directory, log *slog.Logger) (*Gatew
 	}
 	rt.retire = handler.Retire
 	g := &Gateway{cfg: cfg, log: log, server: srv, handler: handler, router: rt,
-		terminators: terminators, listenerTLS: byListener, upstream: upstream}
+		terminators: terminators, listenerTLS: byListener, upstream: upstream, accessLog: alog}
 	g.trim = newTrimmer(cfg.Runtime.MemoryTrimInterval.D(), cfg.Runtime.MemoryTrimMinBytes, g.handshakeActivity, log)
 	return g, nil
 }
@@ -190,6 +213,32 @@ func proxyPolicy(ln *config.Listener) l4.ProxyPolicy {
 		}
 	}
 	return p
+}
+
+// openAccessLog opens [access_log] path; nil when the log is off.
+func openAccessLog(cfg *config.Config, log *slog.Logger) (*accesslog.Log, error) {
+	al := &cfg.AccessLog
+	if al.Path == "" {
+		return nil, nil
+	}
+	path := al.Path
+	if path != accesslog.Stdout {
+		path = cfg.Resolve(path)
+	}
+	loops := cfg.Engine.Loops
+	if loops == 0 {
+		loops = runtime.NumCPU()
+	}
+	l, err := accesslog.Open(accesslog.Options{Path: path, BufferBytes: al.BufferBytes, Loops: loops,
+		Query: al.Query, Log: log})
+	if err != nil {
+		return nil, fmt.Errorf("%s:%d: access_log.path: %w", cfg.Path, cfg.Line("access_log.path"), err)
+	}
+	if l.BufferBytes() > al.BufferBytes {
+		log.Warn("access_log.buffer_bytes raised so that every event loop has chunks to fill",
+			"configured", al.BufferBytes, "used", l.BufferBytes(), "loops", loops)
+	}
+	return l, nil
 }
 
 // handshakeActivity sums the TLS listeners' handshake pools: handshakes
@@ -373,7 +422,8 @@ func ensureSelfSigned(pair tlsterm.CertPair, address string, log *slog.Logger) e
 
 // Reload re-reads what can change without a restart: every TLS listener's
 // certificates and session-ticket keys, [backend] tls_ca, and the identity
-// signing key (the directory reloads itself, see Run). Each is validated
+// signing key (the directory reloads itself, see Run); and it reopens the
+// access log file, for rotation. Each is validated
 // before it replaces the old one; an error leaves the old one serving and
 // is logged.
 func (g *Gateway) Reload() error {
@@ -393,6 +443,11 @@ func (g *Gateway) Reload() error {
 			errs = append(errs, err)
 		}
 	}
+	if g.accessLog != nil {
+		if err := g.accessLog.Reopen(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	caChanged, err := g.upstream.reload()
 	if err != nil {
 		g.log.Error("backend CA bundle refused, the previous one stays in service", "file", g.upstream.caPath, "err", err)
@@ -404,7 +459,7 @@ func (g *Gateway) Reload() error {
 	if err != nil {
 		g.log.Error("reload refused in part: what failed stays as it was", "err", err)
 	} else {
-		g.log.Info("reloaded certificates, ticket keys, the backend CA bundle and the identity key")
+		g.log.Info("reloaded certificates, ticket keys, the backend CA bundle and the identity key; reopened the access log")
 	}
 	return err
 }
@@ -444,6 +499,12 @@ func (g *Gateway) Serve(ctx context.Context, ready func()) error {
 		}
 	}()
 	err := g.server.Serve(ctx, g.cfg.Timeouts.Drain.D(), ready)
+	if g.accessLog != nil {
+		// The loops have stopped: what they formatted is written now.
+		if cerr := g.accessLog.Close(); cerr != nil {
+			g.log.Error("access log", "err", cerr)
+		}
+	}
 	snap := g.Snapshot()
 	g.log.Info("stopped", "requests", snap.Requests, "client_conns_accepted", snap.ClientsAccepted,
 		"backend_conns_open", snap.BackendConns)
@@ -476,9 +537,8 @@ func Run(ctx context.Context, cfg *config.Config, dir *directory.Directory, log 
 		go live.Run(ctx)
 	}
 	// SIGHUP reloads certificates, ticket keys, the backend CA bundle, the
-	// identity key and the
-	// directory (the rest of the configuration comes with the operations
-	// issue).
+	// identity key and the directory, and reopens the access log (the rest
+	// of the configuration comes with the operations issue).
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -535,6 +595,10 @@ type Snapshot struct {
 	// connections to mailbox servers (tls = true in the directory), in the
 	// same form; absent when no server uses TLS.
 	BackendTLS map[string]int64 `json:"backend_tls,omitempty"`
+	// AccessLog holds the access log's counters (records, bytes,
+	// dropped_buffer_full, dropped_write_error, write_errors); absent when
+	// the log is off.
+	AccessLog map[string]int64 `json:"access_log,omitempty"`
 	// Runtime is the process's memory and the memory trimmer's counters.
 	Runtime RuntimeSummary `json:"runtime"`
 	Loops   int            `json:"loops"`
@@ -626,6 +690,13 @@ func (g *Gateway) Snapshot() Snapshot {
 		// The client side has no handshake pool.
 		delete(s.BackendTLS, "running")
 		delete(s.BackendTLS, "queued")
+	}
+	if g.accessLog != nil {
+		as := g.accessLog.Stats()
+		s.AccessLog = map[string]int64{
+			"records": as.Records.Load(), "bytes": as.Bytes.Load(), "write_errors": as.WriteErrors.Load(),
+			"dropped_buffer_full": as.DroppedFull.Load(), "dropped_write_error": as.DroppedError.Load(),
+		}
 	}
 	if s.BackendConns > 0 {
 		s.ClientsPerBackendConn = float64(s.ClientsOpen) / float64(s.BackendConns)

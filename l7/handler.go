@@ -115,6 +115,10 @@ type Route struct {
 	// database's index); Config.Reroute gets it back when the endpoint
 	// fails, to find where the request should go now.
 	Key int32
+	// User is the authenticated user's login, for the access log: a
+	// string the router keeps (its cache entry's), so setting it costs
+	// nothing. "" for an anonymous request.
+	User string
 	// Pending means the router has started work off the loop (a
 	// credential verification). The request stays unread in the client's
 	// buffer; when the work is done the router calls Request.Waker.Wake
@@ -165,6 +169,9 @@ type Config struct {
 
 	Pool poolmux.Options
 	Log  *slog.Logger
+	// AccessLog, when set, gets a record of every exchange; nil turns
+	// the access log off (and with it the copy of each request target).
+	AccessLog AccessLog
 }
 
 // Listener is what l7 needs to know of one listener.
@@ -196,7 +203,7 @@ func NewHandler(cfg Config) *Handler {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	h := &Handler{cfg: cfg, log: cfg.Log, stats: newStats()}
+	h := &Handler{cfg: cfg, log: cfg.Log, stats: newStats(len(cfg.Protocols), len(cfg.Endpoints))}
 	for range cfg.Endpoints {
 		h.poolStats = append(h.poolStats, new(poolmux.Stats))
 	}
@@ -239,6 +246,9 @@ type loopState struct {
 
 	freeStreams []*stream
 
+	alog LoopAccessLog // nil: the access log is off
+	rec  AccessRecord  // scratch for alog
+
 	headerList, bodyList, idleList, writeList *l4.DeadlineList
 	// lingerList expires on every sweep: closing connections poll it
 	// until their last bytes are flushed.
@@ -264,6 +274,9 @@ func (h *Handler) NewLoop(lp *l4.Loop) {
 	for i, ep := range h.cfg.Endpoints {
 		ls.pools[i] = poolmux.NewPool(lp, ep.Name, ep.Addr, &h.cfg.Pool, h.poolStats[i], h.log)
 		ls.pools[i].SetTLS(ep.TLS)
+	}
+	if h.cfg.AccessLog != nil {
+		ls.alog = h.cfg.AccessLog.ForLoop(lp)
 	}
 	lp.Proto = ls
 	h.mu.Lock()
@@ -354,22 +367,43 @@ func (ls *loopState) logReject(s *session, reason string, status int) {
 		"client", s.Remote.Addr().String(), "listener", s.Listener.Name)
 }
 
-// Stats counts HTTP-level outcomes over all loops.
+// Stats counts HTTP-level outcomes over all loops. Every counter is an
+// atomic in a slice or array sized at start, indexed on the hot path: no
+// maps are written and nothing is allocated per request.
 type Stats struct {
 	Accepted atomic.Int64
 	Requests atomic.Int64 // requests fully read and routed or answered
 	// Rerouted counts requests moved to another server after theirs
 	// failed because their mailbox database had moved.
-	Rerouted  atomic.Int64
+	Rerouted atomic.Int64
+	// Responses counts responses sent by status class: Responses[2] is
+	// 2xx (index 0 is unused).
 	Responses [6]atomic.Int64
+	// ByProtocol counts the same responses by protocol and class:
+	// ByProtocol[p][c], p indexing Config.Protocols; the last row,
+	// p == len(Protocols), is for requests that matched no protocol or
+	// were refused before their path was known.
+	ByProtocol [][6]atomic.Int64
+	// Latency holds, by protocol (indexed like ByProtocol), the time from
+	// a request's head being parsed to its response being complete,
+	// for every request served with a complete response (the server's or
+	// the gateway's own); exchanges cut short are not in it.
+	Latency []Histogram
+	// BackendLatency holds, by endpoint (indexing Config.Endpoints), the
+	// time from a request being written to a server connection to the
+	// server's response being complete.
+	BackendLatency []Histogram
 	// Rejects counts refused requests by reason (RequestHead framing,
 	// limits, timeouts, routing); keys are fixed at start so the map is
 	// read-only afterwards.
 	Rejects map[string]*atomic.Int64
 }
 
-func newStats() *Stats {
-	st := &Stats{Rejects: make(map[string]*atomic.Int64)}
+func newStats(protocols, endpoints int) *Stats {
+	st := &Stats{Rejects: make(map[string]*atomic.Int64),
+		ByProtocol:     make([][6]atomic.Int64, protocols+1),
+		Latency:        make([]Histogram, protocols+1),
+		BackendLatency: make([]Histogram, endpoints)}
 	for _, r := range allRejects {
 		st.Rejects[r.Reason] = new(atomic.Int64)
 	}
@@ -382,9 +416,12 @@ func (st *Stats) reject(reason string) {
 	}
 }
 
-func (st *Stats) response(status int) {
+// response counts a response of status for protocol proto (an index of
+// ByProtocol).
+func (st *Stats) response(proto int16, status int) {
 	if c := status / 100; c >= 1 && c <= 5 {
 		st.Responses[c].Add(1)
+		st.ByProtocol[proto][c].Add(1)
 	}
 }
 

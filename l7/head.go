@@ -487,6 +487,9 @@ var (
 	// A request that cannot be replayed failed at a server its mailbox
 	// had just moved away from.
 	rejMailboxMoved = &Reject{503, "mailbox_moved"}
+	// The connection closed during an exchange, before the response was
+	// complete: the client went away (or a drain ran out of time).
+	rejClientClosed = &Reject{0, "client_closed"}
 )
 
 // allRejects lists every Reject, so counters exist for each from the start.
@@ -500,5 +503,5 @@ var allRejects = []*Reject{
 	rejHeaderTimeout, rejBodyTimeout, rejPipelineOverflow, rejUploadOverflow,
 	rejSlowClient, rejWriteTimeout, rejBadResponse, rejUnframedResponse,
 	rejBackendDown, rejBackendClosed, rejQueueFull, rejQueueTimeout, rejResponseTimeout,
-	rejAuthTimeout, rejMailboxMoved,
+	rejAuthTimeout, rejMailboxMoved, rejClientClosed,
 }

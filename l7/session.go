@@ -30,10 +30,14 @@ type session struct {
 	// to: the gnet connection itself, or the TLS layer over it.
 	io    Transport
 	tls   *tlsterm.Conn // nil on a plaintext listener
-	https bool          // tls != nil; kept apart so tests need no TLS
 	ls    *loopState
 	cur   *stream // the exchange in progress, nil when idle
 	state sessionState
+	https bool // tls != nil; kept apart so tests need no TLS
+	// proto is the current request's protocol (an index of
+	// Stats.ByProtocol): none (len(Config.Protocols)) until its path
+	// matched one.
+	proto int16
 	// busy is set while process runs, so a response that completes
 	// synchronously (a local answer, a failure inside Submit) does not
 	// re-enter it.
@@ -169,6 +173,7 @@ func (s *session) readHead() (act gnet.Action, more bool) {
 	}
 	if s.state == stIdle {
 		s.state = stHead
+		s.proto = int16(len(cfg.Protocols))
 		s.flushing = false
 		s.searched = 0
 		ls.headerList.Arm(&s.Deadline, s, s.Loop.Now())
@@ -209,6 +214,7 @@ func (s *session) readHead() (act gnet.Action, more bool) {
 	if proto == nil {
 		route = Route{Endpoint: -1, Status: 404, Body: "no protocol is served at this path"}
 	} else {
+		s.proto = int16(proto.Index)
 		// The Request lives in the loop's scratch space: passed to an
 		// interface method, a fresh one would escape to the heap.
 		ls.request = Request{Protocol: proto, Header: req, Path: path, AfterPrefix: path[len(proto.Prefix):],
@@ -233,13 +239,22 @@ func (s *session) readHead() (act gnet.Action, more bool) {
 		if h.Framing != FramingNone {
 			s.closeAfter = true
 		}
-		c.Discard(end)
 		s.Disarm()
+		sent := s.sent
 		s.writeLocalHeader(route.Status, route.Body, route.Header)
+		// Recorded before Discard: the method and target point into
+		// the connection's buffer, which a TLS connection releases
+		// once drained.
+		ls.finishNoStream(s, h.Method, target, route.User, int64(end), s.sent-sent, route.Status, "", true)
+		c.Discard(end)
 		return s.finishLocal()
 	}
 	st := ls.newStream(s, h, route.Endpoint)
 	st.key, st.protocol = route.Key, int16(proto.Index)
+	st.tHead, st.user, st.reqBytes, st.sentMark = s.Loop.Now(), route.User, int64(end), s.sent
+	if ls.alog != nil {
+		st.keepTarget(h.Method, target)
+	}
 	st.head = ls.appendRequestHead(st.head[:0], h, req, s, cfg.Endpoints[route.Endpoint].Addr, proto.StripFields, route.Identity)
 	c.Discard(end)
 	s.Disarm()
@@ -286,6 +301,7 @@ func (s *session) pumpBody() gnet.Action {
 			}
 			st.conn.Write(buf[:n])
 			c.Discard(int(n))
+			st.reqBytes += n
 			if st.bodyLeft -= n; st.bodyLeft == 0 {
 				st.bodyDone = true
 			}
@@ -311,6 +327,7 @@ func (s *session) pumpBody() gnet.Action {
 			}
 			if n > 0 {
 				c.Discard(n) // gnet's Discard(0) would drop everything
+				st.reqBytes += int64(n)
 			}
 			if st.reqChunks.Done() {
 				st.conn.Write(lastChunk)
@@ -348,7 +365,7 @@ func (s *session) writeLocal(status int, body string, retryAfter []byte) {
 	ls := s.ls
 	ls.out = appendLocalResponse(ls.out[:0], status, body, retryAfter, nil, s.closeAfter)
 	s.write(ls.out)
-	ls.h.stats.response(status)
+	ls.h.stats.response(s.proto, status)
 }
 
 // writeLocalHeader sends a response made by the gateway with extra header
@@ -357,7 +374,7 @@ func (s *session) writeLocalHeader(status int, body string, header []byte) {
 	ls := s.ls
 	ls.out = appendLocalResponse(ls.out[:0], status, body, nil, header, s.closeAfter)
 	s.write(ls.out)
-	ls.h.stats.response(status)
+	ls.h.stats.response(s.proto, status)
 }
 
 // wake routes again a request whose router answered Pending; it runs on
@@ -374,14 +391,25 @@ func (s *session) wake(seq uint32) {
 
 // reject answers a request the gateway refuses and closes the connection:
 // after a framing error nothing that follows can be trusted.
-func (s *session) reject(r *Reject) gnet.Action {
-	s.ls.h.stats.reject(r.Reason)
-	s.ls.logReject(s, r.Reason, r.Status)
+func (s *session) reject(r *Reject) gnet.Action { return s.refuse(nil, r) }
+
+// refuse is reject for the exchange st (nil when the request has none
+// yet), which it records.
+func (s *session) refuse(st *stream, r *Reject) gnet.Action {
+	ls := s.ls
+	ls.h.stats.reject(r.Reason)
+	ls.logReject(s, r.Reason, r.Status)
 	s.closeAfter = true
+	sent := s.sent
 	if r.Status != 0 {
-		s.ls.out = appendLocalResponse(s.ls.out[:0], r.Status, statusText(r.Status)+": "+r.Reason, nil, nil, true)
-		s.write(s.ls.out)
-		s.ls.h.stats.response(r.Status)
+		ls.out = appendLocalResponse(ls.out[:0], r.Status, statusText(r.Status)+": "+r.Reason, nil, nil, true)
+		s.write(ls.out)
+		ls.h.stats.response(s.proto, r.Status)
+	}
+	if st != nil {
+		ls.finish(s, st, r.Status, r.Reason, false)
+	} else {
+		ls.finishNoStream(s, nil, nil, "", 0, s.sent-sent, r.Status, r.Reason, false)
 	}
 	return s.linger()
 }
@@ -389,17 +417,19 @@ func (s *session) reject(r *Reject) gnet.Action {
 // abort ends an exchange in progress for r: the client gets r's status if
 // no response byte was sent yet, then the connection closes.
 func (s *session) abort(r *Reject) gnet.Action {
-	if st := s.cur; st != nil {
+	st := s.cur
+	if st != nil {
 		s.cur = nil
 		st.sess = nil
 		if st.respStarted {
 			s.ls.h.stats.reject(r.Reason)
 			s.ls.logReject(s, r.Reason, 0)
+			s.ls.finish(s, st, int(st.status), r.Reason, false)
 			s.state = stClosed
 			return gnet.Close
 		}
 	}
-	return s.reject(r)
+	return s.refuse(st, r)
 }
 
 // linger closes the connection once what was written to it is flushed:
@@ -524,6 +554,7 @@ func (s *session) Expire(now int64) {
 		if st := s.cur; st != nil {
 			s.cur = nil
 			st.sess = nil
+			s.ls.finish(s, st, int(st.status), rejWriteTimeout.Reason, false)
 		}
 		s.state = stClosed
 		_ = s.io.Close()
@@ -549,6 +580,8 @@ func (s *session) OnClose(gnet.Conn, error) {
 	if st := s.cur; st != nil {
 		s.cur = nil
 		st.sess = nil
+		s.ls.h.stats.reject(rejClientClosed.Reason)
+		s.ls.finish(s, st, int(st.status), rejClientClosed.Reason, false)
 		if s.state == stBody && st.conn != nil && !st.bodyDone {
 			st.conn.Close() // the server holds part of a request
 		}

@@ -57,6 +57,18 @@ type stream struct {
 	respLeft    int64
 	respChunks  ChunkedDecoder
 	dechunk     bool // HTTP/1.0 client: send chunk data only, then close
+	status      int16
+
+	// Observability: the latency histograms and the access record.
+	tHead    int64  // monotonic ns: the request head was parsed
+	tStart   int64  // monotonic ns: last written to a server connection; 0 never
+	reqBytes int64  // request head and body bytes read from the client
+	sentMark int64  // the session's sent count when the exchange began
+	user     string // Route.User
+	// target is the method followed by the request target, copied only
+	// when the access log is on; methodLen splits them.
+	target    []byte
+	methodLen uint8
 }
 
 var _ poolmux.Exchange = (*stream)(nil)
@@ -70,8 +82,8 @@ func (ls *loopState) newStream(s *session, h *RequestHead, endpoint int) *stream
 	} else {
 		st = &stream{ls: ls}
 	}
-	head := st.head
-	*st = stream{ls: ls, sess: s, endpoint: endpoint, head: head}
+	head, target := st.head, st.target[:0]
+	*st = stream{ls: ls, sess: s, endpoint: endpoint, head: head, target: target}
 	st.isHEAD = string(h.Method) == "HEAD"
 	st.keepAlive = h.KeepAlive
 	st.http10 = h.HTTP10
@@ -90,7 +102,7 @@ func (st *stream) free() {
 	if cap(head) > 16<<10 {
 		head = nil
 	}
-	*st = stream{ls: ls, head: head}
+	*st = stream{ls: ls, head: head, target: st.target[:0]}
 	if len(ls.freeStreams) < 1024 {
 		ls.freeStreams = append(ls.freeStreams, st)
 	}
@@ -131,6 +143,9 @@ func (st *stream) Start(c *poolmux.Conn) bool {
 		return false
 	}
 	st.conn = c
+	// A fresh clock: a connection that has just been dialled starts its
+	// queue in a callback that did not read the clock.
+	st.tStart = st.ls.lp.Tick()
 	c.Write(st.head)
 	if !st.bodyDone {
 		c.Hold()
@@ -155,8 +170,8 @@ func (st *stream) Fail(status int, reason string) {
 		}
 	}
 	s, started := st.sess, st.respStarted
-	st.free()
 	if s == nil {
+		st.free()
 		return
 	}
 	s.cur = nil
@@ -168,11 +183,17 @@ func (st *stream) Fail(status int, reason string) {
 		if !started {
 			s.closeAfter = true
 			s.writeLocal(status, "mailbox server unavailable: "+reason, s.ls.h.retryAfterFor(status))
+			s.ls.finish(s, st, status, reason, true)
+		} else {
+			s.ls.finish(s, st, int(st.status), reason, false)
 		}
+		st.free()
 		s.close()
 		return
 	}
 	s.writeLocal(status, "mailbox server unavailable: "+reason, s.ls.h.retryAfterFor(status))
+	s.ls.finish(s, st, status, reason, true)
+	st.free()
 	s.exchangeDoneLocal()
 }
 
@@ -302,8 +323,9 @@ func (st *stream) receiveHead(c *poolmux.Conn, p []byte) (int, error) {
 		}
 		ls.out = ls.appendResponseHead(ls.out[:0], resp, st)
 		s.write(ls.out)
-		s.ls.h.stats.response(status)
+		s.ls.h.stats.response(s.proto, status)
 		st.respStarted = true
+		st.status = int16(status)
 	}
 	if st.respFraming == FramingNone {
 		st.rstate = respDone
@@ -360,6 +382,11 @@ func (st *stream) complete() {
 			s.closeAfter = true
 		}
 	}
+	ls := st.ls
+	ls.h.stats.BackendLatency[st.endpoint].Observe(ls.lp.Now() - st.tStart)
+	if s != nil {
+		ls.finish(s, st, int(st.status), "", true)
+	}
 	keepAlive := st.keepAlive
 	st.free()
 	if s != nil {
@@ -370,16 +397,18 @@ func (st *stream) complete() {
 // abandon ends the exchange after a failure while relaying a response.
 func (st *stream) abandon(err error) {
 	s := st.sess
-	st.free()
 	if s == nil {
+		st.free()
 		return
 	}
+	reason := rejBadResponse.Reason
 	if err == errSlowClient {
-		s.ls.h.stats.reject(rejSlowClient.Reason)
-		s.ls.logReject(s, rejSlowClient.Reason, 0)
-	} else {
-		s.ls.h.stats.reject(rejBadResponse.Reason)
+		reason = rejSlowClient.Reason
+		s.ls.logReject(s, reason, 0)
 	}
+	s.ls.h.stats.reject(reason)
+	s.ls.finish(s, st, int(st.status), reason, false)
+	st.free()
 	s.cur = nil
 	s.state = stClosed
 	_ = s.io.Close()
@@ -388,14 +417,16 @@ func (st *stream) abandon(err error) {
 // failBadResponse answers 502 for a response the gateway cannot relay.
 func (st *stream) failBadResponse(r *Reject) {
 	s, started := st.sess, st.respStarted
-	st.free()
 	if s == nil {
+		st.free()
 		return
 	}
 	s.ls.h.stats.reject(r.Reason)
 	s.ls.logReject(s, r.Reason, r.Status)
 	s.cur = nil
 	if started {
+		s.ls.finish(s, st, int(st.status), r.Reason, false)
+		st.free()
 		s.state = stClosed
 		_ = s.io.Close()
 		return
@@ -404,6 +435,8 @@ func (st *stream) failBadResponse(r *Reject) {
 		s.closeAfter = true
 	}
 	s.writeLocal(r.Status, "bad response from mailbox server: "+r.Reason, nil)
+	s.ls.finish(s, st, r.Status, r.Reason, true)
+	st.free()
 	s.exchangeDoneLocal()
 }
 

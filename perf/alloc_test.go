@@ -5,6 +5,7 @@ package perf
 import (
 	"encoding/base64"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -103,5 +104,47 @@ func TestAuthenticatedHotPathAllocations(t *testing.T) {
 	}
 	if v := g.Snapshot().Auth["verifications"]; v != 1 {
 		t.Errorf("%d password verifications for 4,000 requests, want 1 (the cache)", v)
+	}
+}
+
+// TestAccessLogHotPathAllocations gates the access log: with it on, a
+// keep-alive request still allocates nothing (the record is formatted into
+// the loop's chunk, chunks go to the writer by pointer, the writer writes
+// them to the file). The log file's lines are checked too, so the gate
+// cannot pass with a log that writes nothing.
+func TestAccessLogHotPathAllocations(t *testing.T) {
+	m1 := testbed.StartMailboxd(t, "mbx1")
+	path := filepath.Join(t.TempDir(), "access.log")
+	g := gwtest.Start(t, gwtest.Options{Loops: 1,
+		Extra: fmt.Sprintf("[access_log]\npath = %q\nbuffer_bytes = 16777216\n", path)}, m1)
+	c := NewKeepAliveClient(t, g.Addr, owaRequest, 1)
+	for i := 0; i < 2000; i++ {
+		if err := c.Do(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var derr error
+	allocs := testing.AllocsPerRun(2000, func() {
+		if e := c.Do(); e != nil && derr == nil {
+			derr = e
+		}
+	})
+	if derr != nil {
+		t.Fatal(derr)
+	}
+	if allocs != 0 {
+		t.Fatalf("%v allocations per request with the access log on, want 0", allocs)
+	}
+	g.Stop(t)
+	s := g.Snapshot().AccessLog
+	if s["records"] != 4001 || s["dropped_buffer_full"] != 0 {
+		t.Fatalf("access log: %v, want 4001 records (warm-up, runs and the one AllocsPerRun adds) and none dropped", s)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(data), "\n"); n != 4001 || !strings.Contains(string(data), `"path":"/owa/service.svc","user":""`) {
+		t.Fatalf("%d lines in the file; first: %.300s", n, data)
 	}
 }

@@ -120,6 +120,7 @@ func (c *Conn) Detach() {
 		copy(moved, behind)
 		clear(behind)
 		c.fifo = c.fifo[:1]
+		p.stats.InFlight.Add(-int64(len(moved)))
 		p.stats.Retries.Add(int64(len(moved)))
 		p.requeueFront(moved)
 		p.dispatch()
@@ -139,8 +140,12 @@ func (c *Conn) start(x Exchange) {
 		c.lastProgress = c.pool.lp.Now()
 	}
 	c.fifo = append(c.fifo, x)
+	// Counted before Start: Start may close the connection, whose OnClose
+	// then takes the whole FIFO, x included, off the gauge.
+	c.pool.stats.InFlight.Add(1)
 	if !x.Start(c) {
 		c.fifo = c.fifo[:len(c.fifo)-1]
+		c.pool.stats.InFlight.Add(-1)
 		return
 	}
 	c.pool.stats.Requests.Add(1)
@@ -261,6 +266,7 @@ func (c *Conn) OnTraffic(gc gnet.Conn) gnet.Action {
 		if err != nil {
 			c.fifo[0] = nil
 			c.fifo = c.fifo[1:]
+			p.stats.InFlight.Add(-1)
 			return gnet.Close
 		}
 		if !done {
@@ -272,6 +278,7 @@ func (c *Conn) OnTraffic(gc gnet.Conn) gnet.Action {
 		copy(c.fifo, c.fifo[1:])
 		c.fifo[len(c.fifo)-1] = nil
 		c.fifo = c.fifo[:len(c.fifo)-1]
+		p.stats.InFlight.Add(-1)
 		if c.detached {
 			if len(c.fifo) == 0 {
 				return gnet.Close
@@ -299,6 +306,7 @@ func (c *Conn) OnClose(_ gnet.Conn, err error) {
 	if wasReady {
 		p.stats.ConnsOpen.Add(-1)
 	}
+	p.stats.InFlight.Add(-int64(len(c.fifo)))
 	var retry []Exchange
 	for i, x := range c.fifo {
 		c.fifo[i] = nil
@@ -347,6 +355,7 @@ func (c *Conn) fail(status int, reason string) {
 		x := c.fifo[0]
 		c.fifo[0] = nil
 		c.fifo = c.fifo[1:]
+		c.pool.stats.InFlight.Add(-1)
 		c.pool.stats.Failed.Add(1)
 		x.Fail(status, reason)
 	}

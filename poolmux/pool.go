@@ -61,6 +61,9 @@ type Stats struct {
 	Failed       atomic.Int64 // exchanges failed with 502/504
 	Queued       atomic.Int64 // exchanges waiting now
 	Retired      atomic.Int64 // connections drained because the server lost its databases
+	// InFlight is a gauge: exchanges written to a connection whose
+	// response has not ended yet (the connections' FIFOs, summed).
+	InFlight atomic.Int64
 }
 
 // Pool is one loop's connections to one server (host:port). It is used

@@ -44,6 +44,7 @@ type Config struct {
 	Backend   Backend    `toml:"backend"`
 	Log       Log        `toml:"log"`
 	Admin     Admin      `toml:"admin"`
+	AccessLog AccessLog  `toml:"access_log"`
 	TLS       TLS        `toml:"tls"`
 	Auth      Auth       `toml:"auth"`
 	Identity  Identity   `toml:"identity"`
@@ -148,12 +149,29 @@ type Log struct {
 	Format string `toml:"format"`
 }
 
-// Admin is the operator's HTTP endpoint: counters as JSON at /stats and
-// Go's pprof handlers under /debug/pprof/. It binds to loopback by default
-// because pprof exposes internals.
+// Admin is the operator's HTTP endpoint: counters as JSON at /stats,
+// Prometheus metrics at /metrics and Go's pprof handlers under
+// /debug/pprof/. It binds to loopback by default because pprof exposes
+// internals.
 type Admin struct {
 	// Address is host:port; empty turns the endpoint off.
 	Address string `toml:"address"`
+}
+
+// AccessLog configures the access log: one JSON line per exchange, written
+// off the event loops with a bounded buffer (package accesslog).
+type AccessLog struct {
+	// Path is the file appended to, relative to the configuration file,
+	// or "-" for standard output; empty (default) turns the log off. The
+	// file is reopened on SIGHUP, for rotation.
+	Path string `toml:"path"`
+	// BufferBytes bounds the memory of records waiting to be written;
+	// when the writer falls behind, further records are dropped and
+	// counted (frontdoor_access_log_dropped_total).
+	BufferBytes int `toml:"buffer_bytes"`
+	// Query keeps request query strings in the log (they may carry
+	// tokens and mailbox names); off by default.
+	Query bool `toml:"query"`
 }
 
 // Listener is one address the gateway accepts clients on.

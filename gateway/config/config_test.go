@@ -166,7 +166,7 @@ func TestExampleSpellsOutDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, section := range []string{"Engine", "Limits", "Timeouts", "Backend", "Log", "TLS", "Auth", "Runtime"} {
+	for _, section := range []string{"Engine", "Limits", "Timeouts", "Backend", "Log", "AccessLog", "TLS", "Auth", "Runtime"} {
 		a := reflect.ValueOf(*ex).FieldByName(section).Interface()
 		b := reflect.ValueOf(*min).FieldByName(section).Interface()
 		if a != b {
@@ -765,6 +765,28 @@ func TestParseProxySource(t *testing.T) {
 		p, err := ParseProxySource(in)
 		if err != nil || p.String() != want {
 			t.Errorf("ParseProxySource(%q) = %v, %v; want %s", in, p, err, want)
+		}
+	}
+}
+
+func TestAccessLogKeys(t *testing.T) {
+	base := "directory = \"d.toml\"\n[[listener]]\nname = \"h\"\naddress = \"127.0.0.1:8080\"\n[[protocol]]\nname = \"owa\"\npath_prefix = \"/owa\"\nbackend_port = 1\n"
+	c, err := Parse("f.toml", []byte(base))
+	if err != nil || c.AccessLog.Path != "" || c.AccessLog.BufferBytes != 1<<20 || c.AccessLog.Query {
+		t.Fatalf("access log must default to off with a 1 MiB buffer: %+v %v", c.AccessLog, err)
+	}
+	c, err = Parse("f.toml", []byte(base+"[access_log]\npath = \"-\"\nbuffer_bytes = 65536\nquery = true\n"))
+	if err != nil || c.AccessLog.Path != "-" || c.AccessLog.BufferBytes != 65536 || !c.AccessLog.Query {
+		t.Fatalf("set: %+v %v", c.AccessLog, err)
+	}
+	for _, tc := range []struct{ toml, want string }{
+		{"[access_log]\npath = \"a.log\"\nbuffer_bytes = 4096\n", "f.toml:11: access_log.buffer_bytes: must be between 65536 and 1073741824, got 4096"},
+		{"[access_log]\nquery = true\n", "f.toml:10: access_log.query: only with access_log.path (the log is off)"},
+		{"[access_log]\npath = 3\n", "f.toml:10: access_log.path"},
+	} {
+		_, err := Parse("f.toml", []byte(base+tc.toml))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: got %v, want %q", tc.toml, err, tc.want)
 		}
 	}
 }

@@ -181,7 +181,8 @@ func defaults() *Config {
 			ReconnectMax:    Duration(5 * time.Second),
 			RetryAfter:      Duration(2 * time.Second),
 		},
-		Log: Log{Level: "info", Format: "text"},
+		Log:       Log{Level: "info", Format: "text"},
+		AccessLog: AccessLog{BufferBytes: 1 << 20},
 		TLS: TLS{
 			TicketRotation:     Duration(12 * time.Hour),
 			TicketLifetime:     Duration(24 * time.Hour),

@@ -87,6 +87,15 @@ func (c *Config) validate(doc *tomlpos.Doc) {
 		}
 	}
 
+	al := &c.AccessLog
+	if al.Path == "" && al.Query {
+		v.Report("access_log.query", "only with access_log.path (the log is off)")
+	}
+	if strings.ContainsRune(al.Path, 0) {
+		v.Report("access_log.path", "%q: must not contain NUL", al.Path)
+	}
+	v.intIn("access_log.buffer_bytes", int64(al.BufferBytes), 64<<10, 1<<30)
+
 	tl := &c.TLS
 	v.durIn("tls.ticket_rotation", tl.TicketRotation, time.Minute, 0)
 	v.durIn("tls.ticket_lifetime", tl.TicketLifetime, time.Minute, 0)

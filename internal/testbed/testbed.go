@@ -121,6 +121,11 @@ func buildBinary() {
 	}
 }
 
+// GoCommand returns the go command of the toolchain that built the running
+// test binary (for `go tool pprof` and the like), falling back to the one on
+// $PATH.
+func GoCommand() string { return goTool() }
+
 // goTool returns the go command of the toolchain that built the running
 // test binary, falling back to the one on $PATH.
 func goTool() string {
