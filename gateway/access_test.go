@@ -808,3 +808,40 @@ func TestDirectoryReloadRevokesCachedVerdicts(t *testing.T) {
 		t.Errorf("%d verifications for alice, bob's old and new passwords after the reload, want 3", after-before)
 	}
 }
+
+// TestConcurrentLoginsCoalesce: 16 connections presenting the same new
+// credential at once cost one password verification, not 16.
+func TestConcurrentLoginsCoalesce(t *testing.T) {
+	b := newAccessBed(t)
+	g := b.startGateway(t, "", false)
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	start := make(chan struct{})
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := client("127.0.0.1")
+			<-start
+			req, _ := http.NewRequest("GET", "http://"+g.Addr+"/owa/", nil)
+			req.Header.Set("Authorization", basic("bob", bobPassword))
+			resp, err := c.Do(req)
+			if err != nil || resp.StatusCode != 200 {
+				failed.Add(1)
+			}
+			if err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if n := failed.Load(); n != 0 {
+		t.Fatalf("%d of 16 concurrent logins failed", n)
+	}
+	st := g.Snapshot().Auth
+	if st["verifications"] != 1 {
+		t.Errorf("%d verifications for 16 concurrent logins with one credential, want 1 (coalesced %d)", st["verifications"], st["coalesced"])
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -69,6 +70,11 @@ type authenticator struct {
 	pool     *auth.Pool
 	jwt      *auth.JWTVerifier // nil unless a protocol accepts bearer
 	signer   atomic.Pointer[identity.Signer]
+
+	// inflight holds the credentials being verified and the requests
+	// waiting for each verdict (see submit).
+	mu       sync.Mutex
+	inflight map[auth.Key][]l7.Waker
 	keyFile  string // identity.key_file, resolved; "" when not signing
 
 	ttl, failTTL int64 // nanoseconds
@@ -88,6 +94,7 @@ type authStats struct {
 	Signed        atomic.Int64 // identity assertions minted
 	Throttled     atomic.Int64
 	Overloaded    atomic.Int64 // verifications refused: worker queue full
+	Coalesced     atomic.Int64 // requests that waited for a verification already running
 	Challenged    atomic.Int64 // 401 without credentials
 }
 
@@ -122,6 +129,7 @@ func newAuthenticator(cfg *config.Config, log *slog.Logger) (*authenticator, err
 		ttl: int64(cfg.Auth.CacheTTL.D()), failTTL: int64(cfg.Auth.FailureTTL.D()),
 		trustAnchor: cfg.Auth.TrustAnchorMailbox}
 	a.hasher = auth.NewHasher()
+	a.inflight = make(map[auth.Key][]l7.Waker)
 	a.cache = auth.NewCache[*authEntry](cfg.Auth.CacheEntries)
 	a.throttle = auth.NewThrottle(auth.ThrottleConfig{
 		MaxFailures:        cfg.Auth.MaxFailures,
@@ -324,19 +332,45 @@ func (a *authenticator) submitVerify(req *l7.Request, key auth.Key, m identity.M
 	default:
 		job = func() *authEntry { return a.mapCertificate(leaf) }
 	}
-	return a.submit(req, key, job)
+	return a.submit(req, key, true, job)
 }
 
 // submitMint parks req while a worker signs e's assertion for its client.
 func (a *authenticator) submitMint(req *l7.Request, e *authEntry) l7.Route {
 	client := req.Client
-	return a.submit(req, auth.Key{}, func() *authEntry { a.mint(e, client); return nil })
+	return a.submit(req, auth.Key{}, false, func() *authEntry { a.mint(e, client); return nil })
 }
+
+// maxCoalesced bounds the requests waiting for one credential's
+// verification.
+const maxCoalesced = 4096
 
 // submit parks req while job runs on a worker; job's entry (if any) goes
 // into the cache under key, then the request is routed again.
-func (a *authenticator) submit(req *l7.Request, key auth.Key, job func() *authEntry) l7.Route {
+//
+// With coalesce, requests that carry the same credential while its
+// verification runs wait for that one instead of starting their own: a
+// client that opens many connections at once (Outlook does, and every
+// client does after a gateway restart) costs one argon2id, not one per
+// connection, and cannot queue the workers full with duplicates.
+func (a *authenticator) submit(req *l7.Request, key auth.Key, coalesce bool, job func() *authEntry) l7.Route {
 	w := req.Waker
+	if coalesce {
+		a.mu.Lock()
+		if ws, running := a.inflight[key]; running {
+			if len(ws) >= maxCoalesced {
+				a.mu.Unlock()
+				a.stats.Overloaded.Add(1)
+				return l7.Route{Endpoint: -1, Status: 503, Body: bodyOverloaded, Header: retryAfter1}
+			}
+			a.inflight[key] = append(ws, w)
+			a.mu.Unlock()
+			a.stats.Coalesced.Add(1)
+			return l7.Route{Pending: true}
+		}
+		a.inflight[key] = []l7.Waker{w}
+		a.mu.Unlock()
+	}
 	ok := a.pool.Submit(func() {
 		if e := job(); e != nil {
 			ttl := a.ttl
@@ -350,13 +384,34 @@ func (a *authenticator) submit(req *l7.Request, key auth.Key, job func() *authEn
 			e.fresh.Store(true)
 			a.cache.Put(key, e, e.expires)
 		}
-		w.Wake()
+		if coalesce {
+			a.wakeWaiting(key)
+		} else {
+			w.Wake()
+		}
 	})
 	if !ok {
+		if coalesce {
+			// Those who joined meanwhile try again (and most likely get
+			// this 503 too); this request is answered now.
+			a.wakeWaiting(key)
+		}
 		a.stats.Overloaded.Add(1)
 		return l7.Route{Endpoint: -1, Status: 503, Body: bodyOverloaded, Header: retryAfter1}
 	}
 	return l7.Route{Pending: true}
+}
+
+// wakeWaiting ends key's verification: every request waiting for it is
+// routed again. A Waker of a request answered meanwhile does nothing.
+func (a *authenticator) wakeWaiting(key auth.Key) {
+	a.mu.Lock()
+	ws := a.inflight[key]
+	delete(a.inflight, key)
+	a.mu.Unlock()
+	for _, w := range ws {
+		w.Wake()
+	}
 }
 
 var retryAfter1 = []byte("Retry-After: 1\r\n")
@@ -557,6 +612,7 @@ func (a *authenticator) snapshot() map[string]int64 {
 		"signed":        a.stats.Signed.Load(),
 		"throttled":     a.stats.Throttled.Load(),
 		"overloaded":    a.stats.Overloaded.Load(),
+		"coalesced":     a.stats.Coalesced.Load(),
 		"challenged":    a.stats.Challenged.Load(),
 	}
 	for i, name := range []string{"basic", "bearer", "certificate"} {

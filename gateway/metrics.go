@@ -45,7 +45,7 @@ type collector struct {
 	backendRequests, backendRetries, backendDetached, backendRetired, backendQueueRejections,
 	backendFailures, backendLatency *prometheus.Desc
 
-	authResults, authChallenges, authThrottled, authOverloaded, authCacheHits, authCacheMisses,
+	authResults, authChallenges, authThrottled, authOverloaded, authCoalesced, authCacheHits, authCacheMisses,
 	authCacheEntries, authVerifications, identitySigned *prometheus.Desc
 
 	tlsHandshakes, tlsResumed, tlsPostQuantum, tlsClientCerts, tlsByGroup, tlsByVersion,
@@ -97,6 +97,7 @@ func newCollector(g *Gateway) *collector {
 	c.authChallenges = d("auth_challenges_total", "Requests answered 401 because they carried no usable credentials.")
 	c.authThrottled = d("auth_throttled_total", "Requests answered 429: too many failed logins.")
 	c.authOverloaded = d("auth_overloaded_total", "Requests answered 503: the verification queue was full.")
+	c.authCoalesced = d("auth_coalesced_total", "Requests that waited for a verification of the same credential already running.")
 	c.authCacheHits = d("auth_cache_hits_total", "Credentials found in the auth cache.")
 	c.authCacheMisses = d("auth_cache_misses_total", "Credentials not in the auth cache, sent to a verification worker.")
 	c.authCacheEntries = d("auth_cache_entries", "Verdicts in the auth cache now.")
@@ -199,6 +200,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.authChallenges, s.Challenged.Load())
 		counter(c.authThrottled, s.Throttled.Load())
 		counter(c.authOverloaded, s.Overloaded.Load())
+		counter(c.authCoalesced, s.Coalesced.Load())
 		counter(c.authCacheHits, s.CacheHits.Load())
 		counter(c.authCacheMisses, s.CacheMisses.Load())
 		gauge(c.authCacheEntries, int64(a.cache.Len()))
