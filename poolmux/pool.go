@@ -81,7 +81,8 @@ type Pool struct {
 
 	batch [][]byte // scratch for writev batching in dispatch
 
-	tls *TLS // nil: plaintext
+	tls    *TLS    // nil: plaintext
+	health *Health // nil: not watched
 }
 
 // TLS makes a pool's connections TLS: each dial is followed by a client
@@ -113,6 +114,15 @@ func (t *TLS) Current() *tls.Config {
 // SetTLS makes the pool's connections TLS (nil: plaintext). Call it after
 // NewPool, before the first Submit.
 func (p *Pool) SetTLS(t *TLS) { p.tls = t }
+
+// SetHealth makes the pool report dial failures, connections lost with
+// requests in flight and response timeouts to h. Call it after NewPool,
+// before the first Submit.
+func (p *Pool) SetHealth(h *Health) { p.health = h }
+
+// Health is the server's health, shared by every loop's pool (nil when
+// not watched).
+func (p *Pool) Health() *Health { return p.health }
 
 // NewPool returns the pool of loop lp for server name at addr. Connections
 // are dialled on first use.
