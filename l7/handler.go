@@ -132,6 +132,10 @@ type Endpoint struct {
 	Addr string // host:port
 	// TLS, when set, makes the endpoint's backend connections TLS.
 	TLS *poolmux.TLS
+	// Health, when set, is the endpoint's health: its pools report
+	// connection failures to it and l7 every response status (5xx are
+	// failures), for passive outlier detection.
+	Health *poolmux.Health
 }
 
 // Config is the l7 configuration, built by the gateway.
@@ -161,6 +165,11 @@ type Config struct {
 	// endpoint, or -1 to let the failure stand. It runs on the loop.
 	Reroute func(key int32, protocol int) int
 
+	// Health, when set, answers every protocol's health page
+	// (/{prefix}/healthcheck.htm) on the loop; nil forwards those paths
+	// like any other.
+	Health HealthPages
+
 	Pool poolmux.Options
 	Log  *slog.Logger
 }
@@ -183,6 +192,10 @@ type Handler struct {
 	retryAfter []byte
 	refusal    []byte
 
+	// endKeepAlive[protocol] and endFresh: see EndKeepAlive.
+	endKeepAlive []atomic.Bool
+	endFresh     atomic.Bool
+
 	mu    sync.Mutex
 	loops []*loopState // for Retire
 }
@@ -194,7 +207,7 @@ func NewHandler(cfg Config) *Handler {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	h := &Handler{cfg: cfg, log: cfg.Log, stats: newStats()}
+	h := &Handler{cfg: cfg, log: cfg.Log, stats: newStats(), endKeepAlive: make([]atomic.Bool, len(cfg.Protocols))}
 	for range cfg.Endpoints {
 		h.poolStats = append(h.poolStats, new(poolmux.Stats))
 	}
@@ -262,6 +275,7 @@ func (h *Handler) NewLoop(lp *l4.Loop) {
 	for i, ep := range h.cfg.Endpoints {
 		ls.pools[i] = poolmux.NewPool(lp, ep.Name, ep.Addr, &h.cfg.Pool, h.poolStats[i], h.log)
 		ls.pools[i].SetTLS(ep.TLS)
+		ls.pools[i].SetHealth(ep.Health)
 	}
 	lp.Proto = ls
 	h.mu.Lock()
@@ -291,7 +305,7 @@ func (h *Handler) Retire(endpoints []bool) {
 // Accept implements l4.Acceptor.
 func (h *Handler) Accept(cc l4.ClientConn) (l4.ClientHandler, []byte, gnet.Action) {
 	ls := cc.Loop.Proto.(*loopState)
-	s := &session{ClientConn: cc, ls: ls, io: cc.Conn}
+	s := &session{ClientConn: cc, ls: ls, io: cc.Conn, lastProto: -1}
 	if ln := h.listener(cc.Listener.Index); ln != nil && ln.TLS != nil {
 		s.tls = ln.TLS.Accept(cc.Conn)
 		s.io, s.https = s.tls, true
@@ -359,6 +373,10 @@ type Stats struct {
 	// failed because their mailbox database had moved.
 	Rerouted  atomic.Int64
 	Responses [6]atomic.Int64
+	// HealthOK and HealthFailed count the health probes answered 2xx
+	// and otherwise (HealthPages). Probes are not requests: they are
+	// not in Requests or Responses.
+	HealthOK, HealthFailed atomic.Int64
 	// Rejects counts refused requests by reason (RequestHead framing,
 	// limits, timeouts, routing); keys are fixed at start so the map is
 	// read-only afterwards.
