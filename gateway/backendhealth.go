@@ -50,6 +50,9 @@ type backendHealth struct {
 	wake chan struct{}
 	// changed is called after every transition (the health pages).
 	changed func()
+	// revive is called with an endpoint's index when it becomes healthy
+	// (l7.Handler.Revive: its pools stop waiting out their backoff).
+	revive func(endpoint int)
 }
 
 // endpointHealth is one endpoint's health.
@@ -82,7 +85,7 @@ func newBackendHealth(cfg *config.Config, endpoints []l7.Endpoint, log *slog.Log
 	bh := &backendHealth{
 		log: log, interval: b.HealthInterval.D(), timeout: b.HealthTimeout.D(),
 		unhealthyAfter: b.UnhealthyThreshold, healthyAfter: b.HealthyThreshold,
-		wake: make(chan struct{}, 1), changed: func() {},
+		wake: make(chan struct{}, 1), changed: func() {}, revive: func(int) {},
 	}
 	threshold := b.OutlierConsecutiveFailures
 	if bh.interval == 0 {
@@ -231,6 +234,7 @@ func (bh *backendHealth) record(r checkResult) {
 	ep.mu.Unlock()
 	switch became {
 	case "healthy":
+		bh.revive(ep.index)
 		bh.log.Info("mailbox server healthy again: new requests go to it",
 			"server", ep.server, "address", ep.addr, "good_checks", bh.healthyAfter)
 	case "unhealthy":

@@ -177,6 +177,7 @@ func New(cfg *config.Config, dir *directory.Directory, log *slog.Logger) (*Gatew
 	rt.retire = handler.Retire
 	rt.swapped = health.update
 	backends.changed = health.update
+	backends.revive = handler.Revive
 	comps.changed = health.update
 	comps.endKeepAlive = handler.EndKeepAlive
 	g := &Gateway{cfg: cfg, log: log, server: srv, handler: handler, router: rt,

@@ -81,7 +81,7 @@ type components struct {
 	// changed recomputes the health pages; endKeepAlive is
 	// l7.Handler.EndKeepAlive. Both are set before start.
 	changed      func()
-	endKeepAlive func(protocols []bool, fresh bool)
+	endKeepAlive func(protocols []bool)
 
 	mu     sync.Mutex
 	since  []time.Time
@@ -102,7 +102,7 @@ func newComponents(cfg *config.Config, log *slog.Logger) (*components, error) {
 		names: make([]string, n), inactive: make([]atomic.Bool, n),
 		file: cfg.Resolve(cfg.State.File), grace: cfg.State.DrainGrace.D(), log: log,
 		since: make([]time.Time, n), ended: make([]bool, n), gen: make([]uint64, n), timers: make([]*time.Timer, n),
-		changed: func() {}, endKeepAlive: func([]bool, bool) {},
+		changed: func() {}, endKeepAlive: func([]bool) {},
 	}
 	c.names[0] = config.ServerWideOffline
 	for i, p := range cfg.Protocols {
@@ -299,15 +299,14 @@ func (c *components) armGrace(i int) {
 }
 
 // applyLocked hands the ended components to l7: ServerWideOffline ends
-// keep-alive for every protocol and for connections that have not sent a
-// request yet. Called with mu held.
+// keep-alive for every protocol. Called with mu held.
 func (c *components) applyLocked() {
 	all := c.ended[0]
 	protocols := make([]bool, len(c.names)-1)
 	for i := range protocols {
 		protocols[i] = all || c.ended[1+i]
 	}
-	c.endKeepAlive(protocols, all)
+	c.endKeepAlive(protocols)
 }
 
 // entries is the state file's list, with component changed (when >= 0)

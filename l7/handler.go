@@ -192,9 +192,8 @@ type Handler struct {
 	retryAfter []byte
 	refusal    []byte
 
-	// endKeepAlive[protocol] and endFresh: see EndKeepAlive.
+	// endKeepAlive[protocol]: see EndKeepAlive.
 	endKeepAlive []atomic.Bool
-	endFresh     atomic.Bool
 
 	mu    sync.Mutex
 	loops []*loopState // for Retire
@@ -296,6 +295,24 @@ func (h *Handler) Retire(endpoints []bool) {
 				if r && i < len(ls.pools) {
 					ls.pools[i].Retire()
 				}
+			}
+			return nil
+		}))
+	}
+}
+
+// Revive tells every loop's pool of endpoint that its server is back
+// (poolmux.Pool.Revive): connections waiting out a reconnect backoff dial
+// now. Safe from any goroutine.
+func (h *Handler) Revive(endpoint int) {
+	h.mu.Lock()
+	loops := slices.Clone(h.loops)
+	h.mu.Unlock()
+	for _, ls := range loops {
+		_ = ls.lp.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			ls.lp.Tick()
+			if endpoint < len(ls.pools) {
+				ls.pools[endpoint].Revive()
 			}
 			return nil
 		}))

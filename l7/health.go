@@ -93,26 +93,25 @@ func (s *session) healthProbe(protocol, end int, h *RequestHead) (gnet.Action, b
 }
 
 // EndKeepAlive ends keep-alive for the protocols marked true in protocols
-// (indexed like Config.Protocols) and, with fresh, for connections that
-// have not sent a request yet: a load balancer taking the gateway out of
-// its pool moves them elsewhere without failing a request. From the call
-// on, every response to a request of such a protocol carries
-// "Connection: close" and its connection closes once the response is
-// written; on every loop, idle connections whose last request was for
-// one of them close now, and busy ones after their current response
-// (announced with "Connection: close" when its head is not sent yet).
+// (indexed like Config.Protocols), so a load balancer taking the gateway
+// out of its pool moves their clients elsewhere without failing a
+// request. From the call on, every response to a request of such a
+// protocol carries "Connection: close" and its connection closes once the
+// response is written; on every loop, idle connections whose last request
+// was for one of them close now, and busy ones after their current
+// response (announced with "Connection: close" when its head is not sent
+// yet). A connection that has not sent a request yet is left open: closing
+// it could cut off a first request already on its way, which a client
+// does not retry on a new connection; that request's answer closes it.
 // Protocols marked false keep connections alive again. Safe from any
 // goroutine.
-func (h *Handler) EndKeepAlive(protocols []bool, fresh bool) {
+func (h *Handler) EndKeepAlive(protocols []bool) {
 	newly := false
 	for i := range h.endKeepAlive {
 		on := i < len(protocols) && protocols[i]
 		if h.endKeepAlive[i].Swap(on) != on && on {
 			newly = true
 		}
-	}
-	if h.endFresh.Swap(fresh) != fresh && fresh {
-		newly = true
 	}
 	if !newly {
 		return
@@ -136,13 +135,10 @@ func endKeepAlive(ch l4.ClientHandler) {
 	}
 }
 
-// keepAliveEnded reports whether keep-alive has ended for protocol (-1:
-// a connection that has not sent a request yet).
+// keepAliveEnded reports whether keep-alive has ended for protocol (-1, a
+// connection that has not sent a request yet: never).
 func (h *Handler) keepAliveEnded(protocol int) bool {
-	if protocol < 0 {
-		return h.endFresh.Load()
-	}
-	return h.endKeepAlive[protocol].Load()
+	return protocol >= 0 && h.endKeepAlive[protocol].Load()
 }
 
 // endKeepAlive closes the connection, or makes its current exchange the

@@ -196,6 +196,25 @@ func (p *Pool) Retire() {
 	}
 }
 
+// Revive ends the wait of a pool that found its server unreachable,
+// because something else learnt that it is back (its health checks pass):
+// connections waiting out their reconnect backoff are dialled again now,
+// and new exchanges queue for them instead of failing with 502. It must
+// run on the pool's loop.
+func (p *Pool) Revive() {
+	if !p.down {
+		return
+	}
+	p.down = false
+	for i, c := range p.conns {
+		if c.state == connDialing && c.failures > 0 {
+			// The old one's dial, when its backoff ends, finds it is no
+			// longer a member and closes.
+			p.conns[i] = p.newConn(0)
+		}
+	}
+}
+
 // start creates the pool's connections and dials them.
 func (p *Pool) start() {
 	p.conns = make([]*Conn, p.opts.ConnsPerLoop)
