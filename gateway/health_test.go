@@ -12,9 +12,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -640,5 +644,147 @@ func TestBackendHealthTLS(t *testing.T) {
 	}
 	if h := backendHealth(t, bad, m.name); !strings.Contains(h.Reason, "TLS handshake") {
 		t.Errorf("reason %q", h.Reason)
+	}
+}
+
+// TestStateCommandsOnRunningBinary: `frontdoor state set|get` drive a
+// running `frontdoor run` through its admin endpoint; the states are in
+// the state file and survive a restart (the health page answers 503 from
+// the first probe after it).
+func TestStateCommandsOnRunningBinary(t *testing.T) {
+	m1 := testbed.StartMailboxd(t, "mbx1")
+	dir := t.TempDir()
+	addr := fmt.Sprintf("127.0.0.1:%d", testbed.FreePort(t, "127.0.0.1"))
+	admin := fmt.Sprintf("127.0.0.1:%d", testbed.FreePort(t, "127.0.0.1"))
+	stateFile := filepath.Join(dir, "var", "state.json")
+	cfgFile := filepath.Join(dir, "frontdoor.toml")
+	writeFile(t, cfgFile, fmt.Sprintf(`directory = "directory.toml"
+gateway_id = "fd-test"
+[engine]
+loops = 2
+[admin]
+address = %q
+[state]
+file = "var/state.json"
+[[listener]]
+name = "http"
+address = %q
+[[protocol]]
+name = "owa"
+path_prefix = "/owa"
+backend_port = 1
+[[protocol]]
+name = "ews"
+path_prefix = "/EWS"
+backend_port = 1
+`, admin, addr))
+	writeFile(t, filepath.Join(dir, "directory.toml"), gwtest.DirectoryTOML(m1))
+	health := func(prefix string) int {
+		t.Helper()
+		st, _, _ := probe(t, "GET", "http://"+addr+prefix+"/healthcheck.htm")
+		return st
+	}
+	// start runs the gateway and returns once it answers (whatever the
+	// health page says).
+	start := func() *testbed.Process {
+		t.Helper()
+		p := testbed.StartProcess(t, "run", "--config", cfgFile)
+		c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: time.Second}
+		if !waitFor(10*time.Second, func() bool {
+			resp, err := c.Get("http://" + addr + "/EWS/healthcheck.htm")
+			if err == nil {
+				resp.Body.Close()
+			}
+			return err == nil
+		}) {
+			t.Fatalf("gateway not answering:\n%s", p.Output())
+		}
+		return p
+	}
+	stop := func(p *testbed.Process) {
+		t.Helper()
+		if err := p.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		if code, err := p.Wait(20 * time.Second); code != 0 || err != nil {
+			t.Fatalf("gateway exit %d %v\n%s", code, err, p.Output())
+		}
+	}
+	state := func(args ...string) (int, string) {
+		t.Helper()
+		p := testbed.StartProcess(t, append([]string{"state"}, args...)...)
+		code, err := p.Wait(20 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return code, p.Output()
+	}
+
+	gw := start()
+	if _, err := os.Stat(stateFile); err != nil {
+		t.Fatalf("state file not created at start: %v", err)
+	}
+	if health("/owa") != 200 || health("/EWS") != 200 {
+		t.Fatal("health pages not 200 at start")
+	}
+	if code, out := state("set", "--component", "owa", "--state", "inactive", "--admin", admin); code != 0 || !strings.HasPrefix(out, "owa: inactive since ") {
+		t.Fatalf("state set: exit %d %q", code, out)
+	}
+	if health("/owa") != 503 || health("/EWS") != 200 {
+		t.Errorf("after state set owa inactive: /owa %d /EWS %d", health("/owa"), health("/EWS"))
+	}
+	code, out := state("get", "--admin", admin)
+	if code != 0 || !regexp.MustCompile(`(?m)^owa +inactive +\d{4}-`).MatchString(out) || !regexp.MustCompile(`(?m)^ServerWideOffline +active +- `).MatchString(out) {
+		t.Errorf("state get: exit %d\n%s", code, out)
+	}
+	code, out = state("get", "--admin", admin, "--json")
+	var listed []gateway.ComponentState
+	if err := json.Unmarshal([]byte(out), &listed); code != 0 || err != nil || len(listed) != 3 || listed[1].Component != "owa" || listed[1].State != "inactive" {
+		t.Errorf("state get --json: exit %d %v\n%s", code, err, out)
+	}
+	if code, out := state("set", "--component", "pop3", "--state", "inactive", "--admin", admin); code != 2 || !strings.Contains(out, `unknown component "pop3"`) {
+		t.Errorf("unknown component: exit %d %q", code, out)
+	}
+	var file struct{ Components []gateway.ComponentState }
+	data, err := os.ReadFile(stateFile)
+	if err == nil {
+		err = json.Unmarshal(data, &file)
+	}
+	if err != nil || len(file.Components) != 3 || file.Components[1].State != "inactive" || !file.Components[1].Since.Equal(listed[1].Since) {
+		t.Errorf("state file: %v\n%s", err, data)
+	}
+
+	// A restart keeps it, from the first answer on.
+	stop(gw)
+	if code, out := state("get", "--admin", admin); code != 1 || !strings.Contains(out, "is the gateway running") {
+		t.Errorf("state get with no gateway: exit %d %q", code, out)
+	}
+	gw = start()
+	if health("/owa") != 503 || health("/EWS") != 200 {
+		t.Errorf("after the restart: /owa %d /EWS %d, want 503 and 200", health("/owa"), health("/EWS"))
+	}
+	if !strings.Contains(gw.Output(), "component inactive since before the start") {
+		t.Errorf("restart did not log the inactive component:\n%s", gw.Output())
+	}
+	if code, out := state("set", "--component", "owa", "--state", "active", "--admin", admin); code != 0 || !strings.HasPrefix(out, "owa: active") {
+		t.Fatalf("state set active: exit %d %q", code, out)
+	}
+	if code, _ := state("set", "--component", "serverwideoffline", "--state", "inactive", "--admin", admin); code != 0 {
+		t.Fatal("ServerWideOffline inactive")
+	}
+	stop(gw)
+	gw = start()
+	if health("/owa") != 503 || health("/EWS") != 503 {
+		t.Errorf("ServerWideOffline across a restart: /owa %d /EWS %d, want 503", health("/owa"), health("/EWS"))
+	}
+	// A state that cannot be written does not take effect: exit 1.
+	if err := os.RemoveAll(filepath.Dir(stateFile)); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := state("set", "--component", "ServerWideOffline", "--state", "active", "--admin", admin); code != 1 || !strings.Contains(out, "component state not changed") {
+		t.Errorf("unwritable state file: exit %d %q", code, out)
+	}
+	if health("/EWS") != 503 {
+		t.Error("ServerWideOffline went active although the state file was not written")
 	}
 }
