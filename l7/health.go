@@ -41,9 +41,10 @@ func NewHealthPage(status int, body string) *HealthPage {
 	p := &HealthPage{status: status}
 	p.get = appendLocalResponse(nil, status, body, nil, nil, false)
 	p.getClose = appendLocalResponse(nil, status, body, nil, nil, true)
-	// appendLocalResponse ends the body with a newline.
-	p.head = p.get[: len(p.get)-len(body)-1 : len(p.get)-len(body)-1]
-	p.headClose = p.getClose[: len(p.getClose)-len(body)-1 : len(p.getClose)-len(body)-1]
+	// HEAD: the same head, without the body (which appendLocalResponse
+	// ends with a newline).
+	p.head = p.get[:len(p.get)-len(body)-1]
+	p.headClose = p.getClose[:len(p.getClose)-len(body)-1]
 	return p
 }
 
@@ -75,14 +76,17 @@ var allowGetHead = []byte("Allow: GET, HEAD\r\n")
 // head ends at end. Nothing of it is routed, authenticated or logged.
 func (s *session) healthProbe(protocol, end int, h *RequestHead) (gnet.Action, bool) {
 	ls := s.ls
-	if !h.KeepAlive || h.Framing != FramingNone {
+	draining := s.Loop.Draining()
+	if !h.KeepAlive || h.Framing != FramingNone || draining {
 		// A body the gateway will not read makes the connection
-		// unusable for a next request.
+		// unusable for a next request; a stopping gateway closes
+		// connections after their exchange, even when the drain has
+		// not reached this one yet.
 		s.closeAfter = true
 	}
 	_, _ = s.io.Discard(end)
 	s.Disarm()
-	page := ls.h.cfg.Health.HealthPage(protocol, s.Loop.Draining())
+	page := ls.h.cfg.Health.HealthPage(protocol, draining)
 	s.write(page.response(string(h.Method) == "HEAD", s.closeAfter))
 	if page.status/100 == 2 {
 		ls.h.stats.HealthOK.Add(1)
