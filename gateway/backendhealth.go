@@ -248,13 +248,13 @@ func (bh *backendHealth) record(r checkResult) {
 
 // takeEjections records the passive ejections the loops made.
 func (bh *backendHealth) takeEjections() {
-	any := false
+	seen := false
 	for _, ep := range bh.eps {
 		r := ep.ejected.Swap(nil)
 		if r == nil {
 			continue
 		}
-		any = true
+		seen = true
 		ep.mu.Lock()
 		ep.ejections++
 		ep.oks, ep.fails = 0, 0
@@ -270,7 +270,7 @@ func (bh *backendHealth) takeEjections() {
 		bh.log.Warn("mailbox server unhealthy: its mailboxes get 503 until it passes its health checks",
 			"server", ep.server, "address", ep.addr, "reason", reason)
 	}
-	if any {
+	if seen {
 		bh.changed()
 	}
 }

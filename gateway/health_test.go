@@ -473,8 +473,9 @@ func TestBackendHealthActive(t *testing.T) {
 	if st, err := get(c, "alice@example.test"); err != nil || st != 200 {
 		t.Fatalf("alice: %d %v", st, err)
 	}
-	h := backendHealth(t, g, "mbx1")
-	if !h.Healthy || h.LastCheck.IsZero() || h.LastError != "" {
+	// The first round of checks runs at start.
+	waitFor(2*time.Second, func() bool { return !backendHealth(t, g, "mbx1").LastCheck.IsZero() })
+	if h := backendHealth(t, g, "mbx1"); !h.Healthy || h.LastCheck.IsZero() || h.LastError != "" {
 		t.Errorf("mbx1 at start: %+v", h)
 	}
 	// Detection: 3 failed checks, within 3 intervals plus slack for the
