@@ -361,7 +361,8 @@ type Protocol struct {
 	Auth []string `toml:"auth"`
 	// AnonymousPaths are path prefixes, after the protocol's own, served
 	// without authentication (and routed like an anonymous protocol),
-	// e.g. ["/healthcheck.htm"].
+	// e.g. ["/auth/"]. (The health page, /{prefix}/healthcheck.htm, is
+	// the gateway's own and needs none.)
 	AnonymousPaths []string `toml:"anonymous_paths"`
 	// CrossSite says what to do when the mailbox is active in another
 	// site: "proxy" (default), "redirect" (302 to the site's external
