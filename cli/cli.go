@@ -120,6 +120,11 @@ func init() {
 			{"set-active", "--file FILE --database NAME --server NAME",
 				"move a database's active copy to another server (switchover, failover)", cmdDirectorySetActive, nil},
 		}},
+		{name: "state", summary: "component states of a running gateway (health pages, draining)", subs: []command{
+			{"get", "[--admin ADDR] [--json]", "list the component states of a running gateway", cmdStateGet, nil},
+			{"set", "--component NAME --state active|inactive [--admin ADDR]",
+				"set a component active or inactive (ServerWideOffline: the whole gateway)", cmdStateSet, nil},
+		}},
 		{name: "tls", summary: "TLS tools", subs: []command{
 			{"ticket-keys", "--out FILE [--keep DURATION]",
 				"create or rotate a session-ticket key file shared by an array", cmdTLSTicketKeys, nil},

@@ -141,7 +141,7 @@ func TestBadUsage(t *testing.T) {
 		{[]string{"tls", "ticket-keys", "--out", "k", "--keep", "-1h"}, "--keep -1h0m0s: must not be negative"},
 		{[]string{"tls", "ticket-keys", "--out", "k", "now"}, `unexpected argument "now"`},
 		{[]string{"help", "directory", "nope"}, `frontdoor directory: unknown command "nope"`},
-		{[]string{"help", "version", "x"}, `want at most one COMMAND (and a SUBCOMMAND of cert, directory, tls, identity)`},
+		{[]string{"help", "version", "x"}, `want at most one COMMAND (and a SUBCOMMAND of cert, directory, state, tls, identity)`},
 		{[]string{"directory"}, "Usage:\n  frontdoor directory COMMAND"},
 		{[]string{"directory", "check"}, "want exactly one FILE, got 0 arguments"},
 		{[]string{"directory", "hash-password", "pw"}, `unexpected argument "pw"`},

@@ -12,10 +12,11 @@ import (
 
 // serveAdmin runs the operator endpoint until ctx ends: /stats (the
 // Snapshot as JSON), /metrics (the same counters and more for Prometheus,
-// read at scrape time: see metrics.go), POST /debug/memory/trim (a memory
-// trim now; answers the Snapshot's runtime section) and Go's profiling
-// handlers under /debug/pprof/. It is a plain net/http server on its own
-// goroutines: nothing on it is on the request hot path.
+// read at scrape time: see metrics.go), GET and POST /state (the component
+// states; see StateRequest), POST /debug/memory/trim (a memory trim now;
+// answers the Snapshot's runtime section) and Go's profiling handlers under
+// /debug/pprof/. It is a plain net/http server on its own goroutines:
+// nothing on it is on the request hot path.
 func (g *Gateway) serveAdmin(ctx context.Context, ln net.Listener) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
@@ -36,6 +37,28 @@ func (g *Gateway) serveAdmin(ctx context.Context, ln net.Listener) {
 		_ = enc.Encode(g.trim.summary())
 	})
 	mux.Handle("GET /metrics", g.metricsHandler())
+	mux.HandleFunc("GET /state", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, g.ComponentStates())
+	})
+	mux.HandleFunc("POST /state", func(w http.ResponseWriter, r *http.Request) {
+		var req StateRequest
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			writeJSON(w, http.StatusBadRequest, AdminError{"want a JSON body {\"component\": NAME, \"state\": \"active\" or \"inactive\"}: " + err.Error()})
+			return
+		}
+		st, err := g.SetComponentState(req.Component, req.State, "admin "+r.RemoteAddr)
+		switch {
+		case errors.Is(err, ErrUnknownComponent) || errors.Is(err, ErrBadState):
+			writeJSON(w, http.StatusBadRequest, AdminError{err.Error()})
+		case err != nil:
+			// The state file could not be written: nothing changed.
+			writeJSON(w, http.StatusInternalServerError, AdminError{err.Error()})
+		default:
+			writeJSON(w, http.StatusOK, st)
+		}
+	})
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -51,6 +74,30 @@ func (g *Gateway) serveAdmin(ctx context.Context, ln net.Listener) {
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		g.log.Error("admin endpoint stopped", "err", err)
 	}
+}
+
+// StateRequest is the body of POST /state on the admin endpoint: set
+// Component (ServerWideOffline or a protocol's name; case does not matter
+// when it is unambiguous) to State, "active" or "inactive". The answer is
+// the component's ComponentState, or an AdminError with status 400 (an
+// unknown component or state) or 500 (the state file could not be
+// written: nothing changed).
+type StateRequest struct {
+	Component string `json:"component"`
+	State     string `json:"state"`
+}
+
+// AdminError is the JSON body of an admin endpoint's error answer.
+type AdminError struct {
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
 }
 
 // AdminAddr is the bound admin address, or "" when the endpoint is off.

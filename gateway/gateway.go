@@ -19,7 +19,6 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -46,9 +45,10 @@ type Gateway struct {
 	trim        *trimmer
 	upstream    *upstreamTLS   // nil when no server uses TLS
 	accessLog   *accesslog.Log // nil when [access_log] path is empty
-	// components is the hook /metrics reads component states from
-	// (SetComponentStates); nil until one is set.
-	components atomic.Pointer[ComponentStates]
+
+	comps    *components    // component states
+	backends *backendHealth // mailbox servers' health
+	health   *healthPages   // the protocols' health pages
 }
 
 // New builds the runtime structures for cfg and dir without listening.
@@ -76,12 +76,19 @@ func New(cfg *config.Config, dir *directory.Directory, log *slog.Logger) (*Gatew
 		}
 	}
 	rt, endpoints, err := newRouter(cfg, dir, upstream, authn, log)
+	var comps *components
+	if err == nil {
+		comps, err = newComponents(cfg, log)
+	}
 	if err != nil {
 		if authn != nil {
 			authn.close()
 		}
 		return nil, err
 	}
+	backends := newBackendHealth(cfg, endpoints, log)
+	rt.backends = backends
+	health := newHealthPages(cfg, comps, backends, rt)
 	listeners := make([]l7.Listener, len(cfg.Listeners))
 	var terminators []*tlsterm.Terminator
 	closeTLS := func() {
@@ -146,6 +153,7 @@ func New(cfg *config.Config, dir *directory.Directory, log *slog.Logger) (*Gatew
 		IdleTimeout:            t.Idle.D(),
 		WriteTimeout:           t.Write.D(),
 		RetryAfter:             b.RetryAfter.D(),
+		Health:                 health,
 		Pool: poolmux.Options{
 			ConnsPerLoop:    b.ConnsPerLoop,
 			MaxPipeline:     b.MaxPipeline,
@@ -190,8 +198,14 @@ func New(cfg *config.Config, dir *directory.Directory, log *slog.Logger) (*Gatew
 		byListener[i] = listeners[i].TLS
 	}
 	rt.retire = handler.Retire
+	rt.swapped = health.update
+	backends.changed = health.update
+	backends.revive = handler.Revive
+	comps.changed = health.update
+	comps.endKeepAlive = handler.EndKeepAlive
 	g := &Gateway{cfg: cfg, log: log, server: srv, handler: handler, router: rt,
-		terminators: terminators, listenerTLS: byListener, upstream: upstream, accessLog: alog}
+		terminators: terminators, listenerTLS: byListener, upstream: upstream, accessLog: alog,
+		comps: comps, backends: backends, health: health}
 	g.trim = newTrimmer(cfg.Runtime.MemoryTrimInterval.D(), cfg.Runtime.MemoryTrimMinBytes, g.handshakeActivity, log)
 	return g, nil
 }
@@ -268,6 +282,18 @@ func stripFields(cfg *config.Config, p config.Protocol) []string {
 	}
 	return strip
 }
+
+// SetComponentState sets a component (ServerWideOffline or a protocol's
+// name) "active" or "inactive", persisted in the state file when there is
+// one before it takes effect. by names who asked, for the log. An unknown
+// component is an ErrUnknownComponent.
+func (g *Gateway) SetComponentState(component, state, by string) (ComponentState, error) {
+	return g.comps.set(component, state, by)
+}
+
+// ComponentStates lists the component states, ServerWideOffline first,
+// then the protocols in configuration order.
+func (g *Gateway) ComponentStates() []ComponentState { return g.comps.list() }
 
 // SetDirectory makes dir the directory new requests are routed by (a
 // reload, a database switchover). Backend connections to servers no longer
@@ -490,6 +516,9 @@ func (g *Gateway) Serve(ctx context.Context, ready func()) error {
 		go t.Store().Watch(wctx, 5*time.Second)
 	}
 	go g.trim.run(wctx)
+	go g.backends.run(wctx)
+	g.comps.start()
+	defer g.comps.close()
 	defer func() {
 		for _, t := range g.terminators {
 			t.Close()
@@ -601,8 +630,11 @@ type Snapshot struct {
 	AccessLog map[string]int64 `json:"access_log,omitempty"`
 	// Runtime is the process's memory and the memory trimmer's counters.
 	Runtime RuntimeSummary `json:"runtime"`
-	Loops   int            `json:"loops"`
-	Time    time.Time      `json:"time"`
+	// Health is what the protocols' health pages answer and why, the
+	// component states, and the probes answered.
+	Health HealthSummary `json:"health"`
+	Loops  int           `json:"loops"`
+	Time   time.Time     `json:"time"`
 }
 
 // BackendSummary is one endpoint's pool counters over all loops.
@@ -621,6 +653,21 @@ type BackendSummary struct {
 	QueueFull    int64  `json:"queue_full"`
 	QueueTimeout int64  `json:"queue_timeout"`
 	Failed       int64  `json:"failed"`
+	// Health is the endpoint's health (active checks and outlier
+	// detection).
+	Health BackendHealth `json:"health"`
+}
+
+// HealthSummary is the health section of /stats.
+type HealthSummary struct {
+	// Protocols is what each protocol's health page answers now.
+	Protocols map[string]ProtocolHealth `json:"protocols"`
+	// Components are the component states.
+	Components []ComponentState `json:"components"`
+	// ProbesOK and ProbesFailed count the health probes answered 200
+	// and 503 (they are not in requests).
+	ProbesOK     int64 `json:"probes_ok"`
+	ProbesFailed int64 `json:"probes_failed"`
 }
 
 // Snapshot reads every counter.
@@ -635,7 +682,13 @@ func (g *Gateway) Snapshot() Snapshot {
 		Core:        map[string]int64{},
 		Loops:       len(g.server.Loops()),
 		Runtime:     g.trim.summary(),
-		Time:        time.Now(),
+		Health: HealthSummary{
+			Protocols:    g.health.summary(g.cfg, g.server.Draining()),
+			Components:   g.comps.list(),
+			ProbesOK:     st.HealthOK.Load(),
+			ProbesFailed: st.HealthFailed.Load(),
+		},
+		Time: time.Now(),
 	}
 	for _, ln := range g.server.Listeners() {
 		s.ClientsAccepted += ln.Accepted.Load()
@@ -661,7 +714,7 @@ func (g *Gateway) Snapshot() Snapshot {
 			ConnsOpen: ps.ConnsOpen.Load(), Dials: ps.Dials.Load(), DialFailures: ps.DialFailures.Load(),
 			Requests: ps.Requests.Load(), Retries: ps.Retries.Load(), Detached: ps.Detached.Load(), Retired: ps.Retired.Load(),
 			Queued: ps.Queued.Load(), QueueFull: ps.QueueFull.Load(), QueueTimeout: ps.QueueTimeout.Load(),
-			Failed: ps.Failed.Load(),
+			Failed: ps.Failed.Load(), Health: g.backends.summary(i),
 		}
 		s.BackendConns += b.ConnsOpen
 		s.Backends = append(s.Backends, b)

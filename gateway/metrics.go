@@ -13,20 +13,6 @@ import (
 	"frontdoor/l7"
 )
 
-// ComponentStates reports, at scrape time, whether each named component of
-// the gateway is active (true) or inactive (false): a server component
-// that an operator or a health check has taken out of service. The
-// Prometheus collector exports each as frontdoor_component_active. It is
-// called on the admin endpoint's goroutine, so it must be safe to call
-// concurrently with the data path, and it should be cheap (a few atomic
-// loads).
-type ComponentStates func() map[string]bool
-
-// SetComponentStates installs the function /metrics asks for component
-// states (nil: none are exported). The component-state machinery calls it
-// once when it is set up; safe to call at any time.
-func (g *Gateway) SetComponentStates(f ComponentStates) { g.components.Store(&f) }
-
 // collector exports the gateway's counters to Prometheus. It owns no
 // counter: every value is read at scrape time from the atomics the data path
 // already keeps (l4 listeners and core, l7 Stats, poolmux Stats, tlsterm
@@ -263,14 +249,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.trims, g.trim.manual.Load(), "admin")
 	counter(c.trimmedBytes, g.trim.released.Load())
 
-	if f := g.components.Load(); f != nil && *f != nil {
-		for name, active := range (*f)() {
-			v := int64(0)
-			if active {
-				v = 1
-			}
-			gauge(c.component, v, name)
+	// Component states (ServerWideOffline and one per protocol, see
+	// state.go): 1 active, 0 inactive.
+	for _, st := range g.ComponentStates() {
+		v := int64(0)
+		if st.State == "active" {
+			v = 1
 		}
+		gauge(c.component, v, st.Component)
 	}
 }
 

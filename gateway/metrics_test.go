@@ -214,14 +214,16 @@ func TestMetricsMatchTraffic(t *testing.T) {
 }
 
 // TestMetricsInFlightAndComponents checks the backend in-flight gauge while
-// a server is slow, and the component-state hook.
+// a server is slow, and the component states.
 func TestMetricsInFlightAndComponents(t *testing.T) {
 	m1 := testbed.StartMailboxd(t, "mbx1")
 	g := gwtest.Start(t, gwtest.Options{Loops: 1, Extra: adminExtra(t)}, m1)
-	if fams := scrape(t, g.AdminAddr()); fams["frontdoor_component_active"] != nil {
-		t.Fatal("component states exported without a hook")
+	if v := value(scrape(t, g.AdminAddr()), "frontdoor_component_active", "component=ews"); v != 1 {
+		t.Fatalf("component ews before it was set inactive: %v, want 1", v)
 	}
-	g.SetComponentStates(func() map[string]bool { return map[string]bool{"owa": true, "ews": false} })
+	if _, err := g.SetComponentState("ews", "inactive", "test"); err != nil {
+		t.Fatal(err)
+	}
 	const slow = 3
 	done := make(chan int, slow)
 	for range slow {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"frontdoor/directory"
 	"frontdoor/gateway/config"
@@ -53,6 +54,15 @@ type router struct {
 	// retire, set by the gateway, drains the backend connections of the
 	// endpoints marked true (servers no longer active for any database).
 	retire func(endpoints []bool)
+	// swapped, set by the gateway, runs after a new table is in place
+	// (the health pages depend on which servers are active).
+	swapped func()
+
+	// backends is the endpoints' health, set by the gateway before the
+	// router is used: an unhealthy server's mailboxes get 503.
+	backends *backendHealth
+	// unhealthyHeader is the Retry-After line of that 503.
+	unhealthyHeader []byte
 }
 
 // protoPolicy is a protocol's access policy, precomputed from its config.
@@ -82,7 +92,8 @@ type routeTable struct {
 // endpoint, so one pool serves them.
 func newRouter(cfg *config.Config, dir *directory.Directory, up *upstreamTLS, auth *authenticator, log *slog.Logger) (*router, []l7.Endpoint, error) {
 	r := &router{log: log, auth: auth, site: cfg.Site, endpointIndex: map[string]int{},
-		up: up, protocols: cfg.Protocols, dbKeys: map[string]int32{}}
+		up: up, protocols: cfg.Protocols, dbKeys: map[string]int32{},
+		unhealthyHeader: fmt.Appendf(nil, "Retry-After: %d\r\n", max(int(cfg.Backend.RetryAfter.D()/time.Second), 1))}
 	if cfg.Version != "" {
 		v, err := directory.ParseVersion(cfg.Version)
 		if err != nil {
@@ -192,6 +203,9 @@ func (r *router) SetDirectory(dir *directory.Directory) {
 		}
 	}
 	r.table.Store(t)
+	if r.swapped != nil {
+		r.swapped()
+	}
 	if r.retire == nil {
 		return
 	}
@@ -223,6 +237,7 @@ const (
 	bodyNotRoutable    = "mailbox server not reachable from this gateway yet"
 	bodyForbiddenMbx   = "not allowed to open this mailbox"
 	bodyOlderServer    = "the mailbox is on a server older than this gateway serves"
+	bodyUnhealthy      = "the mailbox server holding this mailbox is unhealthy; try again later"
 )
 
 // Route implements l7.Router.
@@ -279,6 +294,12 @@ func (r *router) toMailbox(t *routeTable, p *protoPolicy, req *l7.Request, mb *d
 	if ep < 0 {
 		return l7.Route{Endpoint: -1, Status: 503, Body: bodyNotRoutable}
 	}
+	if !r.backends.healthy(ep) {
+		// The database's one active copy is there; nothing else can
+		// serve the mailbox until the server recovers or the directory
+		// moves the database.
+		return l7.Route{Endpoint: -1, Status: 503, Body: bodyUnhealthy, Header: r.unhealthyHeader}
+	}
 	return l7.Route{Endpoint: ep, Identity: identity, Key: t.dbKey[db]}
 }
 
@@ -308,7 +329,11 @@ func (r *router) Reroute(key int32, protocol int) int {
 	if key < 0 || int(key) >= len(t.byKey) || t.byKey[key] == nil {
 		return -1
 	}
-	return t.endpoint[t.byKey[key].Active.Index][protocol]
+	ep := t.endpoint[t.byKey[key].Active.Index][protocol]
+	if ep >= 0 && !r.backends.healthy(ep) {
+		return -1
+	}
+	return ep
 }
 
 func (p *protoPolicy) isAnonymousPath(after []byte) bool {

@@ -213,7 +213,9 @@ func TestUpstreamTLS(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tcpBefore, hsBefore := m.tcp.n.Load(), m.handshakes.Load()
-			g := upstreamGateway(t, m, tc.keys, fmt.Sprintf("tls_ca = %q", ca.pem), plain)
+			// Health checks off: their connections would be counted with
+			// the pool's (TestBackendHealthTLS covers them).
+			g := upstreamGateway(t, m, tc.keys, fmt.Sprintf("tls_ca = %q\nhealth_interval = \"0s\"", ca.pem), plain)
 			const clients, perClient = 8, 25
 			errs := make(chan error, clients)
 			for i := 0; i < clients; i++ {
@@ -465,7 +467,9 @@ func TestUpstreamTLSCAReload(t *testing.T) {
 		return b
 	}
 	install(read(oldCA.pem))
-	g := upstreamGateway(t, m, `tls_server_name = "mbx-tls.example.test"`, fmt.Sprintf("tls_ca = %q", caFile), plain)
+	// Health checks off: the refused handshakes would mark the server
+	// unhealthy (503), which TestBackendHealthTLS covers.
+	g := upstreamGateway(t, m, `tls_server_name = "mbx-tls.example.test"`, fmt.Sprintf("tls_ca = %q\nhealth_interval = \"0s\"", caFile), plain)
 	get := func() int {
 		c := g.Dial(t)
 		defer c.Close()
@@ -506,6 +510,9 @@ func TestUpstreamTLSCAReload(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// That 200 came through one loop's pool; let the other loop's end
+	// its backoff too (reconnect_max is 200ms).
+	time.Sleep(500 * time.Millisecond)
 
 	install([]byte("not a certificate\n"))
 	if err := g.Reload(); err == nil || !strings.Contains(err.Error(), "backend.tls_ca") || !strings.Contains(err.Error(), "no PEM certificate") {

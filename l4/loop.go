@@ -93,18 +93,26 @@ func (lp *Loop) sweep() {
 	}
 }
 
+// EachClient calls f for every open client connection of the loop. f may
+// close the connection it is given. It must run on the loop (from a
+// callback, a sweep or an Execute'd task), like everything else a Loop
+// owns.
+func (lp *Loop) EachClient(f func(ClientHandler)) {
+	for cc := lp.clients.cnext; cc != nil && cc != &lp.clients; {
+		next := cc.cnext
+		f(cc.handler)
+		cc = next
+	}
+}
+
 func (lp *Loop) drain() {
 	lp.Tick()
 	for _, f := range lp.drainers {
 		f()
 	}
-	// Iterate from a snapshot of the next pointer: Drain may close (and
-	// unlink) the client being visited.
-	for cc := lp.clients.cnext; cc != nil && cc != &lp.clients; {
-		next := cc.cnext
-		cc.handler.Drain()
-		cc = next
-	}
+	// EachClient iterates from a snapshot of the next pointer: Drain may
+	// close (and unlink) the client being visited.
+	lp.EachClient(ClientHandler.Drain)
 }
 
 // ClientConn is the part of a client connection's state that l4 owns. A

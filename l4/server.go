@@ -180,6 +180,9 @@ func (s *Server) Listeners() []*Listener { return s.listeners }
 // Stats returns the server's counters.
 func (s *Server) Stats() *Stats { return &s.stats }
 
+// Draining reports whether the server is draining (see Drain).
+func (s *Server) Draining() bool { return s.draining.Load() }
+
 // OpenClients is the number of open client connections.
 func (s *Server) OpenClients() int64 { return s.open.Load() }
 

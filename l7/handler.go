@@ -138,6 +138,10 @@ type Endpoint struct {
 	Addr string // host:port
 	// TLS, when set, makes the endpoint's backend connections TLS.
 	TLS *poolmux.TLS
+	// Health, when set, is the endpoint's health: its pools report
+	// connection failures to it and l7 every response status (5xx are
+	// failures), for passive outlier detection.
+	Health *poolmux.Health
 }
 
 // Config is the l7 configuration, built by the gateway.
@@ -167,6 +171,11 @@ type Config struct {
 	// endpoint, or -1 to let the failure stand. It runs on the loop.
 	Reroute func(key int32, protocol int) int
 
+	// Health, when set, answers every protocol's health page
+	// (/{prefix}/healthcheck.htm) on the loop; nil forwards those paths
+	// like any other.
+	Health HealthPages
+
 	Pool poolmux.Options
 	Log  *slog.Logger
 	// AccessLog, when set, gets a record of every exchange; nil turns
@@ -192,6 +201,9 @@ type Handler struct {
 	retryAfter []byte
 	refusal    []byte
 
+	// endKeepAlive[protocol]: see EndKeepAlive.
+	endKeepAlive []atomic.Bool
+
 	mu    sync.Mutex
 	loops []*loopState // for Retire
 }
@@ -203,7 +215,7 @@ func NewHandler(cfg Config) *Handler {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	h := &Handler{cfg: cfg, log: cfg.Log, stats: newStats(len(cfg.Protocols), len(cfg.Endpoints))}
+	h := &Handler{cfg: cfg, log: cfg.Log, stats: newStats(len(cfg.Protocols), len(cfg.Endpoints)), endKeepAlive: make([]atomic.Bool, len(cfg.Protocols))}
 	for range cfg.Endpoints {
 		h.poolStats = append(h.poolStats, new(poolmux.Stats))
 	}
@@ -274,6 +286,7 @@ func (h *Handler) NewLoop(lp *l4.Loop) {
 	for i, ep := range h.cfg.Endpoints {
 		ls.pools[i] = poolmux.NewPool(lp, ep.Name, ep.Addr, &h.cfg.Pool, h.poolStats[i], h.log)
 		ls.pools[i].SetTLS(ep.TLS)
+		ls.pools[i].SetHealth(ep.Health)
 	}
 	if h.cfg.AccessLog != nil {
 		ls.alog = h.cfg.AccessLog.ForLoop(lp)
@@ -303,10 +316,28 @@ func (h *Handler) Retire(endpoints []bool) {
 	}
 }
 
+// Revive tells every loop's pool of endpoint that its server is back
+// (poolmux.Pool.Revive): connections waiting out a reconnect backoff dial
+// now. Safe from any goroutine.
+func (h *Handler) Revive(endpoint int) {
+	h.mu.Lock()
+	loops := slices.Clone(h.loops)
+	h.mu.Unlock()
+	for _, ls := range loops {
+		_ = ls.lp.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			ls.lp.Tick()
+			if endpoint < len(ls.pools) {
+				ls.pools[endpoint].Revive()
+			}
+			return nil
+		}))
+	}
+}
+
 // Accept implements l4.Acceptor.
 func (h *Handler) Accept(cc l4.ClientConn) (l4.ClientHandler, []byte, gnet.Action) {
 	ls := cc.Loop.Proto.(*loopState)
-	s := &session{ClientConn: cc, ls: ls, io: cc.Conn}
+	s := &session{ClientConn: cc, ls: ls, io: cc.Conn, lastProto: -1}
 	if ln := h.listener(cc.Listener.Index); ln != nil && ln.TLS != nil {
 		// The client's address (cc.Remote, which a PROXY protocol header
 		// may have carried) for the handshake's logs too.
@@ -393,6 +424,10 @@ type Stats struct {
 	// time from a request being written to a server connection to the
 	// server's response being complete.
 	BackendLatency []Histogram
+	// HealthOK and HealthFailed count the health probes answered 2xx
+	// and otherwise (HealthPages). Probes are not requests: they are
+	// not in Requests or Responses.
+	HealthOK, HealthFailed atomic.Int64
 	// Rejects counts refused requests by reason (RequestHead framing,
 	// limits, timeouts, routing); keys are fixed at start so the map is
 	// read-only afterwards.

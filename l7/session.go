@@ -45,6 +45,10 @@ type session struct {
 	// closeAfter: the current exchange is the last (client asked, or the
 	// gateway is draining).
 	closeAfter bool
+	// lastProto is the Protocol.Index of the last request routed (health
+	// probes aside), -1 before the first: Handler.EndKeepAlive ends the
+	// keep-alive of connections by the protocol they serve.
+	lastProto int16
 	// searched is how much of a partial head was already searched for its
 	// end, so a slow client costs O(n) and not O(n^2).
 	searched int32
@@ -211,10 +215,20 @@ func (s *session) readHead() (act gnet.Action, more bool) {
 	}
 	var route Route
 	proto := ls.h.matchProtocol(path, s.Listener.Index)
-	if proto == nil {
+	switch {
+	case proto == nil:
 		route = Route{Endpoint: -1, Status: 404, Body: "no protocol is served at this path"}
-	} else {
+	case cfg.Health != nil && isHealthPath(path[len(proto.Prefix):]):
+		if m := string(h.Method); m == "GET" || m == "HEAD" {
+			return s.healthProbe(proto.Index, end, h)
+		}
+		route = Route{Endpoint: -1, Status: 405, Body: "the health page answers GET and HEAD", Header: allowGetHead}
+	default:
 		s.proto = int16(proto.Index)
+		s.lastProto = int16(proto.Index)
+		if ls.h.keepAliveEnded(proto.Index) {
+			s.closeAfter = true
+		}
 		// The Request lives in the loop's scratch space: passed to an
 		// interface method, a fresh one would escape to the heap.
 		ls.request = Request{Protocol: proto, Header: req, Path: path, AfterPrefix: path[len(proto.Prefix):],
@@ -471,6 +485,13 @@ func (s *session) exchangeDone(st *stream, keepAlive bool) {
 	s.state = stIdle
 	s.armIdle()
 	s.resume()
+	if s.state == stIdle && s.ls.h.keepAliveEnded(int(s.lastProto)) {
+		// Keep-alive ended for this protocol after the response head
+		// went out without saying so (EndKeepAlive); nothing of a next
+		// request has arrived, so close now.
+		s.closeAfter = true
+		s.close()
+	}
 }
 
 // armWrite starts the write timeout when response bytes are waiting for

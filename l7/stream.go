@@ -294,6 +294,7 @@ func (st *stream) receiveHead(c *poolmux.Conn, p []byte) (int, error) {
 		}
 		return end, nil
 	}
+	st.observeStatus(status)
 	switch cl := resp.ContentLength(); {
 	case st.isHEAD || status == 204 || status == 304:
 		st.respFraming = FramingNone

@@ -22,8 +22,10 @@
 // Paths under [ControlPrefix] belong to the test harness: they are not
 // counted as requests, and a connection whose first request is one of them
 // is not counted as a gateway connection either. Health probes are counted
-// apart from requests (Stats.Healthchecks) so that a gateway's periodic
-// probing cannot make "the backend saw no request" assertions flaky.
+// apart from requests (Stats.Healthchecks), and a connection opened for one
+// apart from the gateway's connections, so that a gateway's periodic
+// probing cannot make "the backend saw no request" or "the gateway opened
+// N connections" assertions flaky.
 //
 // With Options.IdentityKeys set it also plays a mailbox server that trusts
 // the gateway's identity assertions (package identity): every request but
@@ -249,7 +251,8 @@ type Stats struct {
 	// Healthchecks counts health probe requests (GET/HEAD .../healthcheck.htm).
 	Healthchecks int64 `json:"healthchecks"`
 	// ConnectionsAccepted counts accepted connections, except those whose
-	// first request was under ControlPrefix (the harness's own).
+	// first request was under ControlPrefix (the harness's own) or a
+	// health probe (a gateway's health checks).
 	ConnectionsAccepted int64 `json:"connections_accepted"`
 	// ConnectionsOpen is ConnectionsAccepted minus the connections since
 	// closed. A close initiated by the peer is seen when the server next
@@ -423,7 +426,8 @@ func (s *server) handle(ctx *fasthttp.RequestCtx) {
 	ctx.Response.Header.Set("Referrer-Policy", "no-referrer")
 	path := ctx.Path()
 	isControl := bytes.HasPrefix(path, []byte(ControlPrefix))
-	if isControl && ctx.ConnRequestNum() == 1 {
+	isProbe := !isControl && isHealthcheck(ctx, path)
+	if (isControl || isProbe) && ctx.ConnRequestNum() == 1 {
 		if tc, ok := ctx.Conn().(*trackedConn); ok {
 			tc.markControl()
 		}
@@ -431,7 +435,7 @@ func (s *server) handle(ctx *fasthttp.RequestCtx) {
 	switch {
 	case isControl:
 		s.control(ctx, string(path))
-	case isHealthcheck(ctx, path):
+	case isProbe:
 		s.healthcheck(ctx)
 	default:
 		s.echo(ctx)

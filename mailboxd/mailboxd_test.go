@@ -594,6 +594,11 @@ func TestHealthcheck(t *testing.T) {
 	if st.Healthchecks != 4 || st.Requests != 2 {
 		t.Errorf("healthchecks %d requests %d, want 4 and 2", st.Healthchecks, st.Requests)
 	}
+	// Probe connections (each get above used its own) are not the
+	// gateway's data connections; the POST and /nothealthcheck.htm were.
+	if st.ConnectionsAccepted != 2 {
+		t.Errorf("connections accepted %d, want 2 (probe connections are not counted)", st.ConnectionsAccepted)
+	}
 }
 
 func TestStatsCounting(t *testing.T) {

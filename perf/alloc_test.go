@@ -148,3 +148,33 @@ func TestAccessLogHotPathAllocations(t *testing.T) {
 		t.Fatalf("%d lines in the file; first: %.300s", n, data)
 	}
 }
+
+// TestHealthProbeAllocations gates the health page: a load balancer's
+// keep-alive probe of /owa/healthcheck.htm is answered from bytes prepared
+// in advance and allocates nothing.
+func TestHealthProbeAllocations(t *testing.T) {
+	m1 := testbed.StartMailboxd(t, "mbx1")
+	g := gwtest.Start(t, gwtest.Options{Loops: 1}, m1)
+	c := NewKeepAliveClient(t, g.Addr, "GET /owa/healthcheck.htm HTTP/1.1\r\nHost: fd.example.test\r\nUser-Agent: lb-probe\r\n\r\n", 1)
+	for i := 0; i < 2000; i++ {
+		if err := c.Do(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var derr error
+	allocs := testing.AllocsPerRun(2000, func() {
+		if e := c.Do(); e != nil && derr == nil {
+			derr = e
+		}
+	})
+	if derr != nil {
+		t.Fatal(derr)
+	}
+	if allocs != 0 {
+		t.Fatalf("%v allocations per health probe, want 0", allocs)
+	}
+	// AllocsPerRun calls its function once more, to warm up.
+	if n := g.Snapshot().Health.ProbesOK; n != 4001 {
+		t.Errorf("%d probes counted, want 4001", n)
+	}
+}

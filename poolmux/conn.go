@@ -187,6 +187,7 @@ func (c *Conn) dialFailed(err error) {
 		return
 	}
 	c.failures++
+	p.health.Failure(reasonConnect)
 	if c.failures == 1 {
 		p.log.Warn("backend dial failed", "server", p.name, "address", p.addr, "err", err)
 	}
@@ -307,6 +308,13 @@ func (c *Conn) OnClose(_ gnet.Conn, err error) {
 		p.stats.ConnsOpen.Add(-1)
 	}
 	p.stats.InFlight.Add(-int64(len(c.fifo)))
+	if len(c.fifo) > 0 && err != nil {
+		// The server (or the path to it) closed or reset the connection
+		// with requests in flight: a failure of the server, counted once
+		// per connection. A close of the gateway's own (err == nil: a
+		// bad response, a client's broken upload) is not the server's.
+		p.health.Failure(reasonLost)
+	}
 	var retry []Exchange
 	for i, x := range c.fifo {
 		c.fifo[i] = nil
@@ -349,8 +357,18 @@ func retryable(x Exchange) bool {
 	return false
 }
 
+// Reasons given to Health.Failure.
+const (
+	reasonConnect = "connect failed"
+	reasonLost    = "connection lost with requests in flight"
+	reasonTimeout = "response timeout"
+)
+
 // fail answers the head with status and the rest with 502, then closes.
 func (c *Conn) fail(status int, reason string) {
+	if status == 504 {
+		c.pool.health.Failure(reasonTimeout)
+	}
 	if len(c.fifo) > 0 {
 		x := c.fifo[0]
 		c.fifo[0] = nil

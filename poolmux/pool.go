@@ -84,7 +84,8 @@ type Pool struct {
 
 	batch [][]byte // scratch for writev batching in dispatch
 
-	tls *TLS // nil: plaintext
+	tls    *TLS    // nil: plaintext
+	health *Health // nil: not watched
 }
 
 // TLS makes a pool's connections TLS: each dial is followed by a client
@@ -116,6 +117,15 @@ func (t *TLS) Current() *tls.Config {
 // SetTLS makes the pool's connections TLS (nil: plaintext). Call it after
 // NewPool, before the first Submit.
 func (p *Pool) SetTLS(t *TLS) { p.tls = t }
+
+// SetHealth makes the pool report dial failures, connections lost with
+// requests in flight and response timeouts to h. Call it after NewPool,
+// before the first Submit.
+func (p *Pool) SetHealth(h *Health) { p.health = h }
+
+// Health is the server's health, shared by every loop's pool (nil when
+// not watched).
+func (p *Pool) Health() *Health { return p.health }
 
 // NewPool returns the pool of loop lp for server name at addr. Connections
 // are dialled on first use.
@@ -185,6 +195,25 @@ func (p *Pool) Retire() {
 		default:
 			// Closes after its last response, like a detached one.
 			c.detached = true
+		}
+	}
+}
+
+// Revive ends the wait of a pool that found its server unreachable,
+// because something else learnt that it is back (its health checks pass):
+// connections waiting out their reconnect backoff are dialled again now,
+// and new exchanges queue for them instead of failing with 502. It must
+// run on the pool's loop.
+func (p *Pool) Revive() {
+	if !p.down {
+		return
+	}
+	p.down = false
+	for i, c := range p.conns {
+		if c.state == connDialing && c.failures > 0 {
+			// The old one's dial, when its backoff ends, finds it is no
+			// longer a member and closes.
+			p.conns[i] = p.newConn(0)
 		}
 	}
 }

@@ -49,6 +49,7 @@ type Config struct {
 	Auth      Auth       `toml:"auth"`
 	Identity  Identity   `toml:"identity"`
 	Runtime   Runtime    `toml:"runtime"`
+	State     State      `toml:"state"`
 	Listeners []Listener `toml:"listener"`
 	Protocols []Protocol `toml:"protocol"`
 
@@ -139,6 +140,26 @@ type Backend struct {
 	// tls = true in the directory must chain to, relative to the config
 	// file; empty means the system roots. Reloaded on SIGHUP.
 	TLSCA string `toml:"tls_ca"`
+
+	// HealthInterval is how often every mailbox server endpoint is checked
+	// (GET /healthcheck.htm on a new connection); 0 turns the active
+	// checks off, and with them passive outlier detection (nothing would
+	// bring an ejected server back): every server counts as healthy.
+	HealthInterval Duration `toml:"health_interval"`
+	// HealthTimeout bounds one check: connect, TLS handshake, request and
+	// response head.
+	HealthTimeout Duration `toml:"health_timeout"`
+	// UnhealthyThreshold consecutive failed checks mark a healthy server
+	// unhealthy; HealthyThreshold consecutive good ones (2xx) mark an
+	// unhealthy server healthy again.
+	UnhealthyThreshold int `toml:"unhealthy_threshold"`
+	HealthyThreshold   int `toml:"healthy_threshold"`
+	// OutlierConsecutiveFailures marks a server unhealthy at once after
+	// that many consecutive failures seen on live traffic (failed
+	// connects, connections lost with requests in flight, response
+	// timeouts, 5xx responses) with no success between them; the active
+	// checks bring it back. 0 turns passive detection off.
+	OutlierConsecutiveFailures int `toml:"outlier_consecutive_failures"`
 }
 
 // Log configures the structured log.
@@ -333,6 +354,25 @@ type Runtime struct {
 	MemoryTrimMinBytes int64 `toml:"memory_trim_min_bytes"`
 }
 
+// State configures the component states (Exchange's server component
+// states): ServerWideOffline and one per protocol, each active or
+// inactive, set through the admin endpoint (`frontdoor state set`).
+type State struct {
+	// File keeps the states across restarts (JSON, written atomically),
+	// relative to the configuration file. Empty (default): the states
+	// live in memory and every component is active after a restart.
+	File string `toml:"file"`
+	// DrainGrace is how long after a component goes inactive its health
+	// pages answer 503 while its keep-alive connections are still kept
+	// (the load balancer needs that long to notice); then they are told
+	// to close.
+	DrainGrace Duration `toml:"drain_grace"`
+}
+
+// ServerWideOffline is the name of the server-wide component: inactive,
+// every protocol is, whatever its own state. A protocol cannot take it.
+const ServerWideOffline = "ServerWideOffline"
+
 // Protocol is one client-access protocol, selected by request path prefix.
 type Protocol struct {
 	// Name is the protocol's short name ("owa", "ews", "mapi", ...); unique.
@@ -350,7 +390,8 @@ type Protocol struct {
 	Auth []string `toml:"auth"`
 	// AnonymousPaths are path prefixes, after the protocol's own, served
 	// without authentication (and routed like an anonymous protocol),
-	// e.g. ["/healthcheck.htm"].
+	// e.g. ["/auth/"]. (The health page, /{prefix}/healthcheck.htm, is
+	// the gateway's own and needs none.)
 	AnonymousPaths []string `toml:"anonymous_paths"`
 	// CrossSite says what to do when the mailbox is active in another
 	// site: "proxy" (default), "redirect" (302 to the site's external

@@ -113,8 +113,11 @@ func TestDefaults(t *testing.T) {
 			ConnsPerLoop: 2, MaxPipeline: 16, MaxQueue: 1024,
 			ConnectTimeout: s(3 * time.Second), ResponseTimeout: s(60 * time.Second), QueueTimeout: s(10 * time.Second),
 			ReconnectMin: s(100 * time.Millisecond), ReconnectMax: s(5 * time.Second), RetryAfter: s(2 * time.Second),
+			HealthInterval: s(5 * time.Second), HealthTimeout: s(2 * time.Second),
+			UnhealthyThreshold: 3, HealthyThreshold: 2, OutlierConsecutiveFailures: 5,
 		},
-		Log: Log{Level: "info", Format: "text"},
+		State: State{File: "", DrainGrace: s(10 * time.Second)},
+		Log:   Log{Level: "info", Format: "text"},
 		TLS: TLS{
 			TicketKeyFile: "", TicketRotation: s(12 * time.Hour), TicketLifetime: s(24 * time.Hour),
 			HandshakeTimeout: s(10 * time.Second), MaxHandshakes: 256, HandshakeQueue: 1024,
@@ -138,6 +141,9 @@ func TestDefaults(t *testing.T) {
 	}
 	if c.TLS != want.TLS {
 		t.Errorf("TLS = %+v, want %+v", c.TLS, want.TLS)
+	}
+	if c.State != want.State {
+		t.Errorf("State = %+v, want %+v", c.State, want.State)
 	}
 	wantListener := Listener{Name: "http", Address: ":8080", TLSMinVersion: "1.2", TLSClientAuth: "none", ProxyProtocol: "off"}
 	if !reflect.DeepEqual(c.Listeners, []Listener{wantListener}) {
@@ -166,7 +172,7 @@ func TestExampleSpellsOutDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, section := range []string{"Engine", "Limits", "Timeouts", "Backend", "Log", "AccessLog", "TLS", "Auth", "Runtime"} {
+	for _, section := range []string{"Engine", "Limits", "Timeouts", "Backend", "Log", "AccessLog", "TLS", "Auth", "Runtime", "State"} {
 		a := reflect.ValueOf(*ex).FieldByName(section).Interface()
 		b := reflect.ValueOf(*min).FieldByName(section).Interface()
 		if a != b {
@@ -451,6 +457,22 @@ func TestParseErrors(t *testing.T) {
 		{"tls_ca not a string", withBase(`[backend]`, `tls_ca = true`),
 			[]string{`f.toml:10: backend.tls_ca: expected a string, got boolean true`}},
 		{"tls_ca is fine", withBase(`[backend]`, `tls_ca = "pki/backend-ca.pem"`), nil},
+		{"health checks off", withBase(`[backend]`, `health_interval = "0s"`, `health_timeout = "10s"`), nil},
+		{"health interval too short", withBase(`[backend]`, `health_interval = "10ms"`),
+			[]string{`f.toml:10: backend.health_interval: must be at least 50ms, got 10ms`}},
+		{"health timeout over the interval", withBase(`[backend]`, `health_interval = "1s"`, `health_timeout = "2s"`),
+			[]string{`f.toml:11: backend.health_timeout: must be at most backend.health_interval (1s), got 2s`}},
+		{"zero threshold", withBase(`[backend]`, `healthy_threshold = 0`),
+			[]string{`f.toml:10: backend.healthy_threshold: must be between 1 and 1000, got 0`}},
+		{"negative outlier count", withBase(`[backend]`, `outlier_consecutive_failures = -1`),
+			[]string{`f.toml:10: backend.outlier_consecutive_failures: must be between 0 and 1000000, got -1`}},
+		{"empty state file", withBase(`[state]`, `file = ""`),
+			[]string{`f.toml:10: state.file: must not be empty (leave it out to keep component states in memory only)`}},
+		{"negative drain grace", withBase(`[state]`, `drain_grace = "-1s"`),
+			[]string{`f.toml:10: state.drain_grace: must not be negative, got -1s`}},
+		{"state is fine", withBase(`[state]`, `file = "state.json"`, `drain_grace = "0s"`), nil},
+		{"reserved protocol name", withBase(`[[protocol]]`, `name = "serverwideoffline"`, `path_prefix = "/x"`, `backend_port = 1`),
+			[]string{`f.toml:10: protocol[1].name: "serverwideoffline": reserved for the server-wide component state`}},
 		{"sweep too slow", withBase(`[engine]`, `sweep_interval = "2m"`),
 			[]string{`f.toml:10: engine.sweep_interval: must be at most 1m0s, got 2m0s`}},
 

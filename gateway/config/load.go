@@ -180,6 +180,12 @@ func defaults() *Config {
 			ReconnectMin:    Duration(100 * time.Millisecond),
 			ReconnectMax:    Duration(5 * time.Second),
 			RetryAfter:      Duration(2 * time.Second),
+
+			HealthInterval:             Duration(5 * time.Second),
+			HealthTimeout:              Duration(2 * time.Second),
+			UnhealthyThreshold:         3,
+			HealthyThreshold:           2,
+			OutlierConsecutiveFailures: 5,
 		},
 		Log:       Log{Level: "info", Format: "text"},
 		AccessLog: AccessLog{BufferBytes: 1 << 20},
@@ -213,6 +219,7 @@ func defaults() *Config {
 			MemoryTrimInterval: Duration(10 * time.Second),
 			MemoryTrimMinBytes: 16 << 20,
 		},
+		State: State{DrainGrace: Duration(10 * time.Second)},
 	}
 }
 

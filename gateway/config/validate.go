@@ -73,6 +73,19 @@ func (c *Config) validate(doc *tomlpos.Doc) {
 	if b.TLSCA == "" && v.Has("backend.tls_ca") {
 		v.Report("backend.tls_ca", "must not be empty (leave it out to verify mailbox servers against the system roots)")
 	}
+	intervalOK := b.HealthInterval == 0 || v.durIn("backend.health_interval", b.HealthInterval, 50*time.Millisecond, time.Hour)
+	if v.durIn("backend.health_timeout", b.HealthTimeout, time.Millisecond, 0) && intervalOK && b.HealthInterval != 0 && b.HealthTimeout > b.HealthInterval {
+		v.Report("backend.health_timeout", "must be at most backend.health_interval (%s), got %s", b.HealthInterval.D(), b.HealthTimeout.D())
+	}
+	v.intIn("backend.unhealthy_threshold", int64(b.UnhealthyThreshold), 1, 1000)
+	v.intIn("backend.healthy_threshold", int64(b.HealthyThreshold), 1, 1000)
+	v.intIn("backend.outlier_consecutive_failures", int64(b.OutlierConsecutiveFailures), 0, 1_000_000)
+
+	st := &c.State
+	if st.File == "" && v.Has("state.file") {
+		v.Report("state.file", "must not be empty (leave it out to keep component states in memory only)")
+	}
+	v.durIn("state.drain_grace", st.DrainGrace, 0, time.Hour)
 
 	if _, err := ParseLogLevel(c.Log.Level); err != nil {
 		v.Report("log.level", "%q: must be debug, info, warn or error", c.Log.Level)
@@ -210,6 +223,9 @@ func (c *Config) validateProtocols(v checker) {
 		at := fmt.Sprintf("protocol[%d]", i)
 		if v.name(at+".name", p.Name) {
 			v.unique(names, p.Name, at+".name", fmt.Sprintf("protocol name %q", p.Name))
+			if strings.EqualFold(p.Name, ServerWideOffline) {
+				v.Report(at+".name", "%q: reserved for the server-wide component state", p.Name)
+			}
 		}
 		if v.Required(at+".path_prefix", p.PathPrefix) {
 			if err := checkPathPrefix(p.PathPrefix); err != nil {
