@@ -546,3 +546,20 @@ address = %q
 		r.Body.Close()
 	}
 }
+
+// A local answer to HEAD carries the headers of the GET answer and no body
+// (RFC 9110 9.3.2); the connection stays in sync for the next request.
+func TestLocalAnswerToHEADHasNoBody(t *testing.T) {
+	m1 := testbed.StartMailboxd(t, "mbx1")
+	g := gwtest.Start(t, gwtest.Options{}, m1)
+	c := g.Dial(t)
+	c.Send(t, "HEAD /owa/u/nobody@example.test/ HTTP/1.1\r\nHost: h\r\n\r\nGET /owa/u/nobody@example.test/ HTTP/1.1\r\nHost: h\r\n\r\n")
+	resp, body := readResponse(t, c, "HEAD")
+	if resp.StatusCode != 404 || len(body) != 0 || resp.ContentLength <= 0 {
+		t.Fatalf("HEAD: %d, Content-Length %d, body %q; want 404 with a length and no body", resp.StatusCode, resp.ContentLength, body)
+	}
+	resp, body = readResponse(t, c, "GET")
+	if resp.StatusCode != 404 || int64(len(body)) != resp.ContentLength {
+		t.Fatalf("GET after HEAD: %d, body %q", resp.StatusCode, body)
+	}
+}

@@ -62,6 +62,9 @@ type session struct {
 	// flushing: idle between requests, but the last response is not all
 	// written yet; the write timeout applies until it is.
 	flushing bool
+	// isHEAD: the current request is a HEAD, whose local answers carry no
+	// body.
+	isHEAD bool
 }
 
 // armIdle starts the keep-alive wait once the last response is flushed;
@@ -178,6 +181,7 @@ func (s *session) readHead() (act gnet.Action, more bool) {
 	if s.state == stIdle {
 		s.state = stHead
 		s.proto = int16(len(cfg.Protocols))
+		s.isHEAD = false
 		s.flushing = false
 		s.searched = 0
 		ls.headerList.Arm(&s.Deadline, s, s.Loop.Now())
@@ -208,6 +212,7 @@ func (s *session) readHead() (act gnet.Action, more bool) {
 	if err := req.Read(ls.br); err != nil {
 		return s.reject(rejParse), false
 	}
+	s.isHEAD = string(h.Method) == "HEAD"
 	target := req.RequestURI()
 	path := target
 	if i := bytes.IndexByte(path, '?'); i >= 0 {
@@ -378,7 +383,7 @@ func (s *session) write(p []byte) {
 func (s *session) writeLocal(status int, body string, retryAfter []byte) {
 	ls := s.ls
 	ls.out = appendLocalResponse(ls.out[:0], status, body, retryAfter, nil, s.closeAfter)
-	s.write(ls.out)
+	s.write(s.dropHEADBody(ls.out, body))
 	ls.h.stats.response(s.proto, status)
 }
 
@@ -387,8 +392,18 @@ func (s *session) writeLocal(status int, body string, retryAfter []byte) {
 func (s *session) writeLocalHeader(status int, body string, header []byte) {
 	ls := s.ls
 	ls.out = appendLocalResponse(ls.out[:0], status, body, nil, header, s.closeAfter)
-	s.write(ls.out)
+	s.write(s.dropHEADBody(ls.out, body))
 	ls.h.stats.response(s.proto, status)
+}
+
+// dropHEADBody cuts the body off a local response (appendLocalResponse
+// writes body and a newline last) when it answers a HEAD request: the
+// Content-Length stays, the body must not be sent (RFC 9110 9.3.2).
+func (s *session) dropHEADBody(resp []byte, body string) []byte {
+	if s.isHEAD {
+		return resp[:len(resp)-len(body)-1]
+	}
+	return resp
 }
 
 // wake routes again a request whose router answered Pending; it runs on
