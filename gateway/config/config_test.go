@@ -172,12 +172,17 @@ func TestExampleSpellsOutDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, section := range []string{"Engine", "Limits", "Timeouts", "Backend", "Log", "AccessLog", "TLS", "Auth", "Runtime", "State"} {
+	for _, section := range []string{"Engine", "Limits", "Timeouts", "Backend", "Log", "AccessLog", "TLS", "Auth", "Runtime"} {
 		a := reflect.ValueOf(*ex).FieldByName(section).Interface()
 		b := reflect.ValueOf(*min).FieldByName(section).Interface()
 		if a != b {
 			t.Errorf("examples/frontdoor.toml [%s] = %+v, but the defaults are %+v", strings.ToLower(section), a, b)
 		}
+	}
+	// The example keeps component states in run/state.json so that make run
+	// shows persistence; every other [state] key is the default.
+	if ex.State.DrainGrace != min.State.DrainGrace || ex.State.File != "run/state.json" {
+		t.Errorf("examples/frontdoor.toml [state] = %+v, defaults %+v", ex.State, min.State)
 	}
 }
 
