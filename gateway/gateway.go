@@ -420,7 +420,7 @@ func (g *Gateway) Serve(ctx context.Context, ready func()) error {
 			g.router.auth.close()
 		}
 	}()
-	err := g.server.Serve(ctx, g.cfg.Timeouts.Drain.D(), ready)
+	err := g.server.Serve(ctx, func() l4.DrainOptions { return l4.DrainOptions{Timeout: g.cfg.Timeouts.Drain.D()} }, ready)
 	snap := g.Snapshot()
 	g.log.Info("stopped", "requests", snap.Requests, "client_conns_accepted", snap.ClientsAccepted,
 		"backend_conns_open", snap.BackendConns)
@@ -541,7 +541,7 @@ func (g *Gateway) Snapshot() Snapshot {
 		Responses:   map[string]int64{},
 		Rejects:     map[string]int64{},
 		Core:        map[string]int64{},
-		Loops:       len(g.server.Loops()),
+		Loops:       g.server.LoopCount(),
 		Runtime:     g.trim.summary(),
 		Time:        time.Now(),
 	}

@@ -6,13 +6,24 @@ import (
 	"github.com/panjf2000/gnet/v2"
 )
 
-// Loop is the state one gnet event loop owns. Everything reachable from a
-// Loop is touched only by that loop's goroutine (callbacks, sweeps and
-// Execute'd tasks all run there), so none of it needs locks.
+// Loop is the state one gnet event loop owns for one Acceptor. Everything
+// reachable from a Loop is touched only by that loop's goroutine
+// (callbacks, sweeps and Execute'd tasks all run there), so none of it
+// needs locks. After a reload (Server.SetAcceptor) an event loop has the
+// new acceptor's Loop and, until their connections are gone, retired ones;
+// each keeps its own deadline lists, sweepers and protocol state.
 type Loop struct {
 	server *Server
+	slot   *loopSlot
+	gen    *generation
 	el     gnet.EventLoop
 	index  int
+
+	// nclients counts the linked clients; a retired Loop is released when
+	// it drops to zero.
+	nclients int
+	retired  bool
+	released bool
 
 	// now caches the monotonic clock for the current callback; see Now.
 	now int64
@@ -35,7 +46,8 @@ var clock = time.Now()
 // Monotonic returns nanoseconds on the monotonic clock used by deadlines.
 func Monotonic() int64 { return int64(time.Since(clock)) }
 
-// Index is the loop's position in the order loops were first seen (0-based).
+// Index is the event loop's position in the order loops were first seen
+// (0-based); the Loops of every acceptor on one event loop share it.
 func (lp *Loop) Index() int { return lp.index }
 
 // EventLoop is the gnet loop, for Register/Enroll/Execute.
@@ -65,11 +77,16 @@ func (lp *Loop) NewDeadlineList(name string, d time.Duration) *DeadlineList {
 // OnSweep registers f to run on every sweep of this loop (after deadlines).
 func (lp *Loop) OnSweep(f func(now int64)) { lp.sweepers = append(lp.sweepers, f) }
 
-// OnDrain registers f to run on this loop when the server starts draining.
+// OnDrain registers f to run on this loop when its clients are asked to
+// finish: the server drains, or the Loop's acceptor was replaced.
 func (lp *Loop) OnDrain(f func()) { lp.drainers = append(lp.drainers, f) }
 
 // Draining reports whether the server is draining (refusing new clients).
 func (lp *Loop) Draining() bool { return lp.server.draining.Load() }
+
+// Retired reports whether the Loop's acceptor has been replaced: its
+// connections are finishing.
+func (lp *Loop) Retired() bool { return lp.retired }
 
 func (lp *Loop) sweep() {
 	now := lp.Tick()
@@ -84,7 +101,7 @@ func (lp *Loop) sweep() {
 	}
 }
 
-func (lp *Loop) drain() {
+func (lp *Loop) drain(closeIdle bool) {
 	lp.Tick()
 	for _, f := range lp.drainers {
 		f()
@@ -93,7 +110,7 @@ func (lp *Loop) drain() {
 	// unlink) the client being visited.
 	for cc := lp.clients.cnext; cc != nil && cc != &lp.clients; {
 		next := cc.cnext
-		cc.handler.Drain()
+		cc.handler.Drain(closeIdle)
 		cc = next
 	}
 }
@@ -124,6 +141,7 @@ func (lp *Loop) link(cc *ClientConn) {
 	cc.cprev, cc.cnext = tail, &lp.clients
 	tail.cnext = cc
 	lp.clients.cprev = cc
+	lp.nclients++
 }
 
 func (lp *Loop) unlink(cc *ClientConn) {
@@ -133,4 +151,5 @@ func (lp *Loop) unlink(cc *ClientConn) {
 	cc.cprev.cnext = cc.cnext
 	cc.cnext.cprev = cc.cprev
 	cc.cprev, cc.cnext = nil, nil
+	lp.nclients--
 }

@@ -163,6 +163,13 @@ type Config struct {
 
 	Pool poolmux.Options
 	Log  *slog.Logger
+
+	// Stats and PoolStats (indexed like Endpoints), when set, are counters
+	// to add to rather than new ones: a reloaded configuration's handler
+	// continues its predecessor's, which keeps serving its own
+	// connections meanwhile. Nil entries are created.
+	Stats     *Stats
+	PoolStats []*poolmux.Stats
 }
 
 // Listener is what l7 needs to know of one listener.
@@ -194,9 +201,19 @@ func NewHandler(cfg Config) *Handler {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	h := &Handler{cfg: cfg, log: cfg.Log, stats: newStats()}
-	for range cfg.Endpoints {
-		h.poolStats = append(h.poolStats, new(poolmux.Stats))
+	h := &Handler{cfg: cfg, log: cfg.Log, stats: cfg.Stats}
+	if h.stats == nil {
+		h.stats = NewStats()
+	}
+	for i := range cfg.Endpoints {
+		var ps *poolmux.Stats
+		if i < len(cfg.PoolStats) {
+			ps = cfg.PoolStats[i]
+		}
+		if ps == nil {
+			ps = new(poolmux.Stats)
+		}
+		h.poolStats = append(h.poolStats, ps)
 	}
 	secs := int(cfg.RetryAfter / time.Second)
 	if secs < 1 {
@@ -266,6 +283,24 @@ func (h *Handler) NewLoop(lp *l4.Loop) {
 	lp.Proto = ls
 	h.mu.Lock()
 	h.loops = append(h.loops, ls)
+	h.mu.Unlock()
+}
+
+// Release implements l4.Acceptor: the handler was replaced (a reload) and
+// its last client on lp has closed. Its backend connections on lp close
+// once idle (poolmux.Pool.Close), which they are but for responses of
+// clients that left; nothing dials again.
+func (h *Handler) Release(lp *l4.Loop) {
+	ls, _ := lp.Proto.(*loopState)
+	if ls == nil {
+		return
+	}
+	for _, p := range ls.pools {
+		p.Close()
+	}
+	ls.freeStreams = nil
+	h.mu.Lock()
+	h.loops = slices.DeleteFunc(h.loops, func(x *loopState) bool { return x == ls })
 	h.mu.Unlock()
 }
 
@@ -365,7 +400,8 @@ type Stats struct {
 	Rejects map[string]*atomic.Int64
 }
 
-func newStats() *Stats {
+// NewStats returns zeroed counters, for Config.Stats.
+func NewStats() *Stats {
 	st := &Stats{Rejects: make(map[string]*atomic.Int64)}
 	for _, r := range allRejects {
 		st.Rejects[r.Reason] = new(atomic.Int64)

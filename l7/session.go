@@ -41,8 +41,13 @@ type session struct {
 	// re-enter it.
 	busy bool
 	// closeAfter: the current exchange is the last (client asked, or the
-	// gateway is draining).
+	// gateway is draining). The connection closes after a response that
+	// said so (Connection: close); when closeAfter is set after a
+	// keep-alive response head went out, the next response says it.
 	closeAfter bool
+	// drainIdle: a stop is draining the connection; it closes as soon as
+	// it is idle rather than waiting for one more request.
+	drainIdle bool
 	// searched is how much of a partial head was already searched for its
 	// end, so a slow client costs O(n) and not O(n^2).
 	searched int32
@@ -175,7 +180,7 @@ func (s *session) readHead() (act gnet.Action, more bool) {
 	c := s.io
 	buf, _ := c.Peek(-1)
 	if len(buf) == 0 {
-		if s.closeAfter {
+		if s.closeAfter && s.drainIdle {
 			return gnet.Close, false
 		}
 		return gnet.None, false
@@ -440,13 +445,19 @@ func (s *session) close() {
 	}
 }
 
-// exchangeDone is called by the stream when the response is complete.
+// exchangeDone is called by the stream when the response is complete;
+// keepAlive is false when its head told the client the connection closes.
 func (s *session) exchangeDone(st *stream, keepAlive bool) {
 	if s.cur != st {
 		return
 	}
 	s.cur = nil
-	if s.closeAfter || !keepAlive {
+	// A keep-alive response leaves the connection open even when a drain
+	// began while it was relayed: the client may already be writing its
+	// next request on it, and a POST on a connection closed under it
+	// fails (clients retry only idempotent requests). That request is
+	// answered as the last. Only a stop closes it now.
+	if !keepAlive || s.closeAfter && s.drainIdle {
 		s.closeAfter = true
 		s.close()
 		return
@@ -543,9 +554,16 @@ func (s *session) Expire(now int64) {
 	}
 }
 
-// Drain implements l4.ClientHandler.
-func (s *session) Drain() {
+// Drain implements l4.ClientHandler: the response in progress, or else
+// the next one, says Connection: close and ends the connection.
+func (s *session) Drain(closeIdle bool) {
 	s.closeAfter = true
+	if !closeIdle {
+		// Idle: wait for the next request or the idle timeout. Closing
+		// now would race a request the client may be sending.
+		return
+	}
+	s.drainIdle = true
 	if s.state == stIdle {
 		// Idle: close now, after the last response is flushed.
 		if s.linger() == gnet.Close {
