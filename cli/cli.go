@@ -103,7 +103,7 @@ var commands []command
 
 func init() {
 	commands = []command{
-		{"run", "[--config FILE] [--log-level LEVEL]", "serve clients until SIGINT or SIGTERM", cmdRun, nil},
+		{"run", "[--config FILE] [--log-level LEVEL]", "serve clients until SIGINT or SIGTERM; SIGHUP reloads", cmdRun, nil},
 		{"check-config", "FILE", "validate a configuration file, its directory and its TLS files", cmdCheckConfig, nil},
 		{"mailboxd", "--listen ADDR --name NAME [--identity-keys FILE]", "run a reference mailbox server", cmdMailboxd, nil},
 		{"bench", "[args...]", "run the benchmark suite or load generator (see: frontdoor bench --help)", cmdBench, nil},
@@ -235,7 +235,11 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("run", "[--config FILE] [--log-level LEVEL]",
 		"Serve clients until SIGINT or SIGTERM, then drain in-flight requests and exit.\n"+
 			"Without --config, serve with the embedded example configuration and directory\n"+
-			"(examples/frontdoor.toml: port 8080, mailbox servers on 127.0.0.1:18081-18082).")
+			"(examples/frontdoor.toml: port 8080, mailbox servers on 127.0.0.1:18081-18082).\n"+
+			"\n"+
+			"SIGHUP reloads the configuration file (a bad one is refused and logged as\n"+
+			"FILE:LINE: KEY: message; the running one stays), certificates, keys and the\n"+
+			"directory, without closing a connection under a request.")
 	configPath := fs.String("config", "", "configuration `FILE` (default: the embedded example)")
 	level := fs.String("log-level", "", "override [log] level with `LEVEL`: debug, info, warn or error")
 	if code, done := parse(fs, args, stdout, stderr); done {
@@ -258,13 +262,15 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if *level != "" {
 		cfg.Log.Level = *level
 	}
-	log := newLogger(stderr, cfg.Log)
+	levelVar := new(slog.LevelVar)
+	log := newLogger(stderr, cfg.Log, levelVar)
 	log.Info("frontdoor starting", "version", Version, "config", cfg.Path, "directory", dirPath(cfg, *configPath),
 		"gateway_id", cfg.GatewayID, "listeners", len(cfg.Listeners), "servers", len(dir.Servers), "users", len(dir.Users))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := runGateway(ctx, cfg, dir, log, nil); err != nil {
+	opts := gateway.RunOptions{LogLevel: levelVar, LevelFixed: *level != ""}
+	if err := runGateway(ctx, cfg, dir, log, opts); err != nil {
 		log.Error("frontdoor failed", "err", err)
 		return exitFailure
 	}
@@ -306,12 +312,14 @@ func dirPath(cfg *config.Config, configPath string) string {
 }
 
 // newLogger builds the process logger on w from a validated [log] section.
-func newLogger(w io.Writer, c config.Log) *slog.Logger {
+// Its level is lv, set here, which a configuration reload can change.
+func newLogger(w io.Writer, c config.Log, lv *slog.LevelVar) *slog.Logger {
 	level, err := config.ParseLogLevel(c.Level)
 	if err != nil {
 		level = slog.LevelInfo // unreachable after validation
 	}
-	opts := &slog.HandlerOptions{Level: level}
+	lv.Set(level)
+	opts := &slog.HandlerOptions{Level: lv}
 	if c.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
