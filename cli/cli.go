@@ -103,7 +103,9 @@ var commands []command
 
 func init() {
 	commands = []command{
-		{"run", "[--config FILE] [--log-level LEVEL]", "serve clients until SIGINT or SIGTERM; SIGHUP reloads", cmdRun, nil},
+		{"run", "[--config FILE] [--log-level LEVEL] [--pid-file FILE]", "serve clients until SIGINT or SIGTERM; SIGHUP reloads, SIGUSR2 upgrades", cmdRun, nil},
+		{"upgrade", "--pid-file FILE | --pid PID [--timeout DURATION]",
+			"hand a running gateway over to a new process of the installed binary, without losing a request", cmdUpgrade, nil},
 		{"check-config", "FILE", "validate a configuration file, its directory and its TLS files", cmdCheckConfig, nil},
 		{"mailboxd", "--listen ADDR --name NAME [--identity-keys FILE]", "run a reference mailbox server", cmdMailboxd, nil},
 		{"bench", "[args...]", "run the benchmark suite or load generator (see: frontdoor bench --help)", cmdBench, nil},
@@ -232,16 +234,19 @@ func usageError(fs *flag.FlagSet, stderr io.Writer, format string, args ...any) 
 }
 
 func cmdRun(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("run", "[--config FILE] [--log-level LEVEL]",
+	fs := newFlags("run", "[--config FILE] [--log-level LEVEL] [--pid-file FILE]",
 		"Serve clients until SIGINT or SIGTERM, then drain in-flight requests and exit.\n"+
 			"Without --config, serve with the embedded example configuration and directory\n"+
 			"(examples/frontdoor.toml: port 8080, mailbox servers on 127.0.0.1:18081-18082).\n"+
 			"\n"+
 			"SIGHUP reloads the configuration file (a bad one is refused and logged as\n"+
 			"FILE:LINE: KEY: message; the running one stays), certificates, keys and the\n"+
-			"directory, without closing a connection under a request.")
+			"directory, without closing a connection under a request. SIGUSR2 (or\n"+
+			"`frontdoor upgrade`) starts a new process of the installed binary, which takes\n"+
+			"new connections over; this one then drains and exits 0. See docs/deploy.md.")
 	configPath := fs.String("config", "", "configuration `FILE` (default: the embedded example)")
 	level := fs.String("log-level", "", "override [log] level with `LEVEL`: debug, info, warn or error")
+	pidFile := fs.String("pid-file", "", "write the pid to `FILE` once serving (an upgraded process writes its own)")
 	if code, done := parse(fs, args, stdout, stderr); done {
 		return code
 	}
@@ -269,7 +274,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	opts := gateway.RunOptions{LogLevel: levelVar, LevelFixed: *level != ""}
+	opts := gateway.RunOptions{PIDFile: *pidFile, LogLevel: levelVar, LevelFixed: *level != ""}
 	if err := runGateway(ctx, cfg, dir, log, opts); err != nil {
 		log.Error("frontdoor failed", "err", err)
 		return exitFailure
