@@ -259,7 +259,9 @@ func (s *Server) Acceptor() Acceptor { return s.gen.Load().acceptor }
 // Connection: close, idle ones wait for their next request or idle
 // timeout), and once the last of them has closed on a loop the previous
 // acceptor's Release runs there. Options.Released follows once every loop
-// has released it. Safe from any goroutine.
+// has released it. SetAcceptor returns once every loop has begun the
+// drain: a request read after it is the last of its connection. Safe from
+// any goroutine but the event loops.
 func (s *Server) SetAcceptor(a Acceptor) {
 	s.slotsMu.Lock()
 	old := s.gen.Load()
@@ -267,16 +269,36 @@ func (s *Server) SetAcceptor(a Acceptor) {
 	old.retired.Store(true)
 	slots := s.slotList()
 	s.slotsMu.Unlock()
+	var wg sync.WaitGroup
 	for _, sl := range slots {
 		sl := sl
-		_ = sl.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		wg.Add(1)
+		err := sl.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			defer wg.Done()
 			sl.retireCurrent()
 			return nil
 		}))
+		if err != nil {
+			wg.Done() // the engine is stopping: its connections end anyway
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(setAcceptorWait):
+		s.log.Warn("an event loop has not begun draining the replaced configuration's connections", "waited", setAcceptorWait)
 	}
 	// A generation that never got a connection has no Loop to wait for.
 	s.maybeReleased(old)
 }
+
+// setAcceptorWait bounds SetAcceptor's wait for the loops: a loop busy for
+// longer than that is wedged, and the reload must not hang on it.
+const setAcceptorWait = 5 * time.Second
 
 // retireCurrent retires the slot's Loop if its generation is no longer the
 // current one. It runs on the slot's loop.
