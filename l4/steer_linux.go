@@ -108,6 +108,13 @@ func (s *Server) BoundAddrs() ([]string, error) {
 // dupListener returns a duplicate of one of ln's sockets (the first loop's;
 // a setsockopt on the group applies to all) and its bound address.
 func (s *Server) dupListener(ln *Listener) (int, string, error) {
+	// Receiving from the closed channel orders this after the engine's
+	// start (the race detector sees it too).
+	select {
+	case <-s.booted:
+	default:
+		return -1, "", errors.New("l4: not listening yet")
+	}
 	fd, err := s.engine.DupListener("tcp", ln.Address)
 	if err != nil {
 		return -1, "", fmt.Errorf("l4: listener %s: %w", ln.Name, err)
