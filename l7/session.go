@@ -456,8 +456,9 @@ func (s *session) exchangeDone(st *stream, keepAlive bool) {
 	// began while it was relayed: the client may already be writing its
 	// next request on it, and a POST on a connection closed under it
 	// fails (clients retry only idempotent requests). That request is
-	// answered as the last. Only a stop closes it now.
-	if !keepAlive || s.closeAfter && s.drainIdle {
+	// answered as the last. A stop closes it now, unless a request has
+	// already arrived.
+	if !keepAlive || s.closeAfter && s.drainIdle && s.io.InboundBuffered() == 0 {
 		s.closeAfter = true
 		s.close()
 		return
