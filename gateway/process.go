@@ -201,9 +201,13 @@ func (p *process) takeOver() error {
 	return nil
 }
 
-// reload applies SIGHUP: the configuration file, then certificates, keys
-// and the directory.
+// reload applies SIGHUP: the directory (first, so that a configuration
+// built now routes to the servers it adds), the configuration file, then
+// certificates and keys.
 func (p *process) reload(ctx context.Context) {
+	if p.live != nil {
+		_ = p.live.Reload(ctx)
+	}
 	g := p.g
 	cur := g.Config()
 	if cur.Path == config.EmbeddedPath {
@@ -237,9 +241,6 @@ func (p *process) reload(ctx context.Context) {
 		}
 	}
 	_ = g.Reload()
-	if p.live != nil {
-		_ = p.live.Reload(ctx)
-	}
 }
 
 // upgrade applies SIGUSR2: start a new process and, once it serves, drain

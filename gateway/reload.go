@@ -328,22 +328,25 @@ var ErrNeedsUpgrade = errors.New("needs an upgrade (frontdoor upgrade, or system
 
 // ReloadConfig makes cfg the configuration of new connections. It reports
 // whether anything changed: an equal configuration leaves everything as
-// it is. A configuration that cannot be built, or that changes a setting
+// it is, unless the directory has servers the running configuration has
+// no backend pools for (they become routable). A configuration that cannot be built, or that changes a setting
 // only an upgrade applies (see needsUpgrade), is refused with an error
 // and the running one keeps serving.
 func (g *Gateway) ReloadConfig(cfg *config.Config) (changed bool, err error) {
 	g.reloadMu.Lock()
 	defer g.reloadMu.Unlock()
 	cur := g.current()
-	if config.Equal(cur.cfg, cfg) {
+	g.mu.Lock()
+	dir := g.dir
+	g.mu.Unlock()
+	// An equal configuration is rebuilt only to route to mailbox servers
+	// the directory added since the running one was built.
+	if config.Equal(cur.cfg, cfg) && cur.router.covers(dir) {
 		return false, nil
 	}
 	if diffs := needsUpgrade(cur.cfg, cfg); len(diffs) > 0 {
 		return false, fmt.Errorf("%s: %w", strings.Join(diffs, "; "), ErrNeedsUpgrade)
 	}
-	g.mu.Lock()
-	dir := g.dir
-	g.mu.Unlock()
 	gen, err := g.newGeneration(cfg, dir, cur)
 	if err != nil {
 		return false, err
@@ -358,8 +361,12 @@ func (g *Gateway) ReloadConfig(cfg *config.Config) (changed bool, err error) {
 	}
 	g.server.SetMaxConnections(cfg.Limits.MaxConnections)
 	g.server.SetAcceptor(gen.handler)
+	what := strings.Join(changedSections(cur.cfg, cfg), ",")
+	if what == "" {
+		what = "servers the directory added"
+	}
 	g.log.Info("configuration reloaded: new connections are served by it, open ones finish under the old one",
-		"config", cfg.Path, "changed", strings.Join(changedSections(cur.cfg, cfg), ","))
+		"config", cfg.Path, "changed", what)
 	return true, nil
 }
 
@@ -379,12 +386,12 @@ func needsUpgrade(a, b *config.Config) []string {
 	diff("engine.write_buffer_bytes", a.Engine.WriteBufferBytes, b.Engine.WriteBufferBytes, engine)
 	diff("engine.sweep_interval", a.Engine.SweepInterval.D(), b.Engine.SweepInterval.D(), engine)
 	if len(a.Listeners) != len(b.Listeners) {
-		out = append(out, fmt.Sprintf("%s:%d: listener: %d listeners instead of %d: listener changes need an upgrade",
+		out = append(out, fmt.Sprintf("%s:%d: listener: %d listeners instead of %d: listeners are bound at start",
 			b.Path, b.Line("listener"), len(b.Listeners), len(a.Listeners)))
 	} else {
 		for i := range a.Listeners {
 			at := fmt.Sprintf("listener[%d]", i)
-			const why = "listener changes need an upgrade"
+			const why = "listeners are bound at start"
 			diff(at+".name", a.Listeners[i].Name, b.Listeners[i].Name, why)
 			diff(at+".address", a.Listeners[i].Address, b.Listeners[i].Address, why)
 			diff(at+".tls", a.Listeners[i].TLS, b.Listeners[i].TLS, why)

@@ -146,6 +146,25 @@ func (r *router) endpointKey(srv *directory.Server, p config.Protocol) (addr, ke
 	return addr, key
 }
 
+// covers reports whether the router has an endpoint for every server of
+// dir and protocol: whether a server added since it was built is
+// routable.
+func (r *router) covers(dir *directory.Directory) bool {
+	for _, srv := range dir.Servers {
+		for _, p := range r.protocols {
+			if _, key := r.endpointKey(srv, p); !hasKey(r.endpointIndex, key) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func hasKey(m map[string]int, k string) bool {
+	_, ok := m[k]
+	return ok
+}
+
 // buildTable derives the routing table of dir. Called with mu held, or
 // before the router is shared.
 func (r *router) buildTable(dir *directory.Directory) *routeTable {
