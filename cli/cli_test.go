@@ -162,6 +162,11 @@ func TestBadUsage(t *testing.T) {
 		{[]string{"identity", "verify", "--keys", "k", "--leeway", "-1s"}, "--leeway -1s: must not be negative"},
 		{[]string{"identity", "verify", "--keys", "nope.jwks"}, "identity: public key file nope.jwks: open nope.jwks: no such file or directory"},
 		{[]string{"mailboxd", "--listen", ":18081", "--name", "mbx1", "--identity-header", "X-Id"}, "--identity-header needs --identity-keys"},
+		{[]string{"upgrade"}, "want exactly one of --pid-file and --pid"},
+		{[]string{"upgrade", "--pid", "1", "--pid-file", "f"}, "want exactly one of --pid-file and --pid"},
+		{[]string{"upgrade", "--pid", "-3"}, "--pid -3: not a process id"},
+		{[]string{"upgrade", "--pid", "1", "--timeout", "0s"}, "--timeout must be positive"},
+		{[]string{"upgrade", "--pid", "1", "now"}, `unexpected argument "now"`},
 	} {
 		code, out, errOut := run(tc.args...)
 		if code != 2 || out != "" {

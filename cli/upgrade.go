@@ -21,7 +21,8 @@ func cmdUpgrade(args []string, stdout, stderr io.Writer) int {
 			"afresh: the way to apply what a SIGHUP reload refuses (listeners, [engine]...).\n"+
 			"It sends SIGUSR2 to the running process, which starts the new one, waits until\n"+
 			"it serves, then drains and exits 0; should the new process fail, the old one\n"+
-			"logs why and keeps serving. No request is lost (docs/deploy.md).\n"+
+			"logs why and keeps serving. Requests in flight complete, and no connection is\n"+
+			"closed under a request (docs/deploy.md, \"Reload and upgrade\").\n"+
 			"\n"+
 			"With --pid-file (the file `frontdoor run --pid-file` writes), this command\n"+
 			"returns as soon as the file names the new process (0), or is written again\n"+
