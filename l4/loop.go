@@ -84,10 +84,6 @@ func (lp *Loop) OnDrain(f func()) { lp.drainers = append(lp.drainers, f) }
 // Draining reports whether the server is draining (refusing new clients).
 func (lp *Loop) Draining() bool { return lp.server.draining.Load() }
 
-// Retired reports whether the Loop's acceptor has been replaced: its
-// connections are finishing.
-func (lp *Loop) Retired() bool { return lp.retired }
-
 func (lp *Loop) sweep() {
 	now := lp.Tick()
 	for _, l := range lp.lists {
