@@ -49,7 +49,11 @@ type trimmer struct {
 	// activity returns the TLS handshakes running or queued and a counter
 	// that grows with every handshake that finishes.
 	activity func() (active, finished int64)
-	log      *slog.Logger
+	// read samples the heap for the trim decision: readMemory, or a
+	// stand-in in tests (the background scavenger makes real free memory
+	// come and go on its own schedule).
+	read func() memoryState
+	log  *slog.Logger
 
 	trims    atomic.Int64 // automatic trims
 	manual   atomic.Int64 // trims asked for on the admin endpoint
@@ -69,7 +73,8 @@ const trimCheckPeriod = time.Second
 const trimCostFactor = 50
 
 func newTrimmer(interval time.Duration, minBytes int64, activity func() (int64, int64), log *slog.Logger) *trimmer {
-	return &trimmer{interval: interval, minBytes: uint64(max(minBytes, 0)), period: trimCheckPeriod, activity: activity, log: log}
+	return &trimmer{interval: interval, minBytes: uint64(max(minBytes, 0)), period: trimCheckPeriod, activity: activity,
+		read: readMemory, log: log}
 }
 
 // run trims until ctx ends; nothing when the interval is 0.
@@ -98,7 +103,7 @@ func (t *trimmer) run(ctx context.Context) {
 			if !last.IsZero() && now.Sub(last) < wait {
 				continue
 			}
-			if !t.wanted(readMemory()) {
+			if !t.wanted(t.read()) {
 				continue
 			}
 			t.trim("auto")
