@@ -122,3 +122,13 @@ func killStragglers(pids []int, pgid int) {
 		}
 	}
 }
+
+// nofileHardLimit returns this process's hard RLIMIT_NOFILE, the most a
+// child may raise its own limit to without privileges, or 0 if unknown.
+func nofileHardLimit() uint64 {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return 0
+	}
+	return rl.Max
+}

@@ -24,3 +24,5 @@ func selfAffinity() ([]int, error) { return nil, errors.New("CPU affinity is rea
 
 // killStragglers: no process groups of the runner's making outside Linux.
 func killStragglers(pids []int, pgid int) {}
+
+func nofileHardLimit() uint64 { return 0 }

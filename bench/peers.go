@@ -62,8 +62,11 @@ type peerConfig struct {
 	// gateway's event loops.
 	Workers int
 	// MaxConns is nginx's worker_connections, haproxy's maxconn; NoFile
-	// nginx's worker_rlimit_nofile.
+	// nginx's worker_rlimit_nofile, haproxy's ulimit-n. FDCapped says
+	// NoFile is below twice MaxConns (the hard limit): HAProxy then
+	// needs "no strict-limits" to start.
 	MaxConns, NoFile int
+	FDCapped         bool
 	// HTTPPort and TLSPort are the listeners on 127.0.0.1.
 	HTTPPort, TLSPort int
 	// Backend is mailboxd's host:port.
@@ -454,11 +457,19 @@ func (s *suite) startPeer(ctx context.Context, name string) error {
 	if workers == 0 {
 		workers = runtime.NumCPU()
 	}
+	// Client connections (idle-conns holds --idle-conns at once) plus
+	// backend ones; descriptors for twice that, as far as the hard limit
+	// allows (HAProxy refuses to start when it cannot raise its limit to
+	// what it asks for; idle client connections need no backend one).
 	maxConns := max(s.o.idleConns+2048, 4096)
+	noFile, capped := 2*maxConns+1024, false
+	if hard := nofileHardLimit(); hard > 0 && uint64(noFile) > hard {
+		noFile, capped = int(hard), true
+	}
 	cert, key := s.certFiles()
 	prefix := filepath.Join(s.dir, "peers", name)
 	c := peerConfig{
-		Prefix: prefix, Workers: workers, MaxConns: maxConns, NoFile: 2*maxConns + 1024,
+		Prefix: prefix, Workers: workers, MaxConns: maxConns, NoFile: noFile, FDCapped: capped,
 		HTTPPort: ports[0], TLSPort: ports[1], Backend: s.mbx.addr,
 		IdleTimeout: "600s", // the gateway's [timeouts] idle as writeConfig sets it
 		CertFile:    cert, KeyFile: key, CertKeyFile: filepath.Join(prefix, "cert-key.pem"),

@@ -48,7 +48,7 @@ func TestPeerConfigsRender(t *testing.T) {
 			"nbthread 2", "maxconn 12048", "option http-keep-alive", "http-reuse always", "option forwardfor", "no log",
 			"timeout http-keep-alive 600s", "timeout client 600s", "timeout http-request 10s", "timeout connect 3s",
 			"bind 127.0.0.1:18101", "bind 127.0.0.1:18102 ssl crt ", "ssl-default-bind-curves X25519:P-256",
-			"server mbx1 127.0.0.1:18103",
+			"server mbx1 127.0.0.1:18103", "ulimit-n 25120",
 		},
 	}
 	for _, name := range PeerNames {
@@ -64,6 +64,14 @@ func TestPeerConfigsRender(t *testing.T) {
 		}
 		if bytes.Contains(b, []byte("{{")) || bytes.Contains(b, []byte("<no value>")) {
 			t.Errorf("%s config has an unrendered field:\n%s", name, b)
+		}
+		if bytes.Contains(b, []byte("strict-limits")) {
+			t.Errorf("%s config gives up strict limits without FDCapped", name)
+		}
+		capped := c
+		capped.NoFile, capped.FDCapped = 20000, true
+		if b, err := renderPeerConfig(name, capped); err != nil || (name == "haproxy") != bytes.Contains(b, []byte("\n    no strict-limits\n")) {
+			t.Errorf("%s config with FDCapped: %v\n%s", name, err, b)
 		}
 		// The peers' own parsers, when installed: the config is valid as
 		// rendered (certificate and key included).

@@ -1310,7 +1310,7 @@ func (s *suite) measureIdle(ctx context.Context, sc Scenario, target string) (*R
 		// The peer holds its client connections within the connection
 		// limit it was configured with (and raises its own descriptor
 		// limit to match).
-		gwLimit = uint64(s.peer.cfg.MaxConns)
+		gwLimit = uint64(min(s.peer.cfg.MaxConns, s.peer.cfg.NoFile))
 	} else {
 		var err error
 		if gwLimit, err = ProcNoFile(pid); err != nil {
