@@ -1778,7 +1778,7 @@ func writeTable(w io.Writer, r *Report) {
 				rr.Scenario, rr.Target, orDash(rr.TLSParams), rr.Handshakes, rr.HandshakesResumed,
 				fmtUS(rr.HandshakeLatency.P50), fmtUS(rr.HandshakeLatency.P99))
 			if rr.GatewayCPUPerHandshakeUS != nil {
-				n += fmt.Sprintf(", gateway CPU %.1fus per handshake", *rr.GatewayCPUPerHandshakeUS)
+				n += fmt.Sprintf(", %s CPU %.1fus per handshake", rr.Target, *rr.GatewayCPUPerHandshakeUS)
 			}
 			notes = append(notes, n)
 		}
@@ -1842,7 +1842,7 @@ func writeTable(w io.Writer, r *Report) {
 			"a login counts 1 cache miss and 2 hits (the request is routed again after verifying and after signing)", r.AuthUsers))
 	}
 	if handshakeRows {
-		notes = append(notes, "tls-handshake-*: one request per connection, so REQ/S is connections/s, GW CPU/REQ is CPU per connection (accept, handshake, request, close) and latency counts from the start of the dial")
+		notes = append(notes, "tls-handshake-*: one request per connection, so REQ/S is connections/s, "+px+" CPU/REQ is CPU per connection (accept, handshake, request, close) and latency counts from the start of the dial")
 	}
 	if len(idleRows) > 1 {
 		notes = append(notes, "idle: RSS/CONN = (gateway VmRSS with the connections held - VmRSS before opening them) / connections held, on a freshly started gateway; "+
