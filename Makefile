@@ -9,7 +9,7 @@ LDFLAGS   := -s -w -X frontdoor/cli.Version=$(VERSION)
 export CGO_ENABLED ?= 0
 export GOTOOLCHAIN := local
 
-.PHONY: all build run test test-race bench bench-micro fuzz lint clean tlscheck
+.PHONY: all build run test test-race bench bench-peers bench-micro fuzz lint clean tlscheck
 
 all: build
 
@@ -35,6 +35,20 @@ test:
 # built-in load generator, direct-to-mailboxd numbers as the ceiling.
 bench: build
 	./$(BIN) bench $(BENCHFLAGS)
+
+# The same suite side by side with nginx and haproxy (installed from Debian
+# when missing; their services are kept from starting), each configured from
+# bench/peers/ in front of the same mailboxd; prints frontdoor's ratio to
+# each. The scenarios the peers can run; about 7 minutes on 2 cores.
+# JSON of every row and ratio in $(PEERSJSON). Add BENCHFLAGS='--pin' to
+# give the proxies CPU 1 and the load CPU 0, '--tls-groups x25519' for
+# handshakes like for like with an OpenSSL 3.0 peer.
+PEERS     ?= nginx,haproxy
+PEERSCENARIOS ?= keepalive-get,keepalive-get-16k,pipelined-get,many-clients,tls-keepalive-get,tls-handshake-full,tls-handshake-resumed,idle-conns,idle-conns-tls
+PEERSJSON ?= bin/bench-peers.json
+bench-peers: build
+	./scripts/install-peers.sh
+	./$(BIN) bench --peers $(PEERS) --scenario $(PEERSCENARIOS) --json $(PEERSJSON) $(BENCHFLAGS)
 
 # Micro-benchmarks, benchstat-friendly: make bench-micro COUNT=10 > new.txt
 COUNT ?= 6

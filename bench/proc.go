@@ -165,3 +165,152 @@ func parseProcLimitsNoFile(b []byte) (uint64, error) {
 	}
 	return 0, fmt.Errorf("bench: no \"Max open files\" limit in /proc limits")
 }
+
+// ProcTree returns root and every process descended from it, root first:
+// the processes of a server that forks workers (nginx's master and its
+// workers). Processes are found through the parent field of every
+// /proc/PID/stat; one that exits meanwhile is left out.
+func ProcTree(root int) ([]int, error) {
+	if _, err := os.Stat("/proc/" + strconv.Itoa(root)); err != nil {
+		return nil, err
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	children := map[int][]int{}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == root {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue // exited
+		}
+		if ppid, err := parseProcStatPPID(b); err == nil {
+			children[ppid] = append(children[ppid], pid)
+		}
+	}
+	tree := []int{root}
+	for i := 0; i < len(tree) && i < 1<<16; i++ {
+		tree = append(tree, children[tree[i]]...)
+	}
+	return tree, nil
+}
+
+// parseProcStatPPID extracts the parent's pid (field 4) from the contents
+// of a /proc/PID/stat file.
+func parseProcStatPPID(b []byte) (int, error) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("bench: malformed /proc stat: no ')'")
+	}
+	f := bytes.Fields(b[i+1:]) // f[0] is field 3 (state)
+	if len(f) < 2 {
+		return 0, fmt.Errorf("bench: malformed /proc stat: %d fields", len(f)+2)
+	}
+	return strconv.Atoi(string(f[1]))
+}
+
+// parseProcStatPgrp extracts the process group (field 5) from the contents
+// of a /proc/PID/stat file.
+func parseProcStatPgrp(b []byte) (int, error) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("bench: malformed /proc stat: no ')'")
+	}
+	f := bytes.Fields(b[i+1:]) // f[0] is field 3 (state)
+	if len(f) < 3 {
+		return 0, fmt.Errorf("bench: malformed /proc stat: %d fields", len(f)+2)
+	}
+	return strconv.Atoi(string(f[2]))
+}
+
+// SampleTree samples root and its descendants (ProcTree) and returns the
+// sums of their CPU time and RSS, with PID root. A process that exits
+// between the listing and its sample is left out; root itself must be
+// there. RSS summed over processes counts pages they share (code, nginx's
+// shared memory zones) once per process: a fixed amount that cancels out
+// of a difference between two samples of the same tree.
+func SampleTree(root int) (ProcSample, error) {
+	pids, err := ProcTree(root)
+	if err != nil {
+		return ProcSample{}, err
+	}
+	sum := ProcSample{PID: root}
+	for i, pid := range pids {
+		s, err := SampleProc(pid)
+		if err != nil {
+			if i == 0 {
+				return ProcSample{}, err
+			}
+			continue
+		}
+		sum.CPU += s.CPU
+		sum.RSS += s.RSS
+	}
+	return sum, nil
+}
+
+// TreeFDs returns the number of file descriptors open in root and its
+// descendants together.
+func TreeFDs(root int) (int, error) {
+	pids, err := ProcTree(root)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for i, pid := range pids {
+		k, err := ProcFDs(pid)
+		if err != nil {
+			if i == 0 {
+				return 0, err
+			}
+			continue
+		}
+		n += k
+	}
+	return n, nil
+}
+
+// EstablishedOn counts the established IPv4 TCP connections whose local
+// port is port (/proc/net/tcp): the connections a server listening on that
+// port holds, whichever of its processes holds them, and not its
+// connections to backends.
+func EstablishedOn(port int) (int, error) {
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		return 0, err
+	}
+	return countEstablished(b, port)
+}
+
+// countEstablished counts the lines of a /proc/net/tcp table in state 01
+// (ESTABLISHED) with local port port ("0100007F:1F90" is 127.0.0.1:8080).
+func countEstablished(b []byte, port int) (int, error) {
+	want := fmt.Sprintf(":%04X", port)
+	n, lines := 0, 0
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		if lines++; lines == 1 {
+			continue // header
+		}
+		f := bytes.Fields(line)
+		if len(f) < 4 {
+			continue
+		}
+		if string(f[3]) == "01" && bytes.HasSuffix(f[1], []byte(want)) {
+			n++
+		}
+	}
+	if lines == 0 {
+		return 0, fmt.Errorf("bench: empty /proc/net/tcp")
+	}
+	return n, nil
+}

@@ -186,10 +186,19 @@ type suiteOptions struct {
 	scenarios                        []Scenario
 	targets                          map[string]bool
 	cpuPin                           bool
-	sourceAddrs                      []string
-	idleConns                        int
-	idleHold, idleSettle             time.Duration
-	identityAlg                      identity.Alg
+	// pin puts the proxy under test (gateway or peer) on CPU 1 and the
+	// load generator and mailboxd on CPU 0 (--pin).
+	pin bool
+	// peers are the peer targets selected (--peers, or peer names in
+	// --targets), in PeerNames order.
+	peers []string
+	// tlsGroups, if set, are the only key exchanges the load generator
+	// offers (--tls-groups); nil: crypto/tls's defaults.
+	tlsGroups            []tls.CurveID
+	sourceAddrs          []string
+	idleConns            int
+	idleHold, idleSettle time.Duration
+	identityAlg          identity.Alg
 }
 
 // Main is `frontdoor bench`: args are the arguments after "bench". It
@@ -202,6 +211,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	var (
 		o                             suiteOptions
 		scenarioList, targets, source string
+		peers, tlsGroups              string
 		identityAlg                   string
 		list                          bool
 	)
@@ -213,8 +223,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.binary, "binary", "", "frontdoor binary to run mailboxd and the gateway from (default: this executable)")
 	fs.StringVar(&o.jsonFile, "json", "", "also write all results as JSON to `FILE`")
 	fs.StringVar(&scenarioList, "scenario", "all", "comma-separated scenarios to run (see --list)")
-	fs.StringVar(&targets, "targets", "direct,gateway", "comma-separated targets: direct (mailboxd), gateway")
+	fs.StringVar(&targets, "targets", "direct,gateway", "comma-separated targets: direct (mailboxd), gateway, and peers (nginx, haproxy)")
+	fs.StringVar(&peers, "peers", "", "comma-separated established proxies to measure side by side with the gateway\n(nginx, haproxy; added to --targets), configured from bench/peers/")
 	fs.BoolVar(&o.cpuPin, "cpu-pin", false, "run the gateway pinned to CPU 0 with taskset -c 0 (ignored if taskset is missing)")
+	fs.StringVar(&tlsGroups, "tls-groups", "default", "key exchanges the load generator offers in TLS handshakes: default (Go's:\nX25519MLKEM768 first) or a list of x25519mlkem768, x25519, p256; x25519 compares\nthe gateway like for like with a peer whose OpenSSL has no ML-KEM")
+	fs.BoolVar(&o.pin, "pin", false, "pin the proxy under test (gateway or peer) to CPU 1 and the load generator and\nmailboxd to CPU 0 (needs taskset and CPUs 0 and 1)")
 	fs.StringVar(&source, "source-addrs", "", "comma-separated 127.0.0.x source IPs to spread client connections over")
 	fs.DurationVar(&o.startupTimeout, "startup-timeout", 15*time.Second, "how long to wait for mailboxd and the gateway to answer")
 	fs.IntVar(&o.idleConns, "idle-conns", 10000, "idle connections the idle-conns scenarios open (capped by the\nfile-descriptor limit, less 500 for each process's other descriptors)")
@@ -279,14 +292,30 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	o.identityAlg = alg
 	o.targets = map[string]bool{}
-	for _, t := range splitList(targets) {
-		if t != "direct" && t != "gateway" {
-			return usage("unknown target %q (want direct, gateway)", t)
+	for _, t := range append(splitList(targets), splitList(peers)...) {
+		if t != "direct" && t != "gateway" && !isPeer(t) {
+			return usage("unknown target %q (want direct, gateway, %s)", t, strings.Join(PeerNames, ", "))
 		}
 		o.targets[t] = true
 	}
 	if len(o.targets) == 0 {
 		return usage("no target selected")
+	}
+	for _, p := range PeerNames {
+		if o.targets[p] {
+			o.peers = append(o.peers, p)
+		}
+	}
+	if o.tlsGroups, err = parseTLSGroups(tlsGroups); err != nil {
+		return usage("--tls-groups: %v", err)
+	}
+	if o.pin && o.cpuPin {
+		return usage("--pin and --cpu-pin exclude each other")
+	}
+	if o.pin {
+		if err := canPin(); err != nil {
+			return usage("--pin: %v", err)
+		}
 	}
 	for _, a := range splitList(source) {
 		if ip := net.ParseIP(a); ip == nil || !ip.IsLoopback() {
@@ -330,6 +359,19 @@ type Report struct {
 	GatewayLoops    int     `json:"gateway_loops"`
 	// CPUPinned is true when the gateway really ran under taskset -c 0.
 	CPUPinned bool `json:"cpu_pinned"`
+	// Pin describes --pin ("proxy on CPU 1, load generator and mailboxd
+	// on CPU 0"); empty without it.
+	Pin string `json:"pin,omitempty"`
+	// ClientTLSGroups lists the key exchanges the load generator offered
+	// (--tls-groups); empty: crypto/tls's defaults.
+	ClientTLSGroups string `json:"client_tls_groups,omitempty"`
+	// Peers describes the established proxies measured side by side with
+	// the gateway (--peers): version, OpenSSL, TLS groups, command line.
+	Peers []PeerInfo `json:"peers,omitempty"`
+	// Ratios divide the gateway's figures by each peer's, per scenario.
+	Ratios []Ratio `json:"ratios,omitempty"`
+	// Skipped says which scenarios a target could not run, and why.
+	Skipped []string `json:"skipped,omitempty"`
 	// IdentityAlg is the algorithm of the identity key the auth-*
 	// scenarios signed with, AuthUsers the users auth-login cycled
 	// through; both empty without auth scenarios.
@@ -349,8 +391,11 @@ type Report struct {
 // fields are null when they do not apply (gateway figures on direct rows)
 // or could not be measured.
 type RunReport struct {
-	Scenario          string      `json:"scenario"`
-	Target            string      `json:"target"` // "direct" or "gateway"
+	Scenario string `json:"scenario"`
+	// Target is "direct" (mailboxd), "gateway", or a peer ("nginx",
+	// "haproxy"). On a peer's row the gateway_* figures are the peer's,
+	// summed over its process tree (nginx's master and workers).
+	Target            string      `json:"target"`
 	Conns             int         `json:"conns"`
 	Pipeline          int         `json:"pipeline"`
 	RequestsPerConn   int         `json:"requests_per_conn,omitempty"`
@@ -470,6 +515,11 @@ type IdleReport struct {
 	// samples: a check that the gateway really holds the connections.
 	GatewayFDsBefore *int `json:"gateway_fds_before,omitempty"`
 	GatewayFDsHeld   *int `json:"gateway_fds_held,omitempty"`
+	// ConnsEstablished counts the established connections on the
+	// proxy's listening port at the held sample (/proc/net/tcp): the
+	// check for a proxy whose descriptors also come and go with backend
+	// connections (a peer closes idle ones on its own schedule).
+	ConnsEstablished *int `json:"conns_established,omitempty"`
 	// GatewayCPUPerConnUS is the gateway's CPU time while the connections
 	// were opened, per connection held: accept, handshake (with TLS) and
 	// one request.
@@ -511,7 +561,11 @@ type suite struct {
 	// tlsErr says why the gateway has no working TLS listener although a
 	// TLS scenario was selected; those scenarios then get error rows.
 	tlsErr string
-	report Report
+	// peer is the peer running now (a peer runs only for its own rows);
+	// peerInfo describes every selected peer.
+	peer     *peerProc
+	peerInfo map[string]*PeerInfo
+	report   Report
 }
 
 // backend is a mailboxd child.
@@ -533,6 +587,12 @@ func runSuite(ctx context.Context, o suiteOptions, stdout, stderr io.Writer) (co
 		Binary: o.binary, DurationSeconds: o.duration.Seconds(), WarmupSeconds: o.warmup.Seconds(),
 		GatewayLoops: o.loops,
 	}
+	for i, g := range o.tlsGroups {
+		if i > 0 {
+			s.report.ClientTLSGroups += ","
+		}
+		s.report.ClientTLSGroups += g.String()
+	}
 	fail := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "frontdoor bench: "+format+"\n", a...)
 		return 1
@@ -544,6 +604,14 @@ func runSuite(ctx context.Context, o suiteOptions, stdout, stderr io.Writer) (co
 	}
 	s.dir = dir
 	defer os.RemoveAll(dir)
+	if o.pin {
+		restore, err := pinSelf(pinLoadCPU)
+		if err != nil {
+			return fail("--pin: %v", err)
+		}
+		defer restore()
+		s.report.Pin = fmt.Sprintf("proxy on CPU %d, load generator and mailboxd on CPU %d", pinProxyCPU, pinLoadCPU)
+	}
 
 	wantTLS, wantAuth := false, false
 	for _, sc := range o.scenarios {
@@ -554,6 +622,7 @@ func runSuite(ctx context.Context, o suiteOptions, stdout, stderr io.Writer) (co
 	// Children are stopped on every path out, the gateway first so it never
 	// sees its backend vanish while it still has clients.
 	defer func() {
+		s.stopPeer()
 		if s.gw != nil {
 			s.gw.stop()
 		}
@@ -578,6 +647,15 @@ func runSuite(ctx context.Context, o suiteOptions, stdout, stderr io.Writer) (co
 		}
 	}
 
+	if len(o.peers) > 0 {
+		// The peers serve the certificate the gateway would generate for
+		// itself (tls_self_signed finds it there and keeps it).
+		if err := s.writeCertificate(); err != nil {
+			return fail("writing the TLS certificate: %v", err)
+		}
+		s.preparePeers()
+	}
+
 	gatewayOK := false
 	if o.targets["gateway"] {
 		if err := s.startGatewayTLSFallback(ctx, wantTLS); err != nil {
@@ -600,12 +678,23 @@ func runSuite(ctx context.Context, o suiteOptions, stdout, stderr io.Writer) (co
 		s.report.TLSError = s.tlsErr
 	}
 
+	order := append([]string{"direct", "gateway"}, o.peers...)
 	for _, sc := range o.scenarios {
-		if sc.Idle && !o.targets["gateway"] {
-			fmt.Fprintf(stderr, "frontdoor bench: %s skipped: idle scenarios measure the gateway only\n", sc.Name)
+		if sc.Idle && !o.targets["gateway"] && len(o.peers) == 0 {
+			fmt.Fprintf(stderr, "frontdoor bench: %s skipped: idle scenarios measure the proxies only\n", sc.Name)
 		}
-		for _, target := range []string{"direct", "gateway"} {
+		if sc.Auth != AuthNone && len(o.peers) > 0 {
+			note := fmt.Sprintf("%s: not run on %s: a peer has no Basic authentication against the directory and signs no identity assertions",
+				sc.Name, strings.Join(o.peers, ", "))
+			s.report.Skipped = append(s.report.Skipped, note)
+			fmt.Fprintf(stderr, "frontdoor bench: %s\n", note)
+		}
+		for _, target := range order {
 			if !o.targets[target] || (target == "gateway" && !gatewayOK) || (sc.Idle && target == "direct") {
+				continue
+			}
+			peer := isPeer(target)
+			if peer && (sc.Auth != AuthNone || s.peerInfo[target].Error != "") {
 				continue
 			}
 			if ctx.Err() != nil {
@@ -622,9 +711,11 @@ func runSuite(ctx context.Context, o suiteOptions, stdout, stderr io.Writer) (co
 					rr.Idle = &IdleReport{Requested: o.idleConns}
 				}
 				fmt.Fprintf(stderr, "frontdoor bench: %s %s: %s\n", sc.Name, target, rr.Error)
+			case peer:
+				rr, err = s.measurePeer(ctx, sc, target)
 			case sc.Idle:
 				s.gwCacheTTL = sc.AuthCacheTTL // measureIdle restarts the gateway
-				rr, err = s.measureIdle(ctx, sc)
+				rr, err = s.measureIdle(ctx, sc, target)
 			case target == "gateway":
 				if err = s.gatewayFor(ctx, sc); err == nil {
 					rr, err = s.measure(ctx, sc, target)
@@ -684,7 +775,7 @@ func (s *suite) startMailboxd(ctx context.Context, label string, extra ...string
 		return nil, fmt.Errorf("picking a port for %s: %w", label, err)
 	}
 	b := &backend{port: port, addr: "127.0.0.1:" + strconv.Itoa(port)}
-	argv := append([]string{s.o.binary, "mailboxd", "--listen", b.addr, "--name", mailboxdName}, extra...)
+	argv := s.pinArgv(pinLoadCPU, append([]string{s.o.binary, "mailboxd", "--listen", b.addr, "--name", mailboxdName}, extra...))
 	if b.child, err = startChild(label, argv, s.dir); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", label, err)
 	}
@@ -850,7 +941,7 @@ func (s *suite) startGateway(ctx context.Context, withTLS bool) error {
 	if err := s.writeConfig(ports); err != nil {
 		return fmt.Errorf("writing config: %w", err)
 	}
-	argv := []string{s.o.binary, "run", "--config", filepath.Join(s.dir, "frontdoor.toml")}
+	argv := s.pinArgv(pinProxyCPU, []string{s.o.binary, "run", "--config", filepath.Join(s.dir, "frontdoor.toml")})
 	if s.o.cpuPin {
 		if ts, err := exec.LookPath("taskset"); err == nil {
 			argv = append([]string{ts, "-c", "0"}, argv...)
@@ -890,6 +981,9 @@ func (s *suite) startGateway(ctx context.Context, withTLS bool) error {
 	pin := ""
 	if s.report.CPUPinned {
 		pin = ", pinned to CPU 0"
+	}
+	if s.o.pin {
+		pin = fmt.Sprintf(", pinned to CPU %d", pinProxyCPU)
 	}
 	authNote := ""
 	if s.auth != nil {
@@ -989,11 +1083,12 @@ func (s *suite) loadOptions(sc Scenario, target string) Options {
 	if sc.Auth == AuthLogin {
 		opts.Variants = loginVariants(opts.Request)
 	}
-	if target == "gateway" {
-		opts.Addr = s.gwAddr
+	if px := s.proxyFor(target); px != nil {
+		opts.Addr = px.addr
 		if sc.TLS {
-			opts.Addr = s.gwTLSAddr
+			opts.Addr = px.tlsAddr
 			opts.TLS = benchTLSConfig(sc.Resume)
+			opts.TLS.CurvePreferences = s.o.tlsGroups
 		}
 	}
 	return opts
@@ -1046,12 +1141,15 @@ func (s *suite) measure(ctx context.Context, sc Scenario, target string) (*RunRe
 	// it is not billed to the measured run.
 	sleepCtx(ctx, 100*time.Millisecond)
 
-	var gwPID int
+	px := s.proxyFor(target)
+	proxySample := func() (ProcSample, error) { return ProcSample{}, errors.New("no proxy") }
+	if px != nil {
+		proxySample = px.sample
+	}
 	mbx := s.mbx
 	authStats := target == "gateway" && sc.Auth != AuthNone && s.gwAdminAddr != ""
 	var authBefore map[string]int64
 	if target == "gateway" {
-		gwPID = s.gw.pid()
 		if sc.Auth != AuthNone {
 			mbx = s.auth.mbx
 		}
@@ -1063,9 +1161,9 @@ func (s *suite) measure(ctx context.Context, sc Scenario, target string) (*RunRe
 			}
 		}
 	}
-	self := os.Getpid()
+	self := procSampler(os.Getpid())
 	statsBefore, statsErr := mailboxdStats(mbx.addr)
-	before := sampleAll(gwPID, mbx.pid(), self)
+	before := sampleAll(proxySample, procSampler(mbx.pid()), self)
 
 	opts.Duration = s.o.duration
 	res, err := Run(ctx, opts)
@@ -1073,7 +1171,7 @@ func (s *suite) measure(ctx context.Context, sc Scenario, target string) (*RunRe
 		return nil, err
 	}
 
-	after := sampleAll(gwPID, mbx.pid(), self)
+	after := sampleAll(proxySample, procSampler(mbx.pid()), self)
 	var statsAfter mailboxdStatsJSON
 	if statsErr == nil {
 		statsAfter, statsErr = mailboxdStats(mbx.addr)
@@ -1121,7 +1219,7 @@ func (s *suite) measure(ctx context.Context, sc Scenario, target string) (*RunRe
 		v := CPUPerRequest(before[i].ProcSample, after[i].ProcSample, n)
 		return &v
 	}
-	if target == "gateway" {
+	if px != nil {
 		rr.GatewayCPUPerRequestUS = perN(0, res.Requests)
 		if after[0].err == nil {
 			rss := after[0].RSS
@@ -1131,7 +1229,11 @@ func (s *suite) measure(ctx context.Context, sc Scenario, target string) (*RunRe
 	rr.MailboxdCPUPerRequestUS = perN(1, res.Requests)
 	rr.LoadgenCPUPerRequestUS = perN(2, res.Requests)
 	if statsErr == nil {
-		open := max(statsAfter.ConnectionsOpen-mbx.probeOpen, 0)
+		base := int64(0)
+		if px != nil {
+			base = px.baseOpen
+		}
+		open := max(statsAfter.ConnectionsOpen-mbx.probeOpen-base, 0)
 		created := max(statsAfter.ConnectionsAccepted-statsBefore.ConnectionsAccepted-mbx.probeAccepted, 0)
 		rr.BackendConnectionsOpen, rr.BackendConnectionsNew = &open, &created
 	}
@@ -1141,7 +1243,7 @@ func (s *suite) measure(ctx context.Context, sc Scenario, target string) (*RunRe
 		hl := latencyOf(res.HandshakeLatency)
 		rr.HandshakeLatency = &hl
 		rr.TLSParams = res.TLSParams
-		if opts.RequestsPerConn == 1 && target == "gateway" && res.Handshakes > 0 {
+		if opts.RequestsPerConn == 1 && px != nil && res.Handshakes > 0 {
 			rr.GatewayCPUPerHandshakeUS = perN(0, res.Handshakes)
 		}
 	}
@@ -1165,23 +1267,33 @@ func latencyOf(h *Histogram) LatencyUS {
 // hide their cost. It then warms the fresh gateway up (backend pool, TLS)
 // with --warmup of keep-alive load, lets it settle, and runs runIdle with
 // as many connections as the file-descriptor limits allow.
-func (s *suite) measureIdle(ctx context.Context, sc Scenario) (*RunReport, error) {
-	rr := &RunReport{Scenario: sc.Name, Target: "gateway", TLS: sc.TLS, StatusClasses: map[string]int64{},
+//
+// For a peer (target nginx or haproxy) the caller has just started it, so
+// it is fresh; its memory, descriptors and CPU are those of its whole
+// process tree, and it has neither a trim on demand nor statistics.
+func (s *suite) measureIdle(ctx context.Context, sc Scenario, target string) (*RunReport, error) {
+	rr := &RunReport{Scenario: sc.Name, Target: target, TLS: sc.TLS, StatusClasses: map[string]int64{},
 		Idle: &IdleReport{Requested: s.o.idleConns}}
-	fmt.Fprintf(s.stderr, "running %s -> gateway: restarting the gateway for a clean memory baseline\n", sc.Name)
-	if err := s.restartGateway(ctx); err != nil {
-		if s.gw != nil {
-			s.gw.dumpOutput(s.stderr)
-			s.gw.stop()
-			s.gw = nil
+	if target == "gateway" {
+		fmt.Fprintf(s.stderr, "running %s -> gateway: restarting the gateway for a clean memory baseline\n", sc.Name)
+		if err := s.restartGateway(ctx); err != nil {
+			if s.gw != nil {
+				s.gw.dumpOutput(s.stderr)
+				s.gw.stop()
+				s.gw = nil
+			}
+			return nil, fmt.Errorf("restarting the gateway: %w", err)
 		}
-		return nil, fmt.Errorf("restarting the gateway: %w", err)
+		if sc.TLS && s.gwTLSAddr == "" {
+			rr.Error = "not measured: the gateway has no working TLS listener"
+			return rr, nil
+		}
 	}
-	if sc.TLS && s.gwTLSAddr == "" {
-		rr.Error = "not measured: the gateway has no working TLS listener"
-		return rr, nil
+	px := s.proxyFor(target)
+	if px == nil {
+		return nil, fmt.Errorf("%s is not running", target)
 	}
-	opts := s.loadOptions(sc, "gateway")
+	opts := s.loadOptions(sc, target)
 	if s.o.warmup > 0 {
 		opts.Duration = s.o.warmup
 		if _, err := Run(ctx, opts); err != nil {
@@ -1192,10 +1304,18 @@ func (s *suite) measureIdle(ctx context.Context, sc Scenario) (*RunReport, error
 	// Let the warm-up's connections close.
 	sleepCtx(ctx, 500*time.Millisecond)
 
-	pid := s.gw.pid()
-	gwLimit, err := ProcNoFile(pid)
-	if err != nil {
-		fmt.Fprintf(s.stderr, "frontdoor bench: gateway fd limit unknown, assuming it is the runner's: %v\n", err)
+	pid := px.pid
+	var gwLimit uint64
+	if px.tree {
+		// The peer holds its client connections within the connection
+		// limit it was configured with (and raises its own descriptor
+		// limit to match).
+		gwLimit = uint64(min(s.peer.cfg.MaxConns, s.peer.cfg.NoFile))
+	} else {
+		var err error
+		if gwLimit, err = ProcNoFile(pid); err != nil {
+			fmt.Fprintf(s.stderr, "frontdoor bench: gateway fd limit unknown, assuming it is the runner's: %v\n", err)
+		}
 	}
 	n := s.o.idleConns
 	if room := fdRoom(nofileLimit(), gwLimit); room >= 0 {
@@ -1213,15 +1333,26 @@ func (s *suite) measureIdle(ctx context.Context, sc Scenario) (*RunReport, error
 	if opts.TLS != nil {
 		tlsNote = " TLS"
 	}
-	fmt.Fprintf(s.stderr, "running %s -> gateway: opening %d idle%s connections from %d source addresses, %d at a time, holding them %v\n",
-		sc.Name, n, tlsNote, len(opts.LocalAddrs), opts.Conns, s.o.idleHold)
+	fmt.Fprintf(s.stderr, "running %s -> %s: opening %d idle%s connections from %d source addresses, %d at a time, holding them %v\n",
+		sc.Name, target, n, tlsNote, len(opts.LocalAddrs), opts.Conns, s.o.idleHold)
 	admin := s.gwAdminAddr
 	probe := idleProbe{
-		RSS:     func() (int64, error) { return ProcRSS(pid) },
-		FDs:     func() (int, error) { return ProcFDs(pid) },
-		CPU:     func() (time.Duration, error) { return ProcCPU(pid) },
-		Runtime: func() (*gatewayRuntime, error) { return gatewayRuntimeStats(admin) },
-		Trim:    func() error { return gatewayTrim(admin) },
+		RSS: func() (int64, error) { return ProcRSS(pid) },
+		FDs: func() (int, error) { return ProcFDs(pid) },
+		CPU: func() (time.Duration, error) { return ProcCPU(pid) },
+	}
+	if _, port, err := net.SplitHostPort(opts.Addr); err == nil {
+		if p, err := strconv.Atoi(port); err == nil {
+			probe.Conns = func() (int, error) { return EstablishedOn(p) }
+		}
+	}
+	if px.tree {
+		probe.RSS = func() (int64, error) { ps, err := SampleTree(pid); return ps.RSS, err }
+		probe.FDs = func() (int, error) { return TreeFDs(pid) }
+		probe.CPU = func() (time.Duration, error) { ps, err := SampleTree(pid); return ps.CPU, err }
+	} else {
+		probe.Runtime = func() (*gatewayRuntime, error) { return gatewayRuntimeStats(admin) }
+		probe.Trim = func() error { return gatewayTrim(admin) }
 	}
 	ir, res, err := runIdle(ctx, opts, n, s.o.idleHold, s.o.idleSettle, probe)
 	if err != nil {
@@ -1240,8 +1371,8 @@ func (s *suite) measureIdle(ctx context.Context, sc Scenario) (*RunReport, error
 			rr.StatusClasses[strconv.Itoa(class)+"xx"] = n
 		}
 	}
-	if rss, err := ProcRSS(pid); err == nil {
-		rr.GatewayRSSBytes = &rss
+	if ps, err := px.sample(); err == nil {
+		rr.GatewayRSSBytes = &ps.RSS
 	}
 	if opts.TLS != nil {
 		rr.Handshakes, rr.HandshakesResumed = res.Handshakes, res.Resumed
@@ -1259,6 +1390,9 @@ type idleProbe struct {
 	RSS func() (int64, error)
 	FDs func() (int, error)
 	CPU func() (time.Duration, error)
+	// Conns counts the connections the process holds on the listening
+	// port the idle connections went to.
+	Conns func() (int, error)
 	// Runtime reads the gateway's /stats runtime section; Trim asks it for
 	// a memory trim now.
 	Runtime func() (*gatewayRuntime, error)
@@ -1334,6 +1468,7 @@ func runIdle(ctx context.Context, opts Options, n int, hold, settle time.Duratio
 	rt1 := optRuntime(p.Runtime)
 	ir.RSSHeldBytes = held
 	ir.GatewayFDsHeld = optFDs(p.FDs)
+	ir.ConnsEstablished = optFDs(p.Conns)
 	ir.Held = ic.Len()
 	ir.RSSPerConnBytes, ir.Extrapolated1MGiB = idleCost(before, held, ir.Held)
 	if cpuErr == nil && cpuErr1 == nil && ir.Held > 0 {
@@ -1465,6 +1600,8 @@ func idleSampleNote(scenario, target string, ir *IdleReport) string {
 	}
 	if ir.BaselineTrimmed {
 		note += "; baseline sampled after a trim on demand"
+	} else if isPeer(target) {
+		note += "; baseline: freshly started and warmed up (no trim on demand, no garbage collector)"
 	} else {
 		note += "; baseline not trimmed (gateway without POST /debug/memory/trim)"
 	}
@@ -1505,21 +1642,24 @@ type procSampleErr struct {
 	err error
 }
 
-// sampleAll samples each pid in order; pid 0 yields an error entry.
-func sampleAll(pids ...int) []procSampleErr {
-	out := make([]procSampleErr, len(pids))
-	for i, pid := range pids {
-		if pid == 0 {
-			out[i].err = errors.New("no process")
-			continue
-		}
-		out[i].ProcSample, out[i].err = SampleProc(pid)
+// sampleAll calls each sampler in order.
+func sampleAll(samplers ...func() (ProcSample, error)) []procSampleErr {
+	out := make([]procSampleErr, len(samplers))
+	for i, f := range samplers {
+		out[i].ProcSample, out[i].err = f()
 	}
 	return out
 }
 
+// procSampler samples one process.
+func procSampler(pid int) func() (ProcSample, error) {
+	return func() (ProcSample, error) { return SampleProc(pid) }
+}
+
 // finish prints the table (and notes) to stdout and writes the JSON file.
 func (s *suite) finish(stdout io.Writer) error {
+	s.report.Peers = s.peerReport()
+	s.report.Ratios = computeRatios(s.report.Results, s.o.peers)
 	writeTable(stdout, &s.report)
 	if s.o.jsonFile == "" {
 		return nil
@@ -1538,10 +1678,30 @@ func writeTable(w io.Writer, r *Report) {
 	if r.CPUPinned {
 		pin = "gateway on CPU 0 (taskset)"
 	}
-	fmt.Fprintf(w, "frontdoor bench: %s per run (+%s warm-up), gateway loops %d, cpu pin: %s, %d CPUs, %s\n\n",
+	if r.Pin != "" {
+		pin = r.Pin
+	}
+	fmt.Fprintf(w, "frontdoor bench: %s per run (+%s warm-up), gateway loops %d, cpu pin: %s, %d CPUs, %s\n",
 		fmtSeconds(r.DurationSeconds), fmtSeconds(r.WarmupSeconds), r.GatewayLoops, pin, r.CPUs, r.GoVersion)
-	rows := [][]string{{"SCENARIO", "TARGET", "CONNS", "PIPE", "REQ/S", "HS/S", "P50", "P99", "P99.9", "MAX", "ERRORS", "GW CPU/REQ", "GW RSS", "MBX CPU/REQ", "BACKEND OPEN/NEW"}}
-	idleRows := [][]string{{"SCENARIO", "TARGET", "HELD", "OPENED IN", "HS/S", "ERRORS", "RSS BEFORE", "RSS HELD", "RSS/CONN", "HEAP/CONN", "AT 1M CONNS", "GW CPU/CONN"}}
+	if r.ClientTLSGroups != "" {
+		fmt.Fprintf(w, "load generator offers only %s in TLS handshakes (--tls-groups)\n", r.ClientTLSGroups)
+	}
+	for _, p := range r.Peers {
+		if p.Error != "" {
+			fmt.Fprintf(w, "peer %s: NOT MEASURED: %s\n", p.Name, p.Error)
+			continue
+		}
+		fmt.Fprintf(w, "peer %s: %s with %s, TLS groups %s\n", p.Name, p.Version, orDash(p.OpenSSL), p.TLSGroups)
+	}
+	fmt.Fprintln(w)
+	// With peers the proxy columns hold each row's proxy: the gateway's
+	// figures on gateway rows, the peer's (whole process tree) on peer rows.
+	px := "GW"
+	if len(r.Peers) > 0 {
+		px = "PROXY"
+	}
+	rows := [][]string{{"SCENARIO", "TARGET", "CONNS", "PIPE", "REQ/S", "HS/S", "P50", "P99", "P99.9", "MAX", "ERRORS", px + " CPU/REQ", px + " RSS", "MBX CPU/REQ", "BACKEND OPEN/NEW"}}
+	idleRows := [][]string{{"SCENARIO", "TARGET", "HELD", "OPENED IN", "HS/S", "ERRORS", "RSS BEFORE", "RSS HELD", "RSS/CONN", "HEAP/CONN", "AT 1M CONNS", px + " CPU/CONN"}}
 	var notes []string
 	plainCeiling, handshakeRows, authRows, loginRows := false, false, false, false
 	for _, rr := range r.Results {
@@ -1577,7 +1737,7 @@ func writeTable(w io.Writer, r *Report) {
 			})
 		} else {
 			backend := "-"
-			if rr.Target == "gateway" && rr.BackendConnectionsOpen != nil {
+			if rr.Target != "direct" && rr.BackendConnectionsOpen != nil {
 				backend = fmt.Sprintf("%d/%d", *rr.BackendConnectionsOpen, *rr.BackendConnectionsNew)
 			}
 			rss := "-"
@@ -1618,7 +1778,7 @@ func writeTable(w io.Writer, r *Report) {
 				rr.Scenario, rr.Target, orDash(rr.TLSParams), rr.Handshakes, rr.HandshakesResumed,
 				fmtUS(rr.HandshakeLatency.P50), fmtUS(rr.HandshakeLatency.P99))
 			if rr.GatewayCPUPerHandshakeUS != nil {
-				n += fmt.Sprintf(", gateway CPU %.1fus per handshake", *rr.GatewayCPUPerHandshakeUS)
+				n += fmt.Sprintf(", %s CPU %.1fus per handshake", rr.Target, *rr.GatewayCPUPerHandshakeUS)
 			}
 			notes = append(notes, n)
 		}
@@ -1629,9 +1789,16 @@ func writeTable(w io.Writer, r *Report) {
 			}
 			if ir.GatewayFDsBefore != nil && ir.GatewayFDsHeld != nil {
 				grew := *ir.GatewayFDsHeld - *ir.GatewayFDsBefore
-				note := fmt.Sprintf("%s/%s: gateway descriptors %d -> %d (+%d) for %d connections held",
-					rr.Scenario, rr.Target, *ir.GatewayFDsBefore, *ir.GatewayFDsHeld, grew, ir.Held)
-				if float64(grew) < 0.99*float64(ir.Held) {
+				note := fmt.Sprintf("%s/%s: %s descriptors %d -> %d (+%d) for %d connections held",
+					rr.Scenario, rr.Target, rr.Target, *ir.GatewayFDsBefore, *ir.GatewayFDsHeld, grew, ir.Held)
+				if ir.ConnsEstablished != nil {
+					note += fmt.Sprintf(", %d established on its listening port", *ir.ConnsEstablished)
+					if float64(*ir.ConnsEstablished) < 0.99*float64(ir.Held) {
+						note += ": it did NOT hold them all (timeouts, limits?), RSS/CONN is too low"
+					} else if grew < ir.Held {
+						note += " (fewer descriptors: it closed idle backend connections meanwhile)"
+					}
+				} else if float64(grew) < 0.99*float64(ir.Held) {
 					note += ": it did NOT hold them all (timeouts, limits?), RSS/CONN is too low"
 				}
 				notes = append(notes, note)
@@ -1644,6 +1811,22 @@ func writeTable(w io.Writer, r *Report) {
 		fmt.Fprintln(w)
 		writeColumns(w, idleRows, 2)
 	}
+	if len(r.Ratios) > 0 {
+		fmt.Fprintln(w)
+		writeRatios(w, r.Ratios)
+		notes = append(notes, "ratios: frontdoor's figure / the peer's (in parentheses); CPU/REQ, P99 and RSS/CONN below 1 and REQ/S above 1 favour frontdoor. "+
+			"Idle rows compare RSS per idle connection and CPU per connection opened")
+	}
+	if len(r.Peers) > 0 {
+		notes = append(notes, "peers: PROXY CPU/REQ, PROXY RSS, RSS/CONN and PROXY CPU/CONN sum the peer's whole process tree (nginx: master and workers); "+
+			"each peer is started afresh for each of its rows, and its BACKEND OPEN counts only its own connections to mailboxd")
+		for _, p := range r.Peers {
+			if p.Error == "" && !p.PostQuantum && r.ClientTLSGroups == "" {
+				notes = append(notes, fmt.Sprintf("%s: %s has no X25519MLKEM768, so its TLS handshakes use X25519, cheaper than the gateway's X25519MLKEM768 (--tls-groups x25519 compares like for like)", p.Name, orDash(p.OpenSSL)))
+			}
+		}
+	}
+	notes = append(notes, r.Skipped...)
 
 	if plainCeiling {
 		notes = append(notes, "direct (no TLS): mailboxd has no TLS, so the ceiling of a tls-* scenario is the same load in plaintext straight to mailboxd")
@@ -1659,7 +1842,7 @@ func writeTable(w io.Writer, r *Report) {
 			"a login counts 1 cache miss and 2 hits (the request is routed again after verifying and after signing)", r.AuthUsers))
 	}
 	if handshakeRows {
-		notes = append(notes, "tls-handshake-*: one request per connection, so REQ/S is connections/s, GW CPU/REQ is CPU per connection (accept, handshake, request, close) and latency counts from the start of the dial")
+		notes = append(notes, "tls-handshake-*: one request per connection, so REQ/S is connections/s, "+px+" CPU/REQ is CPU per connection (accept, handshake, request, close) and latency counts from the start of the dial")
 	}
 	if len(idleRows) > 1 {
 		notes = append(notes, "idle: RSS/CONN = (gateway VmRSS with the connections held - VmRSS before opening them) / connections held, on a freshly started gateway; "+
