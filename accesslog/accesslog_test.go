@@ -3,7 +3,6 @@ package accesslog
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -114,7 +113,7 @@ func TestRecordEscapingAndBounds(t *testing.T) {
 	}
 }
 
-func sweep(lp *l4.Loop) { _ = lp.Run(context.Background()) }
+func sweep(lp *l4.Loop) { lp.Sweep() }
 
 // TestLogWritesAndReopens logs through a loop, flushes on the sweep, then
 // renames the file (a rotation) and reopens.

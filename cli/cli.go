@@ -106,7 +106,9 @@ var commands []command
 
 func init() {
 	commands = []command{
-		{"run", "[--config FILE] [--log-level LEVEL] [--profile MODE [--profile-path DIR]]", "serve clients until SIGINT or SIGTERM", cmdRun, nil},
+		{"run", "[--config FILE] [--log-level LEVEL] [--pid-file FILE] [--profile MODE [--profile-path DIR]]", "serve clients until SIGINT or SIGTERM; SIGHUP reloads, SIGUSR2 upgrades", cmdRun, nil},
+		{"upgrade", "--pid-file FILE | --pid PID [--timeout DURATION]",
+			"hand a running gateway over to a new process of the installed binary, without losing a request", cmdUpgrade, nil},
 		{"check-config", "FILE", "validate a configuration file, its directory and its TLS files", cmdCheckConfig, nil},
 		{"mailboxd", "--listen ADDR --name NAME [--identity-keys FILE]", "run a reference mailbox server", cmdMailboxd, nil},
 		{"bench", "[args...]", "run the benchmark suite or load generator (see: frontdoor bench --help)", cmdBench, nil},
@@ -240,11 +242,17 @@ func usageError(fs *flag.FlagSet, stderr io.Writer, format string, args ...any) 
 }
 
 func cmdRun(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("run", "[--config FILE] [--log-level LEVEL] [--profile MODE [--profile-path DIR]]",
+	fs := newFlags("run", "[--config FILE] [--log-level LEVEL] [--pid-file FILE] [--profile MODE [--profile-path DIR]]",
 		"Serve clients until SIGINT or SIGTERM, then drain in-flight requests and exit.\n"+
 			"Without --config, serve with the embedded example configuration and directory\n"+
 			"(examples/frontdoor.toml: port 8080, mailbox servers on 127.0.0.1:18081-18082).\n"+
-			"SIGHUP reloads certificates, keys and the directory, and reopens the access log.\n"+
+			"\n"+
+			"SIGHUP reloads the configuration file (a bad one is refused and logged as\n"+
+			"FILE:LINE: KEY: message; the running one stays), certificates, keys and the\n"+
+			"directory, and reopens the access log, without closing a connection under a\n"+
+			"request. SIGUSR2 (or `frontdoor upgrade`) starts a new process of the installed\n"+
+			"binary, which takes new connections over; this one then drains and exits 0.\n"+
+			"See docs/deploy.md.\n"+
 			"\n"+
 			"--profile records one profile of the whole run (github.com/pkg/profile), written\n"+
 			"to DIR once the gateway has drained after SIGINT or SIGTERM: cpu.pprof (cpu),\n"+
@@ -255,6 +263,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 			"admin endpoint's /debug/pprof/ serves the same profiles on demand instead.")
 	configPath := fs.String("config", "", "configuration `FILE` (default: the embedded example)")
 	level := fs.String("log-level", "", "override [log] level with `LEVEL`: debug, info, warn or error")
+	pidFile := fs.String("pid-file", "", "write the pid to `FILE` once serving (an upgraded process writes its own)")
 	profMode := fs.String("profile", "", "record a profile of the run: `MODE` is "+strings.Join(profileModes, ", "))
 	profPath := fs.String("profile-path", ".", "`DIR` the profile is written to (created if missing)")
 	if code, done := parse(fs, args, stdout, stderr); done {
@@ -284,7 +293,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if *level != "" {
 		cfg.Log.Level = *level
 	}
-	log := newLogger(stderr, cfg.Log)
+	levelVar := new(slog.LevelVar)
+	log := newLogger(stderr, cfg.Log, levelVar)
 	log.Info("frontdoor starting", "version", Version, "config", cfg.Path, "directory", dirPath(cfg, *configPath),
 		"gateway_id", cfg.GatewayID, "listeners", len(cfg.Listeners), "servers", len(dir.Servers), "users", len(dir.Users))
 
@@ -302,7 +312,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err = runGateway(ctx, cfg, dir, log, nil)
+	opts := gateway.RunOptions{PIDFile: *pidFile, LogLevel: levelVar, LevelFixed: *level != ""}
+	err = runGateway(ctx, cfg, dir, log, opts)
 	if prof != nil {
 		prof.Stop()
 		log.Info("profile written", "mode", *profMode, "file", filepath.Join(*profPath, profileFiles[*profMode]))
@@ -387,12 +398,14 @@ func dirPath(cfg *config.Config, configPath string) string {
 }
 
 // newLogger builds the process logger on w from a validated [log] section.
-func newLogger(w io.Writer, c config.Log) *slog.Logger {
+// Its level is lv, set here, which a configuration reload can change.
+func newLogger(w io.Writer, c config.Log, lv *slog.LevelVar) *slog.Logger {
 	level, err := config.ParseLogLevel(c.Level)
 	if err != nil {
 		level = slog.LevelInfo // unreachable after validation
 	}
-	opts := &slog.HandlerOptions{Level: level}
+	lv.Set(level)
+	opts := &slog.HandlerOptions{Level: lv}
 	if c.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"frontdoor/directory"
+	"frontdoor/gateway"
 	"frontdoor/gateway/config"
 	"frontdoor/mailboxd"
 	"frontdoor/tlsterm"
@@ -40,7 +41,7 @@ func stub[T any](t *testing.T, p *T, v T) {
 // failIfServing makes the test fail if a command reaches the gateway or
 // mailboxd, for cases that must stop before.
 func failIfServing(t *testing.T) {
-	stub(t, &runGateway, func(context.Context, *config.Config, *directory.Directory, *slog.Logger, func()) error {
+	stub(t, &runGateway, func(context.Context, *config.Config, *directory.Directory, *slog.Logger, gateway.RunOptions) error {
 		t.Error("gateway.Run called")
 		return nil
 	})
@@ -161,6 +162,11 @@ func TestBadUsage(t *testing.T) {
 		{[]string{"identity", "verify", "--keys", "k", "--leeway", "-1s"}, "--leeway -1s: must not be negative"},
 		{[]string{"identity", "verify", "--keys", "nope.jwks"}, "identity: public key file nope.jwks: open nope.jwks: no such file or directory"},
 		{[]string{"mailboxd", "--listen", ":18081", "--name", "mbx1", "--identity-header", "X-Id"}, "--identity-header needs --identity-keys"},
+		{[]string{"upgrade"}, "want exactly one of --pid-file and --pid"},
+		{[]string{"upgrade", "--pid", "1", "--pid-file", "f"}, "want exactly one of --pid-file and --pid"},
+		{[]string{"upgrade", "--pid", "-3"}, "--pid -3: not a process id"},
+		{[]string{"upgrade", "--pid", "1", "--timeout", "0s"}, "--timeout must be positive"},
+		{[]string{"upgrade", "--pid", "1", "now"}, `unexpected argument "now"`},
 	} {
 		code, out, errOut := run(tc.args...)
 		if code != 2 || out != "" {
@@ -251,7 +257,7 @@ func TestRunHandsOver(t *testing.T) {
 		cfg *config.Config
 		dir *directory.Directory
 	}
-	stub(t, &runGateway, func(ctx context.Context, cfg *config.Config, dir *directory.Directory, log *slog.Logger, ready func()) error {
+	stub(t, &runGateway, func(ctx context.Context, cfg *config.Config, dir *directory.Directory, log *slog.Logger, _ gateway.RunOptions) error {
 		got.cfg, got.dir = cfg, dir
 		log.Debug("debug line")
 		return nil
@@ -284,7 +290,7 @@ func TestRunHandsOver(t *testing.T) {
 }
 
 func TestRunExitCodes(t *testing.T) {
-	stub(t, &runGateway, func(context.Context, *config.Config, *directory.Directory, *slog.Logger, func()) error {
+	stub(t, &runGateway, func(context.Context, *config.Config, *directory.Directory, *slog.Logger, gateway.RunOptions) error {
 		return errors.New("listen tcp 127.0.0.1:8080: bind: address already in use")
 	})
 	code, _, errOut := run("run")

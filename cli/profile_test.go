@@ -17,6 +17,7 @@ import (
 	"github.com/pkg/profile"
 
 	"frontdoor/directory"
+	"frontdoor/gateway"
 	"frontdoor/gateway/config"
 	"frontdoor/internal/gwtest"
 	"frontdoor/internal/testbed"
@@ -34,7 +35,7 @@ func TestRunProfileFlags(t *testing.T) {
 		events = append(events, fmt.Sprintf("start %d options", len(opts)))
 		return stopFunc(func() { events = append(events, "stop") })
 	})
-	stub(t, &runGateway, func(context.Context, *config.Config, *directory.Directory, *slog.Logger, func()) error {
+	stub(t, &runGateway, func(context.Context, *config.Config, *directory.Directory, *slog.Logger, gateway.RunOptions) error {
 		events = append(events, "serve")
 		return nil
 	})

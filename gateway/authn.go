@@ -63,7 +63,10 @@ type authenticator struct {
 	header   string // identity header name
 	lifetime time.Duration
 
-	dir      func() (*directory.Directory, uint64) // current directory and its table generation
+	// rt is the router of the newest configuration: workers verify
+	// against its directory. A reload that keeps the authentication
+	// settings shares the authenticator (and its cache) with the new one.
+	rt       atomic.Pointer[router]
 	hasher   *auth.Hasher
 	cache    *auth.Cache[*authEntry]
 	throttle *auth.Throttle
@@ -201,6 +204,12 @@ func (a *authenticator) reloadSigner() error {
 		a.log.Info("identity signing key", "kid", s.KeyID(), "alg", s.Alg())
 	}
 	return nil
+}
+
+// dir returns the newest directory and its routing-table generation.
+func (a *authenticator) dir() (*directory.Directory, uint64) {
+	t := a.rt.Load().table.Load()
+	return t.dir, t.gen
 }
 
 // close stops the verification workers.

@@ -14,12 +14,12 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
-	"syscall"
+	"sync/atomic"
 	"time"
 
 	"frontdoor/accesslog"
@@ -31,24 +31,42 @@ import (
 	"frontdoor/tlsterm"
 )
 
-// Gateway is one running configuration.
+// Gateway is one running gateway: the event-loop server, the admin
+// endpoint, and the configuration generations behind them. The current
+// generation takes every new connection; after a configuration reload the
+// earlier ones finish the connections they had (see reload.go).
 type Gateway struct {
-	cfg     *config.Config
-	log     *slog.Logger
-	server  *l4.Server
-	handler *l7.Handler
-	router  *router
+	log    *slog.Logger
+	server *l4.Server
+	trim   *trimmer
 
-	terminators []*tlsterm.Terminator
-	listenerTLS []*tlsterm.Terminator // by listener index, nil for plaintext
-	adminAddr   string
-	trim        *trimmer
-	upstream    *upstreamTLS   // nil when no server uses TLS
-	accessLog   *accesslog.Log // nil when [access_log] path is empty
+	adminAddr string
+	// adminLn is the admin listening socket: inherited from the process
+	// this one replaces (set before Serve), or bound by Serve.
+	adminLn net.Listener
 
-	comps    *components    // component states
-	backends *backendHealth // mailbox servers' health
-	health   *healthPages   // the protocols' health pages
+	// stats and poolStats are the HTTP and backend counters every
+	// generation adds to, so that /stats runs on across reloads.
+	stats     *l7.Stats
+	bg        context.Context // ends when Serve returns: certificate watches
+	stopBG    context.CancelFunc
+	reloadMu  sync.Mutex // serializes configuration reloads
+	mu        sync.Mutex
+	cur       *generation   // takes new connections
+	live      []*generation // cur and the retired ones still serving
+	dir       *directory.Directory
+	poolStats map[string]*poolmux.Stats // by endpoint key
+
+	// handoff is set once a new process has taken over (a binary
+	// upgrade): Serve's drain then serves what is still queued here.
+	handoff atomic.Bool
+
+	// accessLog (nil when [access_log] path is empty) and the component
+	// states are the process's, shared by every generation.
+	accessLog *accesslog.Log
+	comps     *components
+	// ended is the last endKeepAlive, for new generations (guarded by mu).
+	ended []bool
 }
 
 // New builds the runtime structures for cfg and dir without listening.
@@ -59,153 +77,55 @@ func New(cfg *config.Config, dir *directory.Directory, log *slog.Logger) (*Gatew
 	if log == nil {
 		log = slog.Default()
 	}
-	protocols := make([]l7.Protocol, len(cfg.Protocols))
-	anyAuth := false
-	for i, p := range cfg.Protocols {
-		protocols[i] = l7.Protocol{Name: p.Name, Prefix: p.PathPrefix, Index: i, StripFields: stripFields(cfg, p)}
-		anyAuth = anyAuth || len(p.Auth) > 0
-	}
-	upstream, err := newUpstreamTLS(cfg, dir, log)
+	g := &Gateway{log: log, dir: dir, poolStats: map[string]*poolmux.Stats{}}
+	comps, err := newComponents(cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	var authn *authenticator
-	if anyAuth {
-		if authn, err = newAuthenticator(cfg, log); err != nil {
-			return nil, err
-		}
+	g.comps = comps
+	comps.changed = g.healthChanged
+	comps.endKeepAlive = g.endKeepAlive
+	if g.accessLog, err = openAccessLog(cfg, log); err != nil {
+		return nil, err
 	}
-	rt, endpoints, err := newRouter(cfg, dir, upstream, authn, log)
-	var comps *components
-	if err == nil {
-		comps, err = newComponents(cfg, log)
-	}
+	g.bg, g.stopBG = context.WithCancel(context.Background())
+	gen, err := g.newGeneration(cfg, dir, nil)
 	if err != nil {
-		if authn != nil {
-			authn.close()
+		g.stopBG()
+		if g.accessLog != nil {
+			_ = g.accessLog.Close()
 		}
 		return nil, err
 	}
-	backends := newBackendHealth(cfg, endpoints, log)
-	rt.backends = backends
-	health := newHealthPages(cfg, comps, backends, rt)
-	listeners := make([]l7.Listener, len(cfg.Listeners))
-	var terminators []*tlsterm.Terminator
-	closeTLS := func() {
-		for _, t := range terminators {
-			t.Close()
-		}
-	}
-	for i, ln := range cfg.Listeners {
-		if !ln.TLS {
-			continue
-		}
-		t, err := newTerminator(cfg, i, log)
-		if err != nil {
-			closeTLS()
-			return nil, err
-		}
-		terminators = append(terminators, t)
-		listeners[i].TLS = t
-	}
-	for i, ln := range cfg.Listeners {
-		if len(ln.Protocols) == 0 {
-			continue // all
-		}
-		listeners[i].Served = make([]bool, len(cfg.Protocols))
-		for _, name := range ln.Protocols {
-			for pi, p := range cfg.Protocols {
-				if p.Name == name {
-					listeners[i].Served[pi] = true
-				}
-			}
-		}
-	}
-	alog, err := openAccessLog(cfg, log)
-	if err != nil {
-		closeTLS()
-		if authn != nil {
-			authn.close()
-		}
-		return nil, err
-	}
-	var accessLog l7.AccessLog
-	if alog != nil {
-		accessLog = alog // a nil *Log in the interface would not be nil
-	}
-	t := &cfg.Timeouts
-	b := &cfg.Backend
-	lim := &cfg.Limits
-	handler := l7.NewHandler(l7.Config{
-		Protocols:              protocols,
-		Endpoints:              endpoints,
-		Router:                 rt,
-		Reroute:                rt.Reroute,
-		Listeners:              listeners,
-		MaxHeaderBytes:         lim.MaxHeaderBytes,
-		MaxBodyBytes:           lim.MaxBodyBytes,
-		MaxPipelineBytes:       lim.MaxPipelineBytes,
-		ClientBufferBytes:      lim.ClientBufferBytes,
-		MaxResponseBufferBytes: lim.MaxResponseBufferBytes,
-		MaxUploadBufferBytes:   lim.MaxUploadBufferBytes,
-		HeaderTimeout:          t.HeaderRead.D(),
-		BodyTimeout:            t.BodyRead.D(),
-		IdleTimeout:            t.Idle.D(),
-		WriteTimeout:           t.Write.D(),
-		RetryAfter:             b.RetryAfter.D(),
-		Health:                 health,
-		Pool: poolmux.Options{
-			ConnsPerLoop:    b.ConnsPerLoop,
-			MaxPipeline:     b.MaxPipeline,
-			MaxQueue:        b.MaxQueue,
-			ConnectTimeout:  b.ConnectTimeout.D(),
-			ResponseTimeout: b.ResponseTimeout.D(),
-			QueueTimeout:    b.QueueTimeout.D(),
-			ReconnectMin:    b.ReconnectMin.D(),
-			ReconnectMax:    b.ReconnectMax.D(),
-		},
-		Log:       log,
-		AccessLog: accessLog,
-	})
-	var srv *l4.Server
 	specs := make([]l4.ListenerSpec, len(cfg.Listeners))
 	for i, ln := range cfg.Listeners {
 		specs[i] = l4.ListenerSpec{Name: ln.Name, Address: ln.Address, Proxy: proxyPolicy(&ln)}
 	}
-	srv, err = l4.NewServer(l4.Options{
+	srv, err := l4.NewServer(l4.Options{
 		Listeners:      specs,
 		Loops:          cfg.Engine.Loops,
 		ReusePort:      cfg.Engine.ReusePort,
 		ReadBufferCap:  cfg.Engine.ReadBufferBytes,
 		WriteBufferCap: cfg.Engine.WriteBufferBytes,
 		SweepInterval:  cfg.Engine.SweepInterval.D(),
-		MaxConnections: lim.MaxConnections,
+		MaxConnections: cfg.Limits.MaxConnections,
 		// A load balancer sends the header as the connection opens
 		// (spec section 2); the header read timeout bounds it, as it
-		// bounds a request head.
-		ProxyHeaderTimeout: t.HeaderRead.D(),
+		// bounds a request head. Listeners do not change on a reload.
+		ProxyHeaderTimeout: cfg.Timeouts.HeaderRead.D(),
 		Log:                log,
-	}, handler)
+		Released:           g.released,
+	}, gen.handler)
 	if err != nil {
-		closeTLS()
-		if alog != nil {
-			_ = alog.Close()
+		g.commit(gen)
+		g.closeAll()
+		if g.accessLog != nil {
+			_ = g.accessLog.Close()
 		}
 		return nil, err
 	}
-	byListener := make([]*tlsterm.Terminator, len(listeners))
-	for i := range listeners {
-		byListener[i] = listeners[i].TLS
-	}
-	rt.retire = handler.Retire
-	rt.swapped = health.update
-	backends.changed = health.update
-	backends.revive = handler.Revive
-	comps.changed = health.update
-	comps.endKeepAlive = handler.EndKeepAlive
-	g := &Gateway{cfg: cfg, log: log, server: srv, handler: handler, router: rt,
-		terminators: terminators, listenerTLS: byListener, upstream: upstream, accessLog: alog,
-		comps: comps, backends: backends, health: health}
+	g.server = srv
+	g.commit(gen)
 	g.trim = newTrimmer(cfg.Runtime.MemoryTrimInterval.D(), cfg.Runtime.MemoryTrimMinBytes, g.handshakeActivity, log)
 	return g, nil
 }
@@ -255,10 +175,66 @@ func openAccessLog(cfg *config.Config, log *slog.Logger) (*accesslog.Log, error)
 	return l, nil
 }
 
+// l7AccessLog is the access log as l7 takes it: a nil *accesslog.Log in
+// the interface would not be nil.
+func (g *Gateway) l7AccessLog() l7.AccessLog {
+	if g.accessLog == nil {
+		return nil
+	}
+	return g.accessLog
+}
+
+// healthChanged brings the health pages of every generation still serving
+// up to date (a component state changed).
+func (g *Gateway) healthChanged() {
+	g.mu.Lock()
+	live := slices.Clone(g.live)
+	g.mu.Unlock()
+	for _, gen := range live {
+		gen.health.update()
+	}
+}
+
+// endKeepAlive ends keep-alive for the protocols marked true, and keeps
+// the others alive, in every generation still serving (the component
+// states' drain, see state.go). It is remembered for generations a later
+// reload builds.
+func (g *Gateway) endKeepAlive(protocols []bool) {
+	g.mu.Lock()
+	g.ended = slices.Clone(protocols)
+	live := slices.Clone(g.live)
+	g.mu.Unlock()
+	for _, gen := range live {
+		gen.handler.EndKeepAlive(gen.endedProtocols(g.comps, protocols))
+	}
+}
+
+// SetComponentState sets a component (ServerWideOffline or a protocol's
+// name) "active" or "inactive", persisted in the state file when there is
+// one before it takes effect. by names who asked, for the log. An unknown
+// component is an ErrUnknownComponent.
+func (g *Gateway) SetComponentState(component, state, by string) (ComponentState, error) {
+	return g.comps.set(component, state, by)
+}
+
+// ComponentStates lists the component states, ServerWideOffline first,
+// then the protocols in configuration order.
+func (g *Gateway) ComponentStates() []ComponentState { return g.comps.list() }
+
+// current returns the generation that takes new connections.
+func (g *Gateway) current() *generation {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.cur
+}
+
+// Config returns the configuration new connections are served by.
+func (g *Gateway) Config() *config.Config { return g.current().cfg }
+
 // handshakeActivity sums the TLS listeners' handshake pools: handshakes
 // running or queued, and how many have finished so far.
 func (g *Gateway) handshakeActivity() (active, finished int64) {
-	for _, t := range g.terminators {
+	for _, t := range g.current().terminators() {
 		st := t.Stats()
 		active += st.Running.Load() + st.Queued.Load()
 		finished += st.Finished()
@@ -283,22 +259,19 @@ func stripFields(cfg *config.Config, p config.Protocol) []string {
 	return strip
 }
 
-// SetComponentState sets a component (ServerWideOffline or a protocol's
-// name) "active" or "inactive", persisted in the state file when there is
-// one before it takes effect. by names who asked, for the log. An unknown
-// component is an ErrUnknownComponent.
-func (g *Gateway) SetComponentState(component, state, by string) (ComponentState, error) {
-	return g.comps.set(component, state, by)
-}
-
-// ComponentStates lists the component states, ServerWideOffline first,
-// then the protocols in configuration order.
-func (g *Gateway) ComponentStates() []ComponentState { return g.comps.list() }
-
 // SetDirectory makes dir the directory new requests are routed by (a
-// reload, a database switchover). Backend connections to servers no longer
-// active for any database are drained.
-func (g *Gateway) SetDirectory(dir *directory.Directory) { g.router.SetDirectory(dir) }
+// reload, a database switchover), in every generation still serving.
+// Backend connections to servers no longer active for any database are
+// drained.
+func (g *Gateway) SetDirectory(dir *directory.Directory) {
+	g.mu.Lock()
+	g.dir = dir
+	live := slices.Clone(g.live)
+	g.mu.Unlock()
+	for _, gen := range live {
+		gen.router.SetDirectory(dir)
+	}
+}
 
 // newTerminator builds listener i's TLS terminator. A development listener
 // (tls_self_signed) gets a self-signed certificate made on first start.
@@ -317,12 +290,9 @@ type upstreamTLS struct {
 	mu    sync.Mutex
 	caPEM []byte         // the bundle in use, to skip reloads that change nothing
 	roots *x509.CertPool // nil: the system roots
-	pools []upstreamPool // every TLS endpoint, for reloads
-}
-
-type upstreamPool struct {
-	tls        *poolmux.TLS
-	serverName string
+	// pools holds the settings of every server name verified, shared by
+	// the endpoints (and configuration generations) that verify it.
+	pools map[string]*poolmux.TLS
 }
 
 // newUpstreamTLS loads [backend] tls_ca when a server uses TLS; nil when
@@ -335,7 +305,7 @@ func newUpstreamTLS(cfg *config.Config, dir *directory.Directory, log *slog.Logg
 	if !used {
 		return nil, nil
 	}
-	u := &upstreamTLS{client: tlsterm.NewClient(maxUpstreamPlaintext, log), log: log}
+	u := &upstreamTLS{client: tlsterm.NewClient(maxUpstreamPlaintext, log), log: log, pools: map[string]*poolmux.TLS{}}
 	if ca := cfg.Backend.TLSCA; ca != "" {
 		u.caPath = cfg.Resolve(ca)
 		data, err := os.ReadFile(u.caPath)
@@ -357,8 +327,11 @@ func (u *upstreamTLS) forServer(srv *directory.Server) *poolmux.TLS {
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if t := u.pools[srv.TLSServerName]; t != nil {
+		return t
+	}
 	t := &poolmux.TLS{Client: u.client, Config: tlsterm.ClientConfig(u.roots, srv.TLSServerName)}
-	u.pools = append(u.pools, upstreamPool{t, srv.TLSServerName})
+	u.pools[srv.TLSServerName] = t
 	return t
 }
 
@@ -385,8 +358,8 @@ func (u *upstreamTLS) reload() (changed bool, err error) {
 		return false, nil
 	}
 	u.caPEM, u.roots = data, roots
-	for _, p := range u.pools {
-		p.tls.SetConfig(tlsterm.ClientConfig(roots, p.serverName))
+	for name, t := range u.pools {
+		t.SetConfig(tlsterm.ClientConfig(roots, name))
 	}
 	return true, nil
 }
@@ -449,12 +422,12 @@ func ensureSelfSigned(pair tlsterm.CertPair, address string, log *slog.Logger) e
 // Reload re-reads what can change without a restart: every TLS listener's
 // certificates and session-ticket keys, [backend] tls_ca, and the identity
 // signing key (the directory reloads itself, see Run); and it reopens the
-// access log file, for rotation. Each is validated
-// before it replaces the old one; an error leaves the old one serving and
-// is logged.
+// access log file, for rotation. Each is validated before it replaces the
+// old one; an error leaves the old one serving and is logged.
 func (g *Gateway) Reload() error {
 	var errs []error
-	for _, t := range g.terminators {
+	cur := g.current()
+	for _, t := range cur.terminators() {
 		if err := t.Store().Reload(); err != nil {
 			errs = append(errs, err)
 		}
@@ -464,7 +437,7 @@ func (g *Gateway) Reload() error {
 			}
 		}
 	}
-	if a := g.router.auth; a != nil {
+	if a := cur.router.auth; a != nil {
 		if err := a.reloadSigner(); err != nil {
 			errs = append(errs, err)
 		}
@@ -474,12 +447,12 @@ func (g *Gateway) Reload() error {
 			errs = append(errs, err)
 		}
 	}
-	caChanged, err := g.upstream.reload()
+	caChanged, err := cur.upstream.reload()
 	if err != nil {
-		g.log.Error("backend CA bundle refused, the previous one stays in service", "file", g.upstream.caPath, "err", err)
+		g.log.Error("backend CA bundle refused, the previous one stays in service", "file", cur.upstream.caPath, "err", err)
 		errs = append(errs, err)
 	} else if caChanged {
-		g.log.Info("reloaded the backend CA bundle: new backend connections are verified against it", "file", g.upstream.caPath)
+		g.log.Info("reloaded the backend CA bundle: new backend connections are verified against it", "file", cur.upstream.caPath)
 	}
 	err = errors.Join(errs...)
 	if err != nil {
@@ -491,43 +464,37 @@ func (g *Gateway) Reload() error {
 }
 
 // Serve listens and serves until ctx is cancelled, then drains (at most
-// the configured drain timeout) and stops. ready is called once listening.
+// the configured drain timeout) and stops. ready is called once every
+// listening socket is up.
 func (g *Gateway) Serve(ctx context.Context, ready func()) error {
-	g.log.Info("starting", "gateway_id", g.cfg.GatewayID, "config", g.cfg.Path,
-		"listeners", len(g.cfg.Listeners), "protocols", len(g.cfg.Protocols),
-		"endpoints", len(g.handler.Endpoints()))
-	if addr := g.cfg.Admin.Address; addr != "" {
+	defer g.closeAll()
+	cfg := g.Config()
+	g.log.Info("starting", "gateway_id", cfg.GatewayID, "config", cfg.Path,
+		"listeners", len(cfg.Listeners), "protocols", len(cfg.Protocols),
+		"endpoints", len(g.current().handler.Endpoints()))
+	if addr := cfg.Admin.Address; addr != "" {
 		// Bound before the data listeners so a port clash fails the start.
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return fmt.Errorf("admin endpoint: %w", err)
+		ln := g.adminLn
+		if ln == nil {
+			var err error
+			if ln, err = net.Listen("tcp", addr); err != nil {
+				return fmt.Errorf("admin endpoint: %w", err)
+			}
+			g.adminLn = ln
 		}
 		g.adminAddr = ln.Addr().String()
 		actx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		go g.serveAdmin(actx, ln)
 		g.log.Info("admin endpoint", "address", g.adminAddr)
+	} else if g.adminLn != nil {
+		g.adminLn.Close()
+		g.adminLn = nil
 	}
-	wctx, stopWatch := context.WithCancel(context.Background())
-	defer stopWatch()
-	for _, t := range g.terminators {
-		// Certificate files are polled: a renewed certificate is picked
-		// up without a signal; a broken one is refused and logged.
-		go t.Store().Watch(wctx, 5*time.Second)
-	}
-	go g.trim.run(wctx)
-	go g.backends.run(wctx)
+	go g.trim.run(g.bg)
 	g.comps.start()
 	defer g.comps.close()
-	defer func() {
-		for _, t := range g.terminators {
-			t.Close()
-		}
-		if g.router.auth != nil {
-			g.router.auth.close()
-		}
-	}()
-	err := g.server.Serve(ctx, g.cfg.Timeouts.Drain.D(), ready)
+	err := g.server.Serve(ctx, g.drainOptions, ready)
 	if g.accessLog != nil {
 		// The loops have stopped: what they formatted is written now.
 		if cerr := g.accessLog.Close(); cerr != nil {
@@ -540,51 +507,21 @@ func (g *Gateway) Serve(ctx context.Context, ready func()) error {
 	return err
 }
 
-// Run builds the gateway from cfg and dir (re-read from its file, which is
-// then followed), serves until ctx is cancelled, then drains within
-// cfg.Timeouts.Drain and returns. ready, when non-nil, is
-// called once every listener accepts connections.
-func Run(ctx context.Context, cfg *config.Config, dir *directory.Directory, log *slog.Logger, ready func()) error {
-	// A directory file is followed: a change (an operator's edit, `frontdoor
-	// directory set-active`) is validated and swapped in; a bad file is
-	// refused and logged. The embedded example directory cannot change.
-	var live *directory.Live
-	if path := cfg.DirectoryPath(); !strings.HasPrefix(path, "<embedded>") {
-		var err error
-		live, err = directory.NewLive(ctx, &directory.FileSource{Path: path, Interval: directoryPoll}, log)
-		if err != nil {
-			return err
-		}
-		dir = live.Current()
+// handoffMinListen is how long an upgraded process keeps its listening
+// sockets after the new one took new connections over: handshakes the
+// kernel had begun on them complete within a round trip, or a second
+// more when the first SYN-ACK was lost (the initial retransmission
+// timeout), and are served here rather than reset.
+const handoffMinListen = 2 * time.Second
+
+// drainOptions is how Serve drains when its context ends: a stop, or the
+// handoff of an upgrade.
+func (g *Gateway) drainOptions() l4.DrainOptions {
+	d := l4.DrainOptions{Timeout: g.Config().Timeouts.Drain.D()}
+	if g.handoff.Load() {
+		d.Handoff, d.MinListen = true, handoffMinListen
 	}
-	g, err := New(cfg, dir, log)
-	if err != nil {
-		return err
-	}
-	if live != nil {
-		live.OnSwap(func(_, d *directory.Directory) { g.SetDirectory(d) })
-		go live.Run(ctx)
-	}
-	// SIGHUP reloads certificates, ticket keys, the backend CA bundle, the
-	// identity key and the directory, and reopens the access log (the rest
-	// of the configuration comes with the operations issue).
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	go func() {
-		for {
-			select {
-			case <-hup:
-				_ = g.Reload()
-				if live != nil {
-					_ = live.Reload(ctx)
-				}
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	return g.Serve(ctx, ready)
+	return d
 }
 
 // directoryPoll is how often the directory file is checked for changes:
@@ -637,6 +574,18 @@ type Snapshot struct {
 	Time   time.Time     `json:"time"`
 }
 
+// HealthSummary is the health section of /stats.
+type HealthSummary struct {
+	// Protocols is what each protocol's health page answers now.
+	Protocols map[string]ProtocolHealth `json:"protocols"`
+	// Components are the component states.
+	Components []ComponentState `json:"components"`
+	// ProbesOK and ProbesFailed count the health probes answered 200
+	// and 503 (they are not in requests).
+	ProbesOK     int64 `json:"probes_ok"`
+	ProbesFailed int64 `json:"probes_failed"`
+}
+
 // BackendSummary is one endpoint's pool counters over all loops.
 type BackendSummary struct {
 	Server       string `json:"server"`
@@ -658,21 +607,12 @@ type BackendSummary struct {
 	Health BackendHealth `json:"health"`
 }
 
-// HealthSummary is the health section of /stats.
-type HealthSummary struct {
-	// Protocols is what each protocol's health page answers now.
-	Protocols map[string]ProtocolHealth `json:"protocols"`
-	// Components are the component states.
-	Components []ComponentState `json:"components"`
-	// ProbesOK and ProbesFailed count the health probes answered 200
-	// and 503 (they are not in requests).
-	ProbesOK     int64 `json:"probes_ok"`
-	ProbesFailed int64 `json:"probes_failed"`
-}
-
-// Snapshot reads every counter.
+// Snapshot reads every counter. The HTTP and backend counters include the
+// connections of generations a reload replaced; the TLS and auth counters
+// are those of the current generation's terminators and authenticator.
 func (g *Gateway) Snapshot() Snapshot {
-	st := g.handler.Stats()
+	cur := g.current()
+	st := cur.handler.Stats()
 	s := Snapshot{
 		ClientsOpen: g.server.OpenClients(),
 		Requests:    st.Requests.Load(),
@@ -680,10 +620,10 @@ func (g *Gateway) Snapshot() Snapshot {
 		Responses:   map[string]int64{},
 		Rejects:     map[string]int64{},
 		Core:        map[string]int64{},
-		Loops:       len(g.server.Loops()),
+		Loops:       g.server.LoopCount(),
 		Runtime:     g.trim.summary(),
 		Health: HealthSummary{
-			Protocols:    g.health.summary(g.cfg, g.server.Draining()),
+			Protocols:    cur.health.summary(cur.cfg, g.server.Draining()),
 			Components:   g.comps.list(),
 			ProbesOK:     st.HealthOK.Load(),
 			ProbesFailed: st.HealthFailed.Load(),
@@ -707,24 +647,24 @@ func (g *Gateway) Snapshot() Snapshot {
 	for _, nv := range g.server.Stats().Snapshot() {
 		s.Core[nv.Name] = nv.Value
 	}
-	for i, ep := range g.handler.Endpoints() {
-		ps := g.handler.PoolStats(i)
+	for i, ep := range cur.handler.Endpoints() {
+		ps := cur.handler.PoolStats(i)
 		b := BackendSummary{
 			Server: ep.Name, Address: ep.Addr, TLS: ep.TLS != nil,
 			ConnsOpen: ps.ConnsOpen.Load(), Dials: ps.Dials.Load(), DialFailures: ps.DialFailures.Load(),
 			Requests: ps.Requests.Load(), Retries: ps.Retries.Load(), Detached: ps.Detached.Load(), Retired: ps.Retired.Load(),
 			Queued: ps.Queued.Load(), QueueFull: ps.QueueFull.Load(), QueueTimeout: ps.QueueTimeout.Load(),
-			Failed: ps.Failed.Load(), Health: g.backends.summary(i),
+			Failed: ps.Failed.Load(), Health: cur.backends.summary(i),
 		}
 		s.BackendConns += b.ConnsOpen
 		s.Backends = append(s.Backends, b)
 	}
-	for i, ln := range g.cfg.Listeners {
-		if ln.TLS && i < len(g.listenerTLS) && g.listenerTLS[i] != nil {
+	for i, ln := range cur.cfg.Listeners {
+		if ln.TLS && i < len(cur.tls) && cur.tls[i] != nil {
 			if s.TLS == nil {
 				s.TLS = map[string]map[string]int64{}
 			}
-			s.TLS[ln.Name] = g.listenerTLS[i].Stats().Snapshot()
+			s.TLS[ln.Name] = cur.tls[i].t.Stats().Snapshot()
 		}
 	}
 	for _, ln := range g.server.Listeners() {
@@ -735,11 +675,11 @@ func (g *Gateway) Snapshot() Snapshot {
 			s.Proxy[ln.Name] = ln.Proxy.Snapshot()
 		}
 	}
-	if a := g.router.auth; a != nil {
+	if a := cur.router.auth; a != nil {
 		s.Auth = a.snapshot()
 	}
-	if g.upstream != nil {
-		s.BackendTLS = g.upstream.client.Stats().Snapshot()
+	if cur.upstream != nil {
+		s.BackendTLS = cur.upstream.client.Stats().Snapshot()
 		// The client side has no handshake pool.
 		delete(s.BackendTLS, "running")
 		delete(s.BackendTLS, "queued")

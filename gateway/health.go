@@ -44,6 +44,11 @@ type protoPages struct {
 	pages   [numPages]*l7.HealthPage
 	reasons [numPages]string
 	cur     atomic.Int32
+	// comp indexes the protocol's component state, found by name: the
+	// components are those of the configuration the gateway started with,
+	// and a reload may add, drop or reorder protocols (-1: a protocol
+	// added since, which has no state and counts as active).
+	comp int
 }
 
 var _ l7.HealthPages = (*healthPages)(nil)
@@ -53,6 +58,10 @@ func newHealthPages(cfg *config.Config, comps *components, backends *backendHeal
 	id := cfg.GatewayID
 	for i, p := range cfg.Protocols {
 		pp := &hp.protos[i]
+		pp.comp = comps.index(p.Name)
+		if pp.comp == 0 {
+			pp.comp = -1 // a protocol named like the server-wide component
+		}
 		pp.reasons = [numPages]string{
 			pageOK:       "",
 			pageOffline:  config.ServerWideOffline + " is inactive",
@@ -88,7 +97,7 @@ func (hp *healthPages) update() {
 		switch {
 		case hp.comps.inactive[0].Load():
 			page = pageOffline
-		case hp.comps.inactive[1+i].Load():
+		case hp.protos[i].comp > 0 && hp.comps.inactive[hp.protos[i].comp].Load():
 			page = pageInactive
 		case !hp.canServe(t, i):
 			page = pageNoServer

@@ -146,7 +146,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 
-	st := g.handler.Stats()
+	// The current generation's view: the HTTP and pool counters are shared
+	// with the generations a reload replaced; TLS and auth counters are
+	// the current terminators' and authenticator's.
+	cur := g.current()
+	st := cur.handler.Stats()
 	counter(c.requests, st.Requests.Load())
 	counter(c.rerouted, st.Rerouted.Load())
 	for p := range st.ByProtocol {
@@ -160,8 +164,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.rejections, v.Load(), reason)
 	}
 
-	for i, ep := range g.handler.Endpoints() {
-		ps := g.handler.PoolStats(i)
+	for i, ep := range cur.handler.Endpoints() {
+		ps := cur.handler.PoolStats(i)
 		gauge(c.backendConns, ps.ConnsOpen.Load(), ep.Name, ep.Addr)
 		gauge(c.backendInFlight, ps.InFlight.Load(), ep.Name, ep.Addr)
 		gauge(c.backendQueued, ps.Queued.Load(), ep.Name, ep.Addr)
@@ -177,7 +181,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		histogram(ch, c.backendLatency, &st.BackendLatency[i], ep.Name, ep.Addr)
 	}
 
-	if a := g.router.auth; a != nil {
+	if a := cur.router.auth; a != nil {
 		s := &a.stats
 		for i, m := range []string{"basic", "bearer", "certificate"} {
 			counter(c.authResults, s.Accepted[i].Load(), m, "accepted")
@@ -194,12 +198,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.identitySigned, s.Signed.Load())
 	}
 
-	for i, ln := range g.cfg.Listeners {
-		t := g.listenerTLS[i]
-		if t == nil {
+	for i, ln := range cur.cfg.Listeners {
+		if i >= len(cur.tls) || cur.tls[i] == nil {
 			continue
 		}
-		ts := t.Stats()
+		ts := cur.tls[i].t.Stats()
 		counter(c.tlsHandshakes, ts.Handshakes.Load(), ln.Name)
 		counter(c.tlsResumed, ts.Resumed.Load(), ln.Name)
 		counter(c.tlsPostQuantum, ts.PostQuantum.Load(), ln.Name)
@@ -222,8 +225,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
-	if g.upstream != nil {
-		bs := g.upstream.client.Stats()
+	if cur.upstream != nil {
+		bs := cur.upstream.client.Stats()
 		counter(c.backendTLSHandshakes, bs.Handshakes.Load())
 		counter(c.backendTLSResumed, bs.Resumed.Load())
 		for k, v := range bs.Snapshot() {
@@ -264,8 +267,8 @@ var classNames = [6]string{"", "1xx", "2xx", "3xx", "4xx", "5xx"}
 
 // protocolName is the protocol label of l7 Stats row p.
 func (c *collector) protocolName(p int) string {
-	if p < len(c.g.cfg.Protocols) {
-		return c.g.cfg.Protocols[p].Name
+	if cfg := c.g.Config(); p < len(cfg.Protocols) {
+		return cfg.Protocols[p].Name
 	}
 	return "none"
 }

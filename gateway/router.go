@@ -37,8 +37,9 @@ type router struct {
 	hasVersion bool
 
 	// endpointIndex maps an endpoint key (host:port, TLS name) to its index
-	// in l7.Config.Endpoints. Endpoints are fixed when the gateway starts;
-	// a server the directory adds later is not routable until a restart.
+	// in l7.Config.Endpoints. Endpoints are fixed when the router is built
+	// (at start and by a configuration reload); a server the directory
+	// adds later is routable from the next reload.
 	endpointIndex map[string]int
 	up            *upstreamTLS
 	protocols     []config.Protocol
@@ -90,9 +91,13 @@ type routeTable struct {
 // server's own port when its address has one, else the protocol's backend
 // port. Pairs that land on the same host:port (and TLS settings) share one
 // endpoint, so one pool serves them.
-func newRouter(cfg *config.Config, dir *directory.Directory, up *upstreamTLS, auth *authenticator, log *slog.Logger) (*router, []l7.Endpoint, error) {
+//
+// gen is the generation of the routing table of the router this one
+// replaces (0 for the first): the numbering continues, so that an auth
+// cache shared across a reload sees a newer table as newer.
+func newRouter(cfg *config.Config, dir *directory.Directory, up *upstreamTLS, auth *authenticator, gen uint64, log *slog.Logger) (*router, []l7.Endpoint, error) {
 	r := &router{log: log, auth: auth, site: cfg.Site, endpointIndex: map[string]int{},
-		up: up, protocols: cfg.Protocols, dbKeys: map[string]int32{},
+		up: up, protocols: cfg.Protocols, dbKeys: map[string]int32{}, gen: gen,
 		unhealthyHeader: fmt.Appendf(nil, "Retry-After: %d\r\n", max(int(cfg.Backend.RetryAfter.D()/time.Second), 1))}
 	if cfg.Version != "" {
 		v, err := directory.ParseVersion(cfg.Version)
@@ -119,10 +124,7 @@ func newRouter(cfg *config.Config, dir *directory.Directory, up *upstreamTLS, au
 	}
 	r.table.Store(r.buildTable(dir))
 	if auth != nil {
-		auth.dir = func() (*directory.Directory, uint64) {
-			t := r.table.Load()
-			return t.dir, t.gen
-		}
+		auth.rt.Store(r)
 	}
 	return r, endpoints, nil
 }
@@ -153,6 +155,25 @@ func (r *router) endpointKey(srv *directory.Server, p config.Protocol) (addr, ke
 		key = addr + " tls " + srv.TLSServerName
 	}
 	return addr, key
+}
+
+// covers reports whether the router has an endpoint for every server of
+// dir and protocol: whether a server added since it was built is
+// routable.
+func (r *router) covers(dir *directory.Directory) bool {
+	for _, srv := range dir.Servers {
+		for _, p := range r.protocols {
+			if _, key := r.endpointKey(srv, p); !hasKey(r.endpointIndex, key) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func hasKey(m map[string]int, k string) bool {
+	_, ok := m[k]
+	return ok
 }
 
 // buildTable derives the routing table of dir. Called with mu held, or
@@ -198,7 +219,7 @@ func (r *router) SetDirectory(dir *directory.Directory) {
 	t := r.buildTable(dir)
 	for _, srv := range dir.Servers {
 		if t.endpoint[srv.Index][0] < 0 && len(r.protocols) > 0 {
-			r.log.Warn("mailbox server added by the directory is not routable until the gateway restarts",
+			r.log.Warn("mailbox server added by the directory is not routable until the next configuration reload (SIGHUP)",
 				"server", srv.Name, "address", srv.Address)
 		}
 	}

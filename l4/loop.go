@@ -7,13 +7,24 @@ import (
 	"github.com/panjf2000/gnet/v2"
 )
 
-// Loop is the state one gnet event loop owns. Everything reachable from a
-// Loop is touched only by that loop's goroutine (callbacks, sweeps and
-// Execute'd tasks all run there), so none of it needs locks.
+// Loop is the state one gnet event loop owns for one Acceptor. Everything
+// reachable from a Loop is touched only by that loop's goroutine
+// (callbacks, sweeps and Execute'd tasks all run there), so none of it
+// needs locks. After a reload (Server.SetAcceptor) an event loop has the
+// new acceptor's Loop and, until their connections are gone, retired ones;
+// each keeps its own deadline lists, sweepers and protocol state.
 type Loop struct {
 	server *Server
+	slot   *loopSlot
+	gen    *generation
 	el     gnet.EventLoop
 	index  int
+
+	// nclients counts the linked clients; a retired Loop is released when
+	// it drops to zero.
+	nclients int
+	retired  bool
+	released bool
 
 	// now caches the monotonic clock for the current callback; see Now.
 	now int64
@@ -44,7 +55,8 @@ var clock = time.Now()
 // Monotonic returns nanoseconds on the monotonic clock used by deadlines.
 func Monotonic() int64 { return int64(time.Since(clock)) }
 
-// Index is the loop's position in the order loops were first seen (0-based).
+// Index is the event loop's position in the order loops were first seen
+// (0-based); the Loops of every acceptor on one event loop share it.
 func (lp *Loop) Index() int { return lp.index }
 
 // EventLoop is the gnet loop, for Register/Enroll/Execute.
@@ -74,11 +86,18 @@ func (lp *Loop) NewDeadlineList(name string, d time.Duration) *DeadlineList {
 // OnSweep registers f to run on every sweep of this loop (after deadlines).
 func (lp *Loop) OnSweep(f func(now int64)) { lp.sweepers = append(lp.sweepers, f) }
 
-// OnDrain registers f to run on this loop when the server starts draining.
+// OnDrain registers f to run on this loop when its clients are asked to
+// finish: the server drains, or the Loop's acceptor was replaced.
 func (lp *Loop) OnDrain(f func()) { lp.drainers = append(lp.drainers, f) }
 
 // Draining reports whether the server is draining (refusing new clients).
 func (lp *Loop) Draining() bool { return lp.server.draining.Load() }
+
+// Sweep runs the loop's sweep now: expired deadlines, then the OnSweep
+// functions. It must run on the loop; the server runs it every
+// SweepInterval, and tests of a protocol layer call it on a Loop they
+// drive by hand.
+func (lp *Loop) Sweep() { lp.sweep() }
 
 func (lp *Loop) sweep() {
 	now := lp.Tick()
@@ -105,14 +124,14 @@ func (lp *Loop) EachClient(f func(ClientHandler)) {
 	}
 }
 
-func (lp *Loop) drain() {
+func (lp *Loop) drain(closeIdle bool) {
 	lp.Tick()
 	for _, f := range lp.drainers {
 		f()
 	}
 	// EachClient iterates from a snapshot of the next pointer: Drain may
 	// close (and unlink) the client being visited.
-	lp.EachClient(ClientHandler.Drain)
+	lp.EachClient(func(h ClientHandler) { h.Drain(closeIdle) })
 }
 
 // ClientConn is the part of a client connection's state that l4 owns. A
@@ -145,6 +164,7 @@ func (lp *Loop) link(cc *ClientConn) {
 	cc.cprev, cc.cnext = tail, &lp.clients
 	tail.cnext = cc
 	lp.clients.cprev = cc
+	lp.nclients++
 }
 
 func (lp *Loop) unlink(cc *ClientConn) {
@@ -154,4 +174,5 @@ func (lp *Loop) unlink(cc *ClientConn) {
 	cc.cprev.cnext = cc.cnext
 	cc.cnext.cprev = cc.cprev
 	cc.cprev, cc.cnext = nil, nil
+	lp.nclients--
 }

@@ -129,9 +129,15 @@ type proxyConn struct {
 	trusted bool
 }
 
-// Drain implements ClientHandler: a connection that has sent no request
-// yet is closed at once.
-func (p *proxyConn) Drain() { _ = p.Conn.Close() }
+// Drain implements ClientHandler. A stop closes a connection that has sent
+// no request yet at once. A handoff (closeIdle false) lets its header
+// arrive: the connection is then accepted like any queued before the
+// handover, and served once.
+func (p *proxyConn) Drain(closeIdle bool) {
+	if closeIdle {
+		_ = p.Conn.Close()
+	}
+}
 
 // OnClose implements Handler. The server has already unlinked and
 // uncounted the connection.

@@ -28,6 +28,7 @@ func (echoAcceptor) Accept(cc ClientConn) (ClientHandler, []byte, gnet.Action) {
 	return &echoConn{ClientConn: cc}, []byte("remote " + cc.Remote.String() + " " + cc.RemoteAddr().String() + "\n"), gnet.None
 }
 func (echoAcceptor) Refusal(*Listener, string) []byte { return nil }
+func (echoAcceptor) Release(*Loop)                    {}
 
 type echoConn struct{ ClientConn }
 
@@ -38,7 +39,7 @@ func (e *echoConn) OnTraffic(c gnet.Conn) gnet.Action {
 	return gnet.None
 }
 func (e *echoConn) OnClose(gnet.Conn, error) {}
-func (e *echoConn) Drain()                   { _ = e.Conn.Close() }
+func (e *echoConn) Drain(bool)               { _ = e.Conn.Close() }
 
 // trustedPeer is the address trusted test clients connect from; others
 // connect from 127.0.0.1. Linux routes all of 127.0.0.0/8 to loopback.
@@ -72,7 +73,9 @@ func startProxyServer(t *testing.T, mode ProxyMode, timeout time.Duration) *prox
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready, done := make(chan struct{}), make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, time.Second, func() { close(ready) }) }()
+	go func() {
+		done <- srv.Serve(ctx, func() DrainOptions { return DrainOptions{Timeout: time.Second} }, func() { close(ready) })
+	}()
 	select {
 	case <-ready:
 	case err := <-done:
@@ -351,7 +354,7 @@ func TestProxyDrain(t *testing.T) {
 	c, _ := f.dial(t, true)
 	_, _ = io.WriteString(c, "PROXY TCP4 ")
 	waitOpen(t, f.srv, 1)
-	go f.srv.Drain(5 * time.Second)
+	go f.srv.Drain(DrainOptions{Timeout: 5 * time.Second})
 	expectClosed(t, c)
 	waitOpen(t, f.srv, 0)
 }

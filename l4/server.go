@@ -2,8 +2,10 @@
 // (listeners, one event loop per core, SO_REUSEPORT), owns per-loop state,
 // dispatches gnet's callbacks to per-connection handlers, enforces the
 // gateway-wide connection limit, and provides what gnet does not: deadlines
-// swept on each loop, and a graceful drain (refuse new clients, let
-// in-flight work finish, then stop).
+// swept on each loop, a graceful drain (let in-flight work finish, then
+// stop), the replacement of the protocol layer while serving (a
+// configuration reload: SetAcceptor), and the handover of new connections
+// to another process (a binary upgrade: Steer).
 //
 // l4 knows nothing of HTTP. A protocol plugs in through Acceptor (client
 // connections) and Handler (any connection, including outbound ones that
@@ -16,6 +18,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -45,18 +49,29 @@ type Opener interface {
 // ClientConn.
 type ClientHandler interface {
 	Handler
-	// Drain asks the connection to finish its current exchange and close;
-	// an idle connection closes at once.
-	Drain()
+	// Drain asks the connection to close at the end of an exchange whose
+	// response told the client so, never under a request in flight. With
+	// closeIdle (a stop) an idle connection closes at once; without (a
+	// reload or an upgrade) it waits for its next request, which is
+	// answered as the last, or for its idle timeout, so that no client
+	// races a close with a request it is sending.
+	Drain(closeIdle bool)
 	l4Client() *ClientConn
 }
 
 // Acceptor turns accepted connections into handlers. One Acceptor serves all
-// listeners of a Server.
+// listeners of a Server; SetAcceptor replaces it for the connections
+// accepted from then on.
 type Acceptor interface {
 	// NewLoop is called once per event loop, on that loop, before its first
 	// connection is accepted; it sets up per-loop protocol state (lp.Proto).
+	// Each acceptor has its own Loop per event loop (see SetAcceptor).
 	NewLoop(lp *Loop)
+	// Release is called on an event loop once the acceptor has been
+	// replaced and the last connection it accepted there has closed; it
+	// frees the loop's protocol state (backend connections). Nothing of
+	// lp is used afterwards.
+	Release(lp *Loop)
 	// Accept returns the handler for a new client connection with cc
 	// filled in (Conn, Loop, Listener). out is sent at once (a greeting);
 	// action may be gnet.Close.
@@ -104,32 +119,88 @@ type Options struct {
 	ReadBufferCap  int
 	WriteBufferCap int
 	SweepInterval  time.Duration
-	MaxConnections int // 0: unlimited
+	MaxConnections int // 0: unlimited; see SetMaxConnections
 	// ProxyHeaderTimeout bounds the wait for a connection's PROXY protocol
 	// header (on an optional listener, for its first bytes), counted from
 	// accept; required when a listener has a PROXY mode.
 	ProxyHeaderTimeout time.Duration
 	Log                *slog.Logger
+	// Released, when set, is called once for every acceptor replaced by
+	// SetAcceptor, after its Release has run on every loop it served: its
+	// shared resources (TLS terminators, say) can then be closed. It runs
+	// on an event loop or on the caller of SetAcceptor; it must not block.
+	Released func(Acceptor)
+}
+
+// DrainOptions says how Serve ends once its context is cancelled.
+type DrainOptions struct {
+	// Timeout bounds the wait for open connections to finish; whatever is
+	// left then is closed.
+	Timeout time.Duration
+	// Handoff is the drain of a binary upgrade: another process has taken
+	// the new connections over (Steer). Connections this one still
+	// accepts (queued before the handover) are served, each with one
+	// exchange, not refused; idle connections are left to their next
+	// request or idle timeout instead of being closed under a request
+	// their client may be sending. Without Handoff (a stop) new
+	// connections are refused and idle ones closed at once.
+	Handoff bool
+	// MinListen keeps the listening sockets open at least this long after
+	// the drain began, even once no connection is left: with Handoff,
+	// handshakes the kernel began on this process's sockets before the
+	// handover finish and are served here rather than reset.
+	MinListen time.Duration
 }
 
 // Server runs the gnet engine for a set of listeners.
 type Server struct {
 	opts      Options
-	acceptor  Acceptor
+	loops     int // event loops, resolved (Options.Loops 0 is one per CPU)
 	log       *slog.Logger
 	listeners []*Listener
 
-	engine   gnet.Engine
-	booted   chan struct{}
-	draining atomic.Bool
-	open     atomic.Int64 // client connections, all listeners
+	engine    gnet.Engine
+	booted    chan struct{} // closed by the first OnTick: every loop and socket is up
+	bootOnce  sync.Once
+	draining  atomic.Bool  // stop: new connections are refused
+	handoff   atomic.Bool  // upgrade: new connections are served once, then closed
+	open      atomic.Int64 // client connections, all listeners
+	maxConns  atomic.Int64
+	steerLock sync.Mutex
 
-	loopsMu sync.Mutex
-	loops   atomic.Pointer[[]*Loop]
+	// gen is the generation new connections are accepted by. slotsMu
+	// serializes a generation's replacement with the creation of Loops,
+	// so that no Loop of a retired generation is made after it retired.
+	gen     atomic.Pointer[generation]
+	slotsMu sync.Mutex
+	slots   atomic.Pointer[[]*loopSlot]
 
 	proxy bool // some listener has a PROXY protocol mode
 
 	stats Stats
+}
+
+// generation is one Acceptor and the Loops made for it. A generation is
+// retired when SetAcceptor replaces it; its Loops keep serving the
+// connections they accepted, and once the last one is released the
+// Released callback runs.
+type generation struct {
+	acceptor Acceptor
+	live     atomic.Int32 // Loops made and not yet released
+	retired  atomic.Bool
+	done     atomic.Bool // Released was called
+}
+
+// loopSlot is one gnet event loop: the Loop of the current generation (nil
+// until the loop's first connection under it) and the Loops of retired
+// generations with connections left. Only its event loop touches cur and
+// old.
+type loopSlot struct {
+	server *Server
+	el     gnet.EventLoop
+	index  int
+	cur    *Loop
+	old    []*Loop
 }
 
 // NewServer validates opts and returns a server that is not yet listening.
@@ -143,7 +214,12 @@ func NewServer(opts Options, acceptor Acceptor) (*Server, error) {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
-	s := &Server{opts: opts, acceptor: acceptor, log: opts.Log, booted: make(chan struct{})}
+	s := &Server{opts: opts, log: opts.Log, booted: make(chan struct{}), loops: opts.Loops}
+	if s.loops <= 0 {
+		s.loops = runtime.NumCPU() // as gnet does with multicore and no count
+	}
+	s.gen.Store(&generation{acceptor: acceptor})
+	s.maxConns.Store(int64(opts.MaxConnections))
 	s.stats.init()
 	for i, spec := range opts.Listeners {
 		if spec.Proxy.Mode != ProxyOff {
@@ -186,31 +262,141 @@ func (s *Server) Draining() bool { return s.draining.Load() }
 // OpenClients is the number of open client connections.
 func (s *Server) OpenClients() int64 { return s.open.Load() }
 
-// Loops returns the loops seen so far (those that had a connection).
-func (s *Server) Loops() []*Loop {
-	if p := s.loops.Load(); p != nil {
+// LoopCount is the number of event loops seen so far (those that had a
+// client connection).
+func (s *Server) LoopCount() int { return len(s.slotList()) }
+
+// EventLoops is the number of event loops the engine runs; with ReusePort
+// each listener has that many sockets.
+func (s *Server) EventLoops() int { return s.loops }
+
+// ReusePort reports whether each loop has its own SO_REUSEPORT socket.
+func (s *Server) ReusePort() bool { return s.opts.ReusePort }
+
+// SetMaxConnections changes the connection limit (0: unlimited) for the
+// connections accepted from now on; open ones are not closed.
+func (s *Server) SetMaxConnections(n int) { s.maxConns.Store(int64(n)) }
+
+// Acceptor returns the acceptor of new connections.
+func (s *Server) Acceptor() Acceptor { return s.gen.Load().acceptor }
+
+// SetAcceptor makes a the acceptor of the connections accepted from now on
+// (a configuration reload). The connections the previous acceptor
+// accepted stay with it: each loop drains them the way a reload must
+// (Drain(false): the exchange in flight completes, the next response says
+// Connection: close, idle ones wait for their next request or idle
+// timeout), and once the last of them has closed on a loop the previous
+// acceptor's Release runs there. Options.Released follows once every loop
+// has released it. SetAcceptor returns once every loop has begun the
+// drain: a request read after it is the last of its connection. Safe from
+// any goroutine but the event loops.
+func (s *Server) SetAcceptor(a Acceptor) {
+	s.slotsMu.Lock()
+	old := s.gen.Load()
+	s.gen.Store(&generation{acceptor: a})
+	old.retired.Store(true)
+	slots := s.slotList()
+	s.slotsMu.Unlock()
+	var wg sync.WaitGroup
+	for _, sl := range slots {
+		sl := sl
+		wg.Add(1)
+		err := sl.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			defer wg.Done()
+			sl.retireCurrent()
+			return nil
+		}))
+		if err != nil {
+			wg.Done() // the engine is stopping: its connections end anyway
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(setAcceptorWait):
+		s.log.Warn("an event loop has not begun draining the replaced configuration's connections", "waited", setAcceptorWait)
+	}
+	// A generation that never got a connection has no Loop to wait for.
+	s.maybeReleased(old)
+}
+
+// setAcceptorWait bounds SetAcceptor's wait for the loops: a loop busy for
+// longer than that is wedged, and the reload must not hang on it.
+const setAcceptorWait = 5 * time.Second
+
+// retireCurrent retires the slot's Loop if its generation is no longer the
+// current one. It runs on the slot's loop.
+func (sl *loopSlot) retireCurrent() {
+	lp := sl.cur
+	if lp == nil || !lp.gen.retired.Load() {
+		return
+	}
+	sl.cur = nil
+	lp.retired = true
+	sl.old = append(sl.old, lp)
+	lp.drain(false)
+	if lp.nclients == 0 {
+		lp.release()
+	}
+}
+
+// release frees a retired Loop that has no client left. It runs on the
+// loop.
+func (lp *Loop) release() {
+	if lp.released {
+		return
+	}
+	lp.released = true
+	sl := lp.slot
+	for i, o := range sl.old {
+		if o == lp {
+			sl.old = append(sl.old[:i], sl.old[i+1:]...)
+			break
+		}
+	}
+	lp.gen.acceptor.Release(lp)
+	lp.gen.live.Add(-1)
+	lp.server.maybeReleased(lp.gen)
+}
+
+// maybeReleased calls Options.Released once for a retired generation whose
+// Loops are all released.
+func (s *Server) maybeReleased(g *generation) {
+	if !g.retired.Load() || g.live.Load() != 0 || !g.done.CompareAndSwap(false, true) {
+		return
+	}
+	if s.opts.Released != nil {
+		s.opts.Released(g.acceptor)
+	}
+}
+
+func (s *Server) slotList() []*loopSlot {
+	if p := s.slots.Load(); p != nil {
 		return *p
 	}
 	return nil
 }
 
-// Serve listens and serves until ctx is cancelled, then drains for at most
-// drain and stops. ready, when non-nil, is called once listening.
-func (s *Server) Serve(ctx context.Context, drain time.Duration, ready func()) error {
+// Serve listens and serves until ctx is cancelled, then drains as drain()
+// says at that moment and stops. ready, when non-nil, is called once every
+// loop and listening socket is up.
+func (s *Server) Serve(ctx context.Context, drain func() DrainOptions, ready func()) error {
 	addrs := make([]string, len(s.listeners))
 	for i, ln := range s.listeners {
 		addrs[i] = "tcp://" + ln.Address
 	}
 	opts := []gnet.Option{
-		gnet.WithMulticore(s.opts.Loops != 1),
+		gnet.WithMulticore(s.loops != 1),
+		gnet.WithNumEventLoop(s.loops),
 		gnet.WithReusePort(s.opts.ReusePort),
 		gnet.WithTicker(true),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 		gnet.WithLogger(gnetLogger{s.log}),
 		gnet.WithLogLevel(gnetlog.WarnLevel),
-	}
-	if s.opts.Loops > 0 {
-		opts = append(opts, gnet.WithNumEventLoop(s.opts.Loops))
 	}
 	if s.opts.ReadBufferCap > 0 {
 		opts = append(opts, gnet.WithReadBufferCap(s.opts.ReadBufferCap))
@@ -239,7 +425,7 @@ func (s *Server) Serve(ctx context.Context, drain time.Duration, ready func()) e
 		return fmt.Errorf("l4: engine stopped: %w", err)
 	case <-ctx.Done():
 	}
-	s.Drain(drain)
+	s.Drain(drain())
 	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := s.engine.Stop(stopCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
@@ -248,22 +434,33 @@ func (s *Server) Serve(ctx context.Context, drain time.Duration, ready func()) e
 	return <-errc
 }
 
-// Drain refuses new client connections, asks every open one to finish its
-// exchange and close, and waits until none is left or timeout passes.
-func (s *Server) Drain(timeout time.Duration) {
-	if s.draining.Swap(true) {
-		return
+// Drain asks every open client connection to finish (see
+// ClientHandler.Drain and DrainOptions) and waits until none is left and
+// MinListen has passed, or Timeout passes.
+func (s *Server) Drain(o DrainOptions) {
+	if o.Handoff {
+		s.handoff.Store(true)
+	} else {
+		s.draining.Store(true)
 	}
-	s.log.Info("draining", "open_clients", s.open.Load(), "timeout", timeout)
-	for _, lp := range s.Loops() {
-		lp := lp
-		_ = lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-			lp.drain()
+	s.log.Info("draining", "open_clients", s.open.Load(), "timeout", o.Timeout, "handoff", o.Handoff)
+	for _, sl := range s.slotList() {
+		sl := sl
+		_ = sl.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			if sl.cur != nil {
+				sl.cur.drain(!o.Handoff)
+			}
+			for _, lp := range slices.Clone(sl.old) {
+				if !lp.released {
+					lp.drain(!o.Handoff)
+				}
+			}
 			return nil
 		}))
 	}
-	deadline := time.Now().Add(timeout)
-	for s.open.Load() > 0 && time.Now().Before(deadline) {
+	start := time.Now()
+	deadline := start.Add(o.Timeout)
+	for time.Now().Before(deadline) && (s.open.Load() > 0 || time.Since(start) < o.MinListen) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if n := s.open.Load(); n > 0 {
@@ -273,37 +470,43 @@ func (s *Server) Drain(timeout time.Duration) {
 	}
 }
 
-// loopFor returns the Loop of el, creating it on first sight. It runs on el.
+// loopFor returns the Loop of the current generation on el, creating it
+// (and el's slot) on first sight. It runs on el.
 func (s *Server) loopFor(el gnet.EventLoop) *Loop {
-	if p := s.loops.Load(); p != nil {
-		for _, lp := range *p {
-			if lp.el == el {
-				return lp
-			}
-		}
+	sl := s.slotOf(el)
+	if sl != nil && sl.cur != nil {
+		return sl.cur
 	}
-	s.loopsMu.Lock()
-	defer s.loopsMu.Unlock()
-	var cur []*Loop
-	if p := s.loops.Load(); p != nil {
-		cur = *p
-		for _, lp := range cur {
-			if lp.el == el {
-				return lp
-			}
-		}
+	s.slotsMu.Lock()
+	defer s.slotsMu.Unlock()
+	if sl == nil {
+		cur := s.slotList()
+		sl = &loopSlot{server: s, el: el, index: len(cur)}
+		next := make([]*loopSlot, len(cur)+1)
+		copy(next, cur)
+		next[len(cur)] = sl
+		s.slots.Store(&next)
 	}
-	lp := &Loop{server: s, el: el, index: len(cur)}
+	// Under slotsMu the current generation cannot be retired meanwhile.
+	g := s.gen.Load()
+	lp := &Loop{server: s, slot: sl, gen: g, el: el, index: sl.index}
+	g.live.Add(1)
 	lp.Tick()
 	if s.proxy {
 		lp.proxyList = lp.NewDeadlineList("proxy_header", s.opts.ProxyHeaderTimeout)
 	}
-	s.acceptor.NewLoop(lp)
-	next := make([]*Loop, len(cur)+1)
-	copy(next, cur)
-	next[len(cur)] = lp
-	s.loops.Store(&next)
+	g.acceptor.NewLoop(lp)
+	sl.cur = lp
 	return lp
+}
+
+func (s *Server) slotOf(el gnet.EventLoop) *loopSlot {
+	for _, sl := range s.slotList() {
+		if sl.el == el {
+			return sl
+		}
+	}
+	return nil
 }
 
 func (s *Server) listenerFor(c gnet.Conn) *Listener {
@@ -333,10 +536,11 @@ func (s *Server) listenerFor(c gnet.Conn) *Listener {
 	return s.listeners[0]
 }
 
-// OnBoot implements gnet.EventHandler.
+// OnBoot implements gnet.EventHandler. gnet calls it before it binds the
+// sockets of loops after the first, so readiness waits for the first
+// OnTick, which gnet's ticker makes once every loop runs.
 func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
 	s.engine = eng
-	close(s.booted)
 	return gnet.None
 }
 
@@ -356,10 +560,11 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	lp.Tick()
 	ln := s.listenerFor(c)
 	ln.Accepted.Add(1)
+	acceptor := lp.gen.acceptor
 	if s.draining.Load() {
 		ln.Refused.Add(1)
 		s.stats.refused("draining")
-		return s.acceptor.Refusal(ln, "draining"), gnet.Close
+		return acceptor.Refusal(ln, "draining"), gnet.Close
 	}
 	remote := addrPortOf(c.RemoteAddr())
 	trusted := false
@@ -372,11 +577,11 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 			return nil, gnet.Close
 		}
 	}
-	if n := s.open.Add(1); s.opts.MaxConnections > 0 && n > int64(s.opts.MaxConnections) {
+	if n, limit := s.open.Add(1), s.maxConns.Load(); limit > 0 && n > limit {
 		s.open.Add(-1)
 		ln.Refused.Add(1)
 		s.stats.refused("max_connections")
-		return s.acceptor.Refusal(ln, "max_connections"), gnet.Close
+		return acceptor.Refusal(ln, "max_connections"), gnet.Close
 	}
 	ln.Open.Add(1)
 	cc := ClientConn{Conn: c, Loop: lp, Listener: ln, Remote: remote}
@@ -396,11 +601,16 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 // accept hands a client connection to the Acceptor and makes the handler
 // it returns the connection's.
 func (s *Server) accept(conn ClientConn) (ClientHandler, []byte, gnet.Action) {
-	h, out, action := s.acceptor.Accept(conn)
+	h, out, action := conn.Loop.gen.acceptor.Accept(conn)
 	cc := h.l4Client()
 	cc.handler = h
 	conn.Loop.link(cc)
 	conn.Conn.SetContext(h)
+	if s.handoff.Load() {
+		// Queued before another process took the new connections over:
+		// served, and told its first response is the last.
+		h.Drain(false)
+	}
 	return h, out, action
 }
 
@@ -410,17 +620,22 @@ func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
 	if h == nil {
 		return gnet.None // refused before a handler existed
 	}
-	if ch, ok := h.(ClientHandler); ok {
-		cc := ch.l4Client()
-		if cc.Loop != nil {
-			cc.Loop.Tick()
-			cc.Loop.unlink(cc)
-		}
-		cc.Disarm()
-		s.open.Add(-1)
-		cc.Listener.Open.Add(-1)
+	ch, ok := h.(ClientHandler)
+	if !ok {
+		h.OnClose(c, err)
+		return gnet.None
 	}
+	cc := ch.l4Client()
+	lp := cc.Loop
+	lp.Tick()
+	lp.unlink(cc)
+	cc.Disarm()
+	s.open.Add(-1)
+	cc.Listener.Open.Add(-1)
 	h.OnClose(c, err)
+	if lp.retired && lp.nclients == 0 {
+		lp.release()
+	}
 	return gnet.None
 }
 
@@ -436,15 +651,28 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 // OnTick implements gnet.EventHandler. It runs on gnet's ticker goroutine,
 // not on a loop, so it hands each loop its sweep with Execute.
 func (s *Server) OnTick() (time.Duration, gnet.Action) {
-	for _, lp := range s.Loops() {
-		_ = lp.el.Execute(context.Background(), lp)
+	s.bootOnce.Do(func() { close(s.booted) })
+	for _, sl := range s.slotList() {
+		_ = sl.el.Execute(context.Background(), sl)
 	}
 	return s.opts.SweepInterval, gnet.None
 }
 
-// Run implements gnet.Runnable: the per-loop sweep, executed on the loop.
-func (lp *Loop) Run(context.Context) error {
-	lp.sweep()
+// Run implements gnet.Runnable: the per-loop sweep of every generation's
+// Loop, executed on the loop.
+func (sl *loopSlot) Run(context.Context) error {
+	if sl.cur != nil {
+		sl.cur.sweep()
+	}
+	// A sweep may end the last client of a retired Loop, which releases
+	// it and shrinks old: walk a copy (only while a reload drains).
+	if len(sl.old) > 0 {
+		for _, lp := range slices.Clone(sl.old) {
+			if !lp.released {
+				lp.sweep()
+			}
+		}
+	}
 	return nil
 }
 

@@ -181,6 +181,13 @@ type Config struct {
 	// AccessLog, when set, gets a record of every exchange; nil turns
 	// the access log off (and with it the copy of each request target).
 	AccessLog AccessLog
+
+	// Stats and PoolStats (indexed like Endpoints), when set, are counters
+	// to add to rather than new ones: a reloaded configuration's handler
+	// continues its predecessor's, which keeps serving its own
+	// connections meanwhile. Nil entries are created.
+	Stats     *Stats
+	PoolStats []*poolmux.Stats
 }
 
 // Listener is what l7 needs to know of one listener.
@@ -215,9 +222,19 @@ func NewHandler(cfg Config) *Handler {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	h := &Handler{cfg: cfg, log: cfg.Log, stats: newStats(len(cfg.Protocols), len(cfg.Endpoints)), endKeepAlive: make([]atomic.Bool, len(cfg.Protocols))}
-	for range cfg.Endpoints {
-		h.poolStats = append(h.poolStats, new(poolmux.Stats))
+	h := &Handler{cfg: cfg, log: cfg.Log, stats: cfg.Stats, endKeepAlive: make([]atomic.Bool, len(cfg.Protocols))}
+	if h.stats == nil || !h.stats.fits(len(cfg.Protocols), len(cfg.Endpoints)) {
+		h.stats = NewStats(len(cfg.Protocols), len(cfg.Endpoints))
+	}
+	for i := range cfg.Endpoints {
+		var ps *poolmux.Stats
+		if i < len(cfg.PoolStats) {
+			ps = cfg.PoolStats[i]
+		}
+		if ps == nil {
+			ps = new(poolmux.Stats)
+		}
+		h.poolStats = append(h.poolStats, ps)
 	}
 	secs := int(cfg.RetryAfter / time.Second)
 	if secs < 1 {
@@ -294,6 +311,24 @@ func (h *Handler) NewLoop(lp *l4.Loop) {
 	lp.Proto = ls
 	h.mu.Lock()
 	h.loops = append(h.loops, ls)
+	h.mu.Unlock()
+}
+
+// Release implements l4.Acceptor: the handler was replaced (a reload) and
+// its last client on lp has closed. Its backend connections on lp close
+// once idle (poolmux.Pool.Close), which they are but for responses of
+// clients that left; nothing dials again.
+func (h *Handler) Release(lp *l4.Loop) {
+	ls, _ := lp.Proto.(*loopState)
+	if ls == nil {
+		return
+	}
+	for _, p := range ls.pools {
+		p.Close()
+	}
+	ls.freeStreams = nil
+	h.mu.Lock()
+	h.loops = slices.DeleteFunc(h.loops, func(x *loopState) bool { return x == ls })
 	h.mu.Unlock()
 }
 
@@ -434,7 +469,9 @@ type Stats struct {
 	Rejects map[string]*atomic.Int64
 }
 
-func newStats(protocols, endpoints int) *Stats {
+// NewStats returns zeroed counters for a handler of that many protocols
+// and endpoints, for Config.Stats.
+func NewStats(protocols, endpoints int) *Stats {
 	st := &Stats{Rejects: make(map[string]*atomic.Int64),
 		ByProtocol:     make([][6]atomic.Int64, protocols+1),
 		Latency:        make([]Histogram, protocols+1),
@@ -443,6 +480,13 @@ func newStats(protocols, endpoints int) *Stats {
 		st.Rejects[r.Reason] = new(atomic.Int64)
 	}
 	return st
+}
+
+// fits reports whether the counters can serve a handler of that many
+// protocols and endpoints: a reload that changes either starts new ones
+// (the per-protocol and per-endpoint arrays are sized at creation).
+func (st *Stats) fits(protocols, endpoints int) bool {
+	return len(st.ByProtocol) == protocols+1 && len(st.BackendLatency) >= endpoints
 }
 
 func (st *Stats) reject(reason string) {

@@ -43,12 +43,17 @@ type session struct {
 	// re-enter it.
 	busy bool
 	// closeAfter: the current exchange is the last (client asked, or the
-	// gateway is draining).
+	// gateway is draining). The connection closes after a response that
+	// said so (Connection: close); when closeAfter is set after a
+	// keep-alive response head went out, the next response says it.
 	closeAfter bool
 	// lastProto is the Protocol.Index of the last request routed (health
 	// probes aside), -1 before the first: Handler.EndKeepAlive ends the
 	// keep-alive of connections by the protocol they serve.
 	lastProto int16
+	// drainIdle: a stop is draining the connection; it closes as soon as
+	// it is idle rather than waiting for one more request.
+	drainIdle bool
 	// searched is how much of a partial head was already searched for its
 	// end, so a slow client costs O(n) and not O(n^2).
 	searched int32
@@ -173,7 +178,7 @@ func (s *session) readHead() (act gnet.Action, more bool) {
 	c := s.io
 	buf, _ := c.Peek(-1)
 	if len(buf) == 0 {
-		if s.closeAfter {
+		if s.closeAfter && s.drainIdle {
 			return gnet.Close, false
 		}
 		return gnet.None, false
@@ -486,13 +491,20 @@ func (s *session) close() {
 	}
 }
 
-// exchangeDone is called by the stream when the response is complete.
+// exchangeDone is called by the stream when the response is complete;
+// keepAlive is false when its head told the client the connection closes.
 func (s *session) exchangeDone(st *stream, keepAlive bool) {
 	if s.cur != st {
 		return
 	}
 	s.cur = nil
-	if s.closeAfter || !keepAlive {
+	// A keep-alive response leaves the connection open even when a drain
+	// began while it was relayed: the client may already be writing its
+	// next request on it, and a POST on a connection closed under it
+	// fails (clients retry only idempotent requests). That request is
+	// answered as the last. A stop closes it now, unless a request has
+	// already arrived.
+	if !keepAlive || s.closeAfter && s.drainIdle && s.io.InboundBuffered() == 0 {
 		s.closeAfter = true
 		s.close()
 		return
@@ -597,9 +609,16 @@ func (s *session) Expire(now int64) {
 	}
 }
 
-// Drain implements l4.ClientHandler.
-func (s *session) Drain() {
+// Drain implements l4.ClientHandler: the response in progress, or else
+// the next one, says Connection: close and ends the connection.
+func (s *session) Drain(closeIdle bool) {
 	s.closeAfter = true
+	if !closeIdle {
+		// Idle: wait for the next request or the idle timeout. Closing
+		// now would race a request the client may be sending.
+		return
+	}
+	s.drainIdle = true
 	if s.state == stIdle {
 		// Idle: close now, after the last response is flushed.
 		if s.linger() == gnet.Close {

@@ -218,6 +218,20 @@ func (p *Pool) Revive() {
 	}
 }
 
+// Close ends the pool for good: the handler it served was replaced (a
+// configuration reload) and has no client left. Exchanges still queued
+// belong to clients that are gone and are dropped; the connections close
+// as Retire closes them, and nothing dials again. It must run on the
+// pool's loop, which must not Submit to it afterwards.
+func (p *Pool) Close() {
+	for p.queue.len() > 0 {
+		x := p.queue.pop()
+		p.stats.Queued.Add(-1)
+		x.Fail(503, "pool_closed")
+	}
+	p.Retire()
+}
+
 // start creates the pool's connections and dials them.
 func (p *Pool) start() {
 	p.conns = make([]*Conn, p.opts.ConnsPerLoop)

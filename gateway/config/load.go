@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"time"
 
 	"frontdoor/examples"
@@ -85,6 +86,15 @@ func (c *Config) Resolve(path string) string {
 		return filepath.Clean(path)
 	}
 	return filepath.Join(filepath.Dir(c.Path), path)
+}
+
+// Equal reports whether a and b configure the same thing: every setting
+// equal, wherever in the file it was written (comments and layout do not
+// count). A reload of an unchanged file is then a no-op.
+func Equal(a, b *Config) bool {
+	x, y := *a, *b
+	x.doc, y.doc = nil, nil
+	return reflect.DeepEqual(x, y)
 }
 
 // Line returns the line of the file at which key (a path such as

@@ -2,10 +2,12 @@ package testbed
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -45,14 +47,27 @@ func startProcess(binary string, args []string) (*Process, error) {
 		done: make(chan struct{}),
 	}
 	p.cmd = exec.Command(binary, args...)
-	p.cmd.Stdout = p.out
-	p.cmd.Stderr = p.out
-	// Bound Wait should a grandchild inherit the output pipe and outlive us.
-	p.cmd.WaitDelay = time.Second
-	p.cmd.SysProcAttr = sysProcAttr()
-	if err := p.cmd.Start(); err != nil {
+	// The child writes to a pipe of ours, not to a writer exec copies
+	// from: a process it starts (a gateway's upgrade) inherits the pipe
+	// and outlives it, and its output must be captured too, for as long
+	// as it runs. Wait does not wait for the pipe.
+	r, w, err := os.Pipe()
+	if err != nil {
 		return nil, fmt.Errorf("starting %s: %w", p, err)
 	}
+	p.cmd.Stdout = w
+	p.cmd.Stderr = w
+	p.cmd.SysProcAttr = sysProcAttr()
+	err = p.cmd.Start()
+	w.Close()
+	if err != nil {
+		r.Close()
+		return nil, fmt.Errorf("starting %s: %w", p, err)
+	}
+	go func() {
+		_, _ = io.Copy(p.out, r)
+		r.Close()
+	}()
 	go func() {
 		err := p.cmd.Wait()
 		p.state = p.cmd.ProcessState
@@ -129,7 +144,8 @@ func (p *Process) Kill() {
 	}
 }
 
-// Output returns what the process has written to stdout and stderr so far.
+// Output returns what the process, and any process it started that still
+// holds its output, has written to stdout and stderr so far.
 func (p *Process) Output() string { return p.out.String() }
 
 // outputBuffer is a goroutine-safe capture of a child's output. It keeps
@@ -168,4 +184,25 @@ func (b *outputBuffer) String() string {
 		return string(b.buf)
 	}
 	return fmt.Sprintf("%s\n[... %d bytes dropped ...]\n%s", b.buf[:headBytes], b.dropped, b.buf[headBytes:])
+}
+
+// Adopt makes t's cleanup kill process pid, which a child started (the
+// new process of a gateway's upgrade) and which this test must not leave
+// behind. It is not this process's child: the cleanup polls, within
+// killWait, until it is gone.
+func Adopt(t testing.TB, pid int) {
+	t.Helper()
+	t.Cleanup(func() {
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			return // gone already
+		}
+		deadline := time.Now().Add(killWait)
+		for time.Now().Before(deadline) {
+			if syscall.Kill(pid, 0) != nil {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Errorf("testbed: adopted pid %d still there %v after SIGKILL", pid, killWait)
+	})
 }
