@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"frontdoor/gateway/config"
+	"frontdoor/internal/atomicfile"
 )
 
 // Component states, like Exchange's server component states: the
@@ -332,35 +333,5 @@ func (c *components) write(entries []stateEntry) (err error) {
 		return err
 	}
 	data = append(data, '\n')
-	dir := filepath.Dir(c.file)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(c.file)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err = tmp.Write(data); err != nil {
-		return err
-	}
-	if err = tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp.Name(), c.file); err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
+	return atomicfile.Write(c.file, data, 0o644)
 }

@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
+
+	"frontdoor/internal/atomicfile"
 )
 
 // maxKeyFileSize bounds what a key file may hold; 100 ML-DSA-44 keys take
@@ -98,7 +99,7 @@ func RotateKeyFile(path string, k *PrivateKey, keep int) ([]*PrivateKey, error) 
 		}
 	}
 	keys := append([]*PrivateKey{k}, old[:min(len(old), keep-1)]...)
-	if err := writeFileAtomic(path, marshalPrivateKeys(keys), 0o600); err != nil {
+	if err := writeKeyFile(path, marshalPrivateKeys(keys), 0o600); err != nil {
 		return nil, err
 	}
 	return keys, nil
@@ -110,47 +111,13 @@ func WritePublicKeyFile(path string, keys []*PublicKey) error {
 	if len(keys) == 0 {
 		return errors.New("identity: no keys to write")
 	}
-	return writeFileAtomic(path, MarshalPublicKeys(keys), 0o644)
+	return writeKeyFile(path, MarshalPublicKeys(keys), 0o644)
 }
 
-// writeFileAtomic replaces path with data: a temporary file in the same
-// directory, written with mode from the start, fsynced and renamed, so a
-// reader sees the old file or the new one, never a part, and a private key
-// is never readable by others, not even for a moment.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
+// writeKeyFile replaces a key file atomically (internal/atomicfile).
+func writeKeyFile(path string, data []byte, mode os.FileMode) error {
+	if err := atomicfile.Write(path, data, mode); err != nil {
 		return fmt.Errorf("identity: %s: %w", path, err)
-	}
-	tmp := f.Name()
-	fail := func(err error) error {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("identity: %s: %w", path, err)
-	}
-	// CreateTemp makes the file 0600; Chmod sets the final mode before any
-	// byte is written.
-	if err := f.Chmod(mode); err != nil {
-		return fail(err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fail(err)
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("identity: %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("identity: %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync() // make the rename durable
-		d.Close()
 	}
 	return nil
 }

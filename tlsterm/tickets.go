@@ -11,11 +11,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"frontdoor/internal/atomicfile"
 )
 
 // The key file format is described in the package documentation
@@ -162,43 +163,7 @@ func CreateOrRotateKeyFile(path string, now time.Time, keep time.Duration) error
 			keys[i].created = nk.created
 		}
 	}
-	return writeFileAtomic(path, formatTicketKeys(keys), 0o600)
-}
-
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("tlsterm: %s: %w", path, err)
-	}
-	tmp := f.Name()
-	fail := func(err error) error {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("tlsterm: %s: %w", path, err)
-	}
-	if err := f.Chmod(mode); err != nil {
-		return fail(err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fail(err)
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("tlsterm: %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("tlsterm: %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
+	return writeTicketFile(path, formatTicketKeys(keys))
 }
 
 // TicketKeys keeps the session-ticket keys of one or more tls.Configs.
@@ -357,4 +322,13 @@ func (k *TicketKeys) Run(ctx context.Context, poll time.Duration) {
 			}
 		}
 	}
+}
+
+// writeTicketFile replaces the ticket key file atomically, readable by its
+// owner only (internal/atomicfile).
+func writeTicketFile(path string, data []byte) error {
+	if err := atomicfile.Write(path, data, 0o600); err != nil {
+		return fmt.Errorf("tlsterm: %s: %w", path, err)
+	}
+	return nil
 }
