@@ -44,24 +44,7 @@ func TestHotPathAllocations(t *testing.T) {
 	}{{"keep-alive", 1}, {"pipelined", 4}} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := NewKeepAliveClient(t, g.Addr, owaRequest, tc.depth)
-			// Warm up: backend connections, scratch buffers, stream pool.
-			for i := 0; i < 2000; i++ {
-				if err := c.Do(); err != nil {
-					t.Fatal(err)
-				}
-			}
-			var err error
-			allocs := testing.AllocsPerRun(2000, func() {
-				if e := c.Do(); e != nil && err == nil {
-					err = e
-				}
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if allocs != 0 {
-				t.Fatalf("%v allocations per %d request(s), want 0", allocs, tc.depth)
-			}
+			gateZeroAllocs(t, c, fmt.Sprintf("%d request(s)", tc.depth))
 		})
 	}
 }
@@ -85,23 +68,7 @@ func TestAuthenticatedHotPathAllocations(t *testing.T) {
 	cred := base64.StdEncoding.EncodeToString([]byte("alice:" + gwtest.Password))
 	req := strings.Replace(owaRequest, "X-AnchorMailbox: alice@example.test\r\n", "Authorization: Basic "+cred+"\r\n", 1)
 	c := NewKeepAliveClient(t, g.Addr, req, 1)
-	for i := 0; i < 2000; i++ {
-		if err := c.Do(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var derr error
-	allocs := testing.AllocsPerRun(2000, func() {
-		if e := c.Do(); e != nil && derr == nil {
-			derr = e
-		}
-	})
-	if derr != nil {
-		t.Fatal(derr)
-	}
-	if allocs != 0 {
-		t.Fatalf("%v allocations per authenticated request, want 0", allocs)
-	}
+	gateZeroAllocs(t, c, "authenticated request")
 	if v := g.Snapshot().Auth["verifications"]; v != 1 {
 		t.Errorf("%d password verifications for 4,000 requests, want 1 (the cache)", v)
 	}
@@ -118,23 +85,7 @@ func TestAccessLogHotPathAllocations(t *testing.T) {
 	g := gwtest.Start(t, gwtest.Options{Loops: 1,
 		Extra: fmt.Sprintf("[access_log]\npath = %q\nbuffer_bytes = 16777216\n", path)}, m1)
 	c := NewKeepAliveClient(t, g.Addr, owaRequest, 1)
-	for i := 0; i < 2000; i++ {
-		if err := c.Do(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var derr error
-	allocs := testing.AllocsPerRun(2000, func() {
-		if e := c.Do(); e != nil && derr == nil {
-			derr = e
-		}
-	})
-	if derr != nil {
-		t.Fatal(derr)
-	}
-	if allocs != 0 {
-		t.Fatalf("%v allocations per request with the access log on, want 0", allocs)
-	}
+	gateZeroAllocs(t, c, "request with the access log on")
 	g.Stop(t)
 	s := g.Snapshot().AccessLog
 	if s["records"] != 4001 || s["dropped_buffer_full"] != 0 {
@@ -156,25 +107,35 @@ func TestHealthProbeAllocations(t *testing.T) {
 	m1 := testbed.StartMailboxd(t, "mbx1")
 	g := gwtest.Start(t, gwtest.Options{Loops: 1}, m1)
 	c := NewKeepAliveClient(t, g.Addr, "GET /owa/healthcheck.htm HTTP/1.1\r\nHost: fd.example.test\r\nUser-Agent: lb-probe\r\n\r\n", 1)
+	gateZeroAllocs(t, c, "health probe")
+	// AllocsPerRun calls its function once more, to warm up.
+	if n := g.Snapshot().Health.ProbesOK; n != 4001 {
+		t.Errorf("%d probes counted, want 4001", n)
+	}
+}
+
+// gateZeroAllocs warms c up (backend connections, scratch buffers, stream
+// pools: 2,000 rounds), then fails t unless 2,000 more rounds allocate
+// nothing in this process; what names a round for the message.
+// AllocsPerRun calls its function once more than asked, to warm up: 4,001
+// rounds in all.
+func gateZeroAllocs(t *testing.T, c *KeepAliveClient, what string) {
+	t.Helper()
 	for i := 0; i < 2000; i++ {
 		if err := c.Do(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	var derr error
+	var err error
 	allocs := testing.AllocsPerRun(2000, func() {
-		if e := c.Do(); e != nil && derr == nil {
-			derr = e
+		if e := c.Do(); e != nil && err == nil {
+			err = e
 		}
 	})
-	if derr != nil {
-		t.Fatal(derr)
+	if err != nil {
+		t.Fatal(err)
 	}
 	if allocs != 0 {
-		t.Fatalf("%v allocations per health probe, want 0", allocs)
-	}
-	// AllocsPerRun calls its function once more, to warm up.
-	if n := g.Snapshot().Health.ProbesOK; n != 4001 {
-		t.Errorf("%d probes counted, want 4001", n)
+		t.Fatalf("%v allocations per %s, want 0", allocs, what)
 	}
 }
