@@ -19,9 +19,12 @@ type Process struct {
 	cmd  *exec.Cmd
 	out  *outputBuffer
 
-	done  chan struct{} // closed once the process has exited and been reaped
-	state *os.ProcessState
-	err   error // from Wait, when the process did not exit normally
+	done chan struct{} // closed once the process has exited and been reaped
+	// copied is closed once its output pipe reached its end (every
+	// process holding it has exited).
+	copied chan struct{}
+	state  *os.ProcessState
+	err    error // from Wait, when the process did not exit normally
 }
 
 // killWait bounds how long Kill waits for a killed process to be reaped.
@@ -64,9 +67,11 @@ func startProcess(binary string, args []string) (*Process, error) {
 		r.Close()
 		return nil, fmt.Errorf("starting %s: %w", p, err)
 	}
+	p.copied = make(chan struct{})
 	go func() {
 		_, _ = io.Copy(p.out, r)
 		r.Close()
+		close(p.copied)
 	}()
 	go func() {
 		err := p.cmd.Wait()
@@ -128,11 +133,22 @@ func (p *Process) Wait(timeout time.Duration) (exitCode int, err error) {
 			return -1, fmt.Errorf("%s (pid %d) still running after %v", p, p.Pid(), timeout)
 		}
 	}
+	// What the process wrote just before exiting may still be in the
+	// pipe: give the copy a moment to reach the end of it, so Output has
+	// it. The end never comes while a process it started holds the pipe
+	// (a gateway's upgrade): then the wait is bounded.
+	select {
+	case <-p.copied:
+	case <-time.After(outputDrain):
+	}
 	if p.err != nil {
 		return -1, fmt.Errorf("%s (pid %d): %w", p, p.Pid(), p.err)
 	}
 	return p.state.ExitCode(), nil
 }
+
+// outputDrain bounds how long Wait waits for a process's last output.
+const outputDrain = time.Second
 
 // Kill sends SIGKILL, unless the process has exited already, and waits
 // (bounded) for it to be reaped. It is safe to call more than once.
