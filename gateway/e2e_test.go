@@ -461,6 +461,54 @@ func TestManyClientsFewBackendConns(t *testing.T) {
 	}
 }
 
+// TestQueuedRequestsShareWrites checks that requests queued behind a full
+// pipeline go to the server together: when a burst of responses frees the
+// pipeline, the queued requests are written with one writev, not one write
+// each. A slow request holds the only connection while the rest queue.
+func TestQueuedRequestsShareWrites(t *testing.T) {
+	m1 := testbed.StartMailboxd(t, "mbx1")
+	const depth, queued = 4, 12
+	g := gwtest.Start(t, gwtest.Options{Loops: 1, Extra: fmt.Sprintf("[backend]\nconns_per_loop = 1\nmax_pipeline = %d\n", depth)}, m1)
+	backend := func() gateway.BackendSummary { return g.Snapshot().Backends[0] }
+
+	slow := g.Dial(t)
+	slow.Send(t, "GET /owa/ HTTP/1.1\r\nHost: h\r\nX-AnchorMailbox: alice@example.test\r\n"+mailboxd.HeaderDelay+": 400ms\r\n\r\n")
+	clients := make([]*gwtest.Client, depth-1+queued)
+	for i := range clients {
+		clients[i] = g.Dial(t)
+		clients[i].Send(t, "GET /owa/ HTTP/1.1\r\nHost: h\r\nX-AnchorMailbox: alice@example.test\r\n\r\n")
+	}
+	// The pipeline (the slow request and depth-1 behind it) is full and
+	// the rest wait in the queue.
+	for i := 0; backend().Queued < queued; i++ {
+		if i == 200 {
+			t.Fatalf("queued %d, want %d: %+v", backend().Queued, queued, backend())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for i, c := range append([]*gwtest.Client{slow}, clients...) {
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(c.R, nil)
+		if err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("client %d: status %d", i, resp.StatusCode)
+		}
+	}
+	b := backend()
+	// One write each for the pipeline's first depth requests, then the
+	// queued ones in writes of up to depth requests each. A write per
+	// request (depth+queued writes) is what this guards against; a few
+	// extra writes are allowed for responses that arrive split.
+	want := int64(depth + queued/depth + 2)
+	t.Logf("backend requests=%d writes=%d", b.Requests, b.Writes)
+	if b.Requests != depth+queued || b.Writes > want {
+		t.Fatalf("%d requests in %d writes, want %d requests in at most %d writes", b.Requests, b.Writes, depth+queued, want)
+	}
+}
+
 func TestListenerProtocolsAndAdmin(t *testing.T) {
 	m1 := testbed.StartMailboxd(t, "mbx1")
 	all := fmt.Sprintf("127.0.0.1:%d", testbed.FreePort(t, "127.0.0.1"))

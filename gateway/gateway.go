@@ -595,13 +595,16 @@ type BackendSummary struct {
 	Dials        int64  `json:"dials"`
 	DialFailures int64  `json:"dial_failures"`
 	Requests     int64  `json:"requests"`
-	Retries      int64  `json:"retries"`
-	Detached     int64  `json:"detached"`
-	Retired      int64  `json:"retired"`
-	Queued       int64  `json:"queued"`
-	QueueFull    int64  `json:"queue_full"`
-	QueueTimeout int64  `json:"queue_timeout"`
-	Failed       int64  `json:"failed"`
+	// Writes is how many writes carried those requests: fewer than
+	// Requests when queued ones went out together.
+	Writes       int64 `json:"writes"`
+	Retries      int64 `json:"retries"`
+	Detached     int64 `json:"detached"`
+	Retired      int64 `json:"retired"`
+	Queued       int64 `json:"queued"`
+	QueueFull    int64 `json:"queue_full"`
+	QueueTimeout int64 `json:"queue_timeout"`
+	Failed       int64 `json:"failed"`
 	// Health is the endpoint's health (active checks and outlier
 	// detection).
 	Health BackendHealth `json:"health"`
@@ -652,7 +655,7 @@ func (g *Gateway) Snapshot() Snapshot {
 		b := BackendSummary{
 			Server: ep.Name, Address: ep.Addr, TLS: ep.TLS != nil,
 			ConnsOpen: ps.ConnsOpen.Load(), Dials: ps.Dials.Load(), DialFailures: ps.DialFailures.Load(),
-			Requests: ps.Requests.Load(), Retries: ps.Retries.Load(), Detached: ps.Detached.Load(), Retired: ps.Retired.Load(),
+			Requests: ps.Requests.Load(), Writes: ps.Writes.Load(), Retries: ps.Retries.Load(), Detached: ps.Detached.Load(), Retired: ps.Retired.Load(),
 			Queued: ps.Queued.Load(), QueueFull: ps.QueueFull.Load(), QueueTimeout: ps.QueueTimeout.Load(),
 			Failed: ps.Failed.Load(), Health: cur.backends.summary(i),
 		}

@@ -28,7 +28,7 @@ type collector struct {
 	requests, responses, rerouted, rejections, latency *prometheus.Desc
 
 	backendConns, backendInFlight, backendQueued, backendDials, backendDialFailures,
-	backendRequests, backendRetries, backendDetached, backendRetired, backendQueueRejections,
+	backendRequests, backendWrites, backendRetries, backendDetached, backendRetired, backendQueueRejections,
 	backendFailures, backendLatency *prometheus.Desc
 
 	authResults, authChallenges, authThrottled, authOverloaded, authCoalesced, authCacheHits, authCacheMisses,
@@ -72,6 +72,7 @@ func newCollector(g *Gateway) *collector {
 	c.backendDials = d("backend_dials_total", "Backend connection dials started.", be...)
 	c.backendDialFailures = d("backend_dial_failures_total", "Backend dials that failed (TLS handshakes included).", be...)
 	c.backendRequests = d("backend_requests_total", "Requests written to a backend connection.", be...)
+	c.backendWrites = d("backend_writes_total", "Writes that carried requests to the server; below backend_requests_total when queued requests went out together in one writev.", be...)
 	c.backendRetries = d("backend_retries_total", "Replayable requests moved to another connection after a failure.", be...)
 	c.backendDetached = d("backend_connections_detached_total", "Backend connections taken off the pool for a slow client.", be...)
 	c.backendRetired = d("backend_connections_retired_total", "Backend connections drained because the server lost its active databases.", be...)
@@ -172,6 +173,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.backendDials, ps.Dials.Load(), ep.Name, ep.Addr)
 		counter(c.backendDialFailures, ps.DialFailures.Load(), ep.Name, ep.Addr)
 		counter(c.backendRequests, ps.Requests.Load(), ep.Name, ep.Addr)
+		counter(c.backendWrites, ps.Writes.Load(), ep.Name, ep.Addr)
 		counter(c.backendRetries, ps.Retries.Load(), ep.Name, ep.Addr)
 		counter(c.backendDetached, ps.Detached.Load(), ep.Name, ep.Addr)
 		counter(c.backendRetired, ps.Retired.Load(), ep.Name, ep.Addr)

@@ -61,6 +61,7 @@ func (c *Conn) Write(p []byte) {
 		c.batch = append(c.batch, p)
 		return
 	}
+	c.pool.stats.Writes.Add(1)
 	_, _ = c.io.Write(p)
 }
 
@@ -69,6 +70,7 @@ func (c *Conn) Writev(bs [][]byte) {
 	if c.state != connReady {
 		return
 	}
+	c.pool.stats.Writes.Add(1)
 	_, _ = c.io.Writev(bs)
 }
 
@@ -280,16 +282,16 @@ func (c *Conn) OnTraffic(gc gnet.Conn) gnet.Action {
 		c.fifo[len(c.fifo)-1] = nil
 		c.fifo = c.fifo[:len(c.fifo)-1]
 		p.stats.InFlight.Add(-1)
-		if c.detached {
-			if len(c.fifo) == 0 {
-				return gnet.Close
-			}
-			continue
-		}
-		if p.queue.len() > 0 {
-			p.dispatch()
+		if c.detached && len(c.fifo) == 0 {
+			p.dispatchQueued()
+			return gnet.Close
 		}
 	}
+	// Queued exchanges are started once all responses that arrived are
+	// consumed, not after each one: the slots freed by a burst of
+	// responses are refilled with one writev per connection instead of a
+	// write per response.
+	p.dispatchQueued()
 	return gnet.None
 }
 

@@ -54,6 +54,10 @@ type Stats struct {
 	Dials        atomic.Int64
 	DialFailures atomic.Int64
 	Requests     atomic.Int64 // exchanges started on a connection
+	// Writes counts the writes (system calls, or TLS records) that carried
+	// requests to the server: below Requests when queued requests went out
+	// together in one writev.
+	Writes       atomic.Int64
 	Retries      atomic.Int64 // replayable exchanges moved after a failure
 	Detached     atomic.Int64 // connections taken off the pool for a slow client
 	QueueFull    atomic.Int64 // exchanges refused with 503: queue full
@@ -131,6 +135,8 @@ func (p *Pool) Health() *Health { return p.health }
 // are dialled on first use.
 func NewPool(lp *l4.Loop, name, addr string, opts *Options, stats *Stats, log *slog.Logger) *Pool {
 	p := &Pool{lp: lp, name: name, addr: addr, opts: opts, stats: stats, log: log}
+	// Non-nil even when empty: a nil Conn.batch means "write at once".
+	p.batch = make([][]byte, 0, max(opts.MaxPipeline, 1))
 	p.queue.init(opts.MaxQueue)
 	lp.OnSweep(p.sweep)
 	return p
@@ -297,6 +303,13 @@ func (p *Pool) dispatch() {
 			c.start(y)
 		}
 		p.batch = c.flushBatch()
+	}
+}
+
+// dispatchQueued dispatches when exchanges wait.
+func (p *Pool) dispatchQueued() {
+	if p.queue.len() > 0 {
+		p.dispatch()
 	}
 }
 
