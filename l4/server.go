@@ -201,6 +201,9 @@ type loopSlot struct {
 	index  int
 	cur    *Loop
 	old    []*Loop
+	// deferred is the loop's Deferred queue (Loop.Defer); nil on a slot
+	// that has not served a connection yet.
+	deferred *deferQueue
 }
 
 // NewServer validates opts and returns a server that is not yet listening.
@@ -482,6 +485,7 @@ func (s *Server) loopFor(el gnet.EventLoop) *Loop {
 	if sl == nil {
 		cur := s.slotList()
 		sl = &loopSlot{server: s, el: el, index: len(cur)}
+		sl.startDeferQueue()
 		next := make([]*loopSlot, len(cur)+1)
 		copy(next, cur)
 		next[len(cur)] = sl

@@ -47,18 +47,26 @@ type Conn struct {
 	lastProgress int64
 	failures     int // consecutive dial failures, for the backoff
 
-	batch [][]byte // non-nil while dispatch gathers writes for one writev
+	// pending holds writes not yet made, in order: gathered by dispatch
+	// (gathering), or deferred to the end of the loop's event batch
+	// (flushQueued) for requests that joined a busy pipeline. Only
+	// replayable requests' heads, which their streams own until their
+	// response, are ever pending; a pending request is in the FIFO.
+	pending     [][]byte
+	gathering   bool
+	flushQueued bool
 }
 
 // Write sends p to the server, in order with everything written before. p
-// may be reused when Write returns, except during a dispatch batch, where
-// exchanges only write bytes they own until the batch is flushed.
+// may be reused when Write returns, except while the connection gathers
+// writes (Exchange.Start of a replayable request, see start), where
+// exchanges write only bytes they own until their response.
 func (c *Conn) Write(p []byte) {
 	if c.state != connReady {
 		return
 	}
-	if c.batch != nil {
-		c.batch = append(c.batch, p)
+	if c.gathering || len(c.pending) > 0 {
+		c.pending = append(c.pending, p)
 		return
 	}
 	c.pool.stats.Writes.Add(1)
@@ -117,6 +125,9 @@ func (c *Conn) Detach() {
 		}
 	}
 	if len(c.fifo) > 1 {
+		// The requests behind the head move to other connections; those
+		// not yet written here must not be written here any more.
+		c.dropPending()
 		behind := c.fifo[1:]
 		moved := make([]Exchange, len(behind))
 		copy(moved, behind)
@@ -137,15 +148,37 @@ func (c *Conn) Close() {
 }
 
 // start writes x on c and appends it to the FIFO.
+//
+// A replayable request that joins requests already in flight is not
+// written at once: its response has to wait for theirs anyway, so its
+// write is deferred to the end of the loop's event batch (l4.Loop.Defer),
+// and the requests of every client that arrive in one batch go out in
+// one writev. A request to an idle connection is written at once (no
+// latency is added when there is nothing to share a write with).
 func (c *Conn) start(x Exchange) {
 	if len(c.fifo) == 0 {
 		c.lastProgress = c.pool.lp.Now()
 	}
+	deferWrite := !c.gathering && len(c.fifo) > 0 && x.Replayable()
 	c.fifo = append(c.fifo, x)
 	// Counted before Start: Start may close the connection, whose OnClose
 	// then takes the whole FIFO, x included, off the gauge.
 	c.pool.stats.InFlight.Add(1)
-	if !x.Start(c) {
+	if deferWrite {
+		c.gathering = true
+	}
+	ok := x.Start(c)
+	if deferWrite {
+		c.gathering = false
+		if len(c.pending) > 0 && !c.flushQueued {
+			if c.pool.lp.Defer(c) {
+				c.flushQueued = true
+			} else {
+				c.flush()
+			}
+		}
+	}
+	if !ok {
 		c.fifo = c.fifo[:len(c.fifo)-1]
 		c.pool.stats.InFlight.Add(-1)
 		return
@@ -153,19 +186,34 @@ func (c *Conn) start(x Exchange) {
 	c.pool.stats.Requests.Add(1)
 }
 
-// flushBatch writes what dispatch gathered and ends the batch, returning
-// the scratch slice for reuse.
-func (c *Conn) flushBatch() [][]byte {
-	b := c.batch
-	c.batch = nil
+// RunDeferred implements l4.Deferred: the loop handled its event batch;
+// write the requests deferred during it.
+func (c *Conn) RunDeferred() {
+	c.flushQueued = false
+	c.flush()
+}
+
+// flush writes the pending writes, with one writev when there are several.
+func (c *Conn) flush() {
+	b := c.pending
+	c.pending = b[:0]
 	switch {
+	case len(b) == 0:
+	case c.state != connReady:
+		// Closed meanwhile: OnClose requeued or failed their exchanges.
 	case len(b) == 1:
 		c.Write(b[0])
-	case len(b) > 1:
+	default:
 		c.Writev(b)
 	}
 	clear(b)
-	return b[:0]
+}
+
+// dropPending forgets the writes not yet made: their exchanges are
+// leaving the connection (requeued elsewhere, or failed).
+func (c *Conn) dropPending() {
+	clear(c.pending)
+	c.pending = c.pending[:0]
 }
 
 func (c *Conn) dial(delay time.Duration) {
@@ -306,6 +354,7 @@ func (c *Conn) OnClose(_ gnet.Conn, err error) {
 	wasReady := c.state == connReady
 	c.state = connClosed
 	c.exclusive = false
+	c.dropPending()
 	if wasReady {
 		p.stats.ConnsOpen.Add(-1)
 	}

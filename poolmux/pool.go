@@ -86,8 +86,6 @@ type Pool struct {
 	// exchanges fail at once instead of waiting out the queue timeout.
 	down bool
 
-	batch [][]byte // scratch for writev batching in dispatch
-
 	tls    *TLS    // nil: plaintext
 	health *Health // nil: not watched
 }
@@ -135,8 +133,6 @@ func (p *Pool) Health() *Health { return p.health }
 // are dialled on first use.
 func NewPool(lp *l4.Loop, name, addr string, opts *Options, stats *Stats, log *slog.Logger) *Pool {
 	p := &Pool{lp: lp, name: name, addr: addr, opts: opts, stats: stats, log: log}
-	// Non-nil even when empty: a nil Conn.batch means "write at once".
-	p.batch = make([][]byte, 0, max(opts.MaxPipeline, 1))
 	p.queue.init(opts.MaxQueue)
 	lp.OnSweep(p.sweep)
 	return p
@@ -291,7 +287,7 @@ func (p *Pool) dispatch() {
 			c.start(x)
 			continue
 		}
-		c.batch = p.batch[:0]
+		c.gathering = true
 		c.start(x)
 		for p.queue.len() > 0 && len(c.fifo) < p.opts.MaxPipeline && c.state == connReady {
 			y := p.queue.peek()
@@ -302,7 +298,8 @@ func (p *Pool) dispatch() {
 			p.stats.Queued.Add(-1)
 			c.start(y)
 		}
-		p.batch = c.flushBatch()
+		c.gathering = false
+		c.flush()
 	}
 }
 
