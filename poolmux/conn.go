@@ -170,13 +170,7 @@ func (c *Conn) start(x Exchange) {
 	ok := x.Start(c)
 	if deferWrite {
 		c.gathering = false
-		if len(c.pending) > 0 && !c.flushQueued {
-			if c.pool.lp.Defer(c) {
-				c.flushQueued = true
-			} else {
-				c.flush()
-			}
-		}
+		c.flushSoon()
 	}
 	if !ok {
 		c.fifo = c.fifo[:len(c.fifo)-1]
@@ -190,6 +184,19 @@ func (c *Conn) start(x Exchange) {
 // write the requests deferred during it.
 func (c *Conn) RunDeferred() {
 	c.flushQueued = false
+	c.flush()
+}
+
+// flushSoon writes the pending writes at the end of the loop's event
+// batch, or now when the loop cannot defer.
+func (c *Conn) flushSoon() {
+	if len(c.pending) == 0 || c.flushQueued {
+		return
+	}
+	if c.pool.lp.Defer(c) {
+		c.flushQueued = true
+		return
+	}
 	c.flush()
 }
 

@@ -273,7 +273,9 @@ func (p *Pool) pick(replayable bool) *Conn {
 
 // dispatch starts queued exchanges while connections have room. Heads of
 // consecutive replayable exchanges bound for one connection are gathered
-// and written with one writev.
+// and written with one writev: at once on an idle connection, at the end
+// of the loop's event batch on a busy one (see Conn.start), so that
+// dispatches from many callbacks of one batch share the write.
 func (p *Pool) dispatch() {
 	for p.queue.len() > 0 {
 		x := p.queue.peek()
@@ -287,6 +289,7 @@ func (p *Pool) dispatch() {
 			c.start(x)
 			continue
 		}
+		busy := len(c.fifo) > 0
 		c.gathering = true
 		c.start(x)
 		for p.queue.len() > 0 && len(c.fifo) < p.opts.MaxPipeline && c.state == connReady {
@@ -299,7 +302,11 @@ func (p *Pool) dispatch() {
 			c.start(y)
 		}
 		c.gathering = false
-		c.flush()
+		if busy {
+			c.flushSoon()
+		} else {
+			c.flush()
+		}
 	}
 }
 
