@@ -83,7 +83,14 @@ func FindHeadEnd(buf []byte, from int) int {
 	from = max(from, skip)
 	b := buf[from:]
 	crlf := bytes.Index(b, []byte("\r\n\r\n"))
-	lflf := bytes.Index(b, []byte("\n\n"))
+	// A bare-LF end counts only before the CRLF one: search that far, not
+	// through every pipelined message behind it (a backend read holds
+	// many responses, and this runs once for each).
+	lfArea := b
+	if crlf >= 0 {
+		lfArea = b[:crlf+4]
+	}
+	lflf := bytes.Index(lfArea, []byte("\n\n"))
 	switch {
 	case crlf < 0 && lflf < 0:
 		return -1

@@ -544,3 +544,55 @@ func TestFindHeadEndResume(t *testing.T) {
 		t.Errorf("incomplete head: %d", got)
 	}
 }
+
+// TestFindHeadEndMatchesWholeBufferSearch compares FindHeadEnd with the
+// plain definition (the earliest of CRLFCRLF and LFLF over the whole
+// buffer) on every string of CR, LF and a letter up to length 9, behind
+// and after pipelined data: the search is cut short after a CRLF end, and
+// that must not change the answer.
+func TestFindHeadEndMatchesWholeBufferSearch(t *testing.T) {
+	reference := func(buf []byte, from int) int {
+		from = max(from-3, 0)
+		skip := 0
+		for i := 0; i < maxLeadingCRLF && skip+1 < len(buf) && buf[skip] == '\r' && buf[skip+1] == '\n'; i++ {
+			skip += 2
+		}
+		from = max(from, skip)
+		b := buf[from:]
+		crlf := bytes.Index(b, []byte("\r\n\r\n"))
+		lflf := bytes.Index(b, []byte("\n\n"))
+		switch {
+		case crlf < 0 && lflf < 0:
+			return -1
+		case crlf >= 0 && (lflf < 0 || crlf+2 < lflf):
+			return from + crlf + 4
+		default:
+			return from + lflf + 2
+		}
+	}
+	alphabet := []byte("\r\na")
+	var buf []byte
+	var walk func(n int)
+	checked := 0
+	walk = func(n int) {
+		for _, tail := range []string{"", "\n\n", "GET / HTTP/1.1\r\n\r\n"} {
+			b := append(append([]byte(nil), buf...), tail...)
+			for from := 0; from <= len(b); from += 3 {
+				if got, want := FindHeadEnd(b, from), reference(b, from); got != want {
+					t.Fatalf("FindHeadEnd(%q, %d) = %d, want %d", b, from, got, want)
+				}
+				checked++
+			}
+		}
+		if n == 0 {
+			return
+		}
+		for _, c := range alphabet {
+			buf = append(buf, c)
+			walk(n - 1)
+			buf = buf[:len(buf)-1]
+		}
+	}
+	walk(9)
+	t.Logf("%d cases", checked)
+}
