@@ -69,6 +69,10 @@ type Scenario struct {
 	// direct row sends the same requests to the mailboxd without identity
 	// checks: the ceiling.
 	Auth AuthMode
+	// SourceAddrs spreads the connections over 127.0.0.2-9 (unless
+	// --source-addrs names others), so that tens of thousands of them do
+	// not run out of one source address's ports.
+	SourceAddrs bool
 	// AuthCacheTTL, if set, is the gateway's auth.cache_ttl for the
 	// scenario (default: the gateway's own); the gateway is restarted when
 	// the next scenario needs another.
@@ -111,6 +115,15 @@ var Scenarios = []Scenario{
 		Pipeline:        1,
 		RequestsPerConn: 10,
 		Header:          []Header{{"X-Mailboxd-Size", "100"}},
+	},
+	{
+		Name: "many-clients-10k",
+		Description: "10,000 keep-alive connections from 127.0.0.2-9, one request at a time each: many clients over few " +
+			"backend connections (the gateway's BACKEND OPEN stays at conns_per_loop per loop; a peer's grows with the requests in flight)",
+		Conns:       10000,
+		Pipeline:    1,
+		SourceAddrs: true,
+		Header:      []Header{{"X-Mailboxd-Size", "100"}},
 	},
 	{
 		Name:        "tls-keepalive-get",
@@ -1079,6 +1092,9 @@ func (s *suite) loadOptions(sc Scenario, target string) Options {
 		RequestsPerConn: sc.RequestsPerConn,
 		LocalAddrs:      s.o.sourceAddrs,
 		LatencyFromDial: sc.LatencyFromDial,
+	}
+	if sc.SourceAddrs && len(opts.LocalAddrs) == 0 {
+		opts.LocalAddrs = idleSourceAddrs
 	}
 	if sc.Auth == AuthLogin {
 		opts.Variants = loginVariants(opts.Request)

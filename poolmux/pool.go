@@ -404,11 +404,14 @@ func (c *Conn) enroll(delay time.Duration) {
 	}
 }
 
-// queue is a bounded ring of exchanges with their enqueue times.
+// queue is a bounded ring of exchanges with their enqueue times. The ring
+// grows (doubling) up to its bound as a burst needs it, so a generous
+// bound costs no memory until it is used.
 type queue struct {
 	items []queued
 	head  int
 	n     int
+	limit int
 }
 
 type queued struct {
@@ -416,16 +419,34 @@ type queued struct {
 	at int64
 }
 
-// init sizes the queue; capacity 0 means exchanges never wait (503 at once
-// when no connection can take them).
+// init bounds the queue; capacity 0 means exchanges never wait (503 at
+// once when no connection can take them).
 func (q *queue) init(capacity int) {
-	q.items = make([]queued, max(capacity, 0))
+	q.limit = max(capacity, 0)
+	q.items = make([]queued, min(q.limit, 16))
 }
 
 func (q *queue) len() int { return q.n }
 
+// room makes space for one more exchange, growing the ring within its
+// bound; false when the queue is full.
+func (q *queue) room() bool {
+	if q.n < len(q.items) {
+		return true
+	}
+	if len(q.items) >= q.limit {
+		return false
+	}
+	grown := make([]queued, min(max(2*len(q.items), 16), q.limit))
+	for i := range q.n {
+		grown[i] = q.items[(q.head+i)%len(q.items)]
+	}
+	q.items, q.head = grown, 0
+	return true
+}
+
 func (q *queue) push(x Exchange, now int64) bool {
-	if q.n == len(q.items) {
+	if !q.room() {
 		return false
 	}
 	q.items[(q.head+q.n)%len(q.items)] = queued{x, now}
@@ -434,7 +455,7 @@ func (q *queue) push(x Exchange, now int64) bool {
 }
 
 func (q *queue) pushFront(x Exchange, now int64) bool {
-	if q.n == len(q.items) {
+	if !q.room() {
 		return false
 	}
 	q.head = (q.head - 1 + len(q.items)) % len(q.items)

@@ -52,3 +52,41 @@ func TestQueueZeroCapacity(t *testing.T) {
 		t.Fatal("a zero-capacity queue took an exchange")
 	}
 }
+
+// The ring grows as a burst needs it, keeps FIFO order across the growth
+// (also when the ring has wrapped), and stops at its bound.
+func TestQueueGrowsToItsBound(t *testing.T) {
+	var q queue
+	const limit = 100
+	q.init(limit)
+	if len(q.items) > 16 {
+		t.Fatalf("a fresh queue holds %d slots, want at most 16", len(q.items))
+	}
+	next, want := 0, 0
+	// Wrap the small ring first: push 10, pop 8.
+	for range 10 {
+		q.push(&fakeExchange{next}, int64(next))
+		next++
+	}
+	for range 8 {
+		if got := q.pop().(*fakeExchange).id; got != want {
+			t.Fatalf("pop %d, want %d", got, want)
+		}
+		want++
+	}
+	for q.len() < limit {
+		if !q.push(&fakeExchange{next}, int64(next)) {
+			t.Fatalf("push refused at %d of %d", q.len(), limit)
+		}
+		next++
+	}
+	if q.push(&fakeExchange{next}, 0) || len(q.items) != limit {
+		t.Fatalf("grew past its bound: %d slots", len(q.items))
+	}
+	for q.len() > 0 {
+		if got := q.pop().(*fakeExchange).id; got != want {
+			t.Fatalf("pop %d, want %d", got, want)
+		}
+		want++
+	}
+}

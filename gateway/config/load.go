@@ -183,7 +183,7 @@ func defaults() *Config {
 		Backend: Backend{
 			ConnsPerLoop:    2,
 			MaxPipeline:     16,
-			MaxQueue:        1024,
+			MaxQueue:        16384,
 			ConnectTimeout:  Duration(3 * time.Second),
 			ResponseTimeout: Duration(60 * time.Second),
 			QueueTimeout:    Duration(10 * time.Second),
