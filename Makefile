@@ -44,7 +44,7 @@ bench: build
 # give the proxies CPU 1 and the load CPU 0, '--tls-groups x25519' for
 # handshakes like for like with an OpenSSL 3.0 peer.
 PEERS     ?= nginx,haproxy
-PEERSCENARIOS ?= keepalive-get,keepalive-get-16k,pipelined-get,many-clients,tls-keepalive-get,tls-handshake-full,tls-handshake-resumed,idle-conns,idle-conns-tls
+PEERSCENARIOS ?= keepalive-get,keepalive-get-16k,pipelined-get,many-clients,many-clients-10k,tls-keepalive-get,tls-handshake-full,tls-handshake-resumed,idle-conns,idle-conns-tls
 PEERSJSON ?= bin/bench-peers.json
 bench-peers: build
 	./scripts/install-peers.sh
@@ -63,6 +63,7 @@ fuzz:
 	$(GO) test ./l7/ -run '^$$' -fuzz '^FuzzScanRequestHead$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./l7/ -run '^$$' -fuzz '^FuzzChunkedDecoder$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./l7/ -run '^$$' -fuzz '^FuzzScanVsFasthttp$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./l7/ -run '^$$' -fuzz '^FuzzPlainResponseVsFasthttp$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./auth/ -run '^$$' -fuzz '^FuzzParseBasic$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./auth/ -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./l4/proxyproto/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
