@@ -1,5 +1,10 @@
 package l7
 
+import (
+	"bytes"
+	"encoding/binary"
+)
+
 // The fast path for response heads. Most responses a mailbox server sends
 // are plain: HTTP/1.1, CRLF line ends, one Content-Length, no hop-by-hop
 // field. For those the gateway relays the server's head as it is (its
@@ -44,17 +49,11 @@ func scanPlainResponse(head []byte) (r plainResponse, ok bool) {
 	}
 	r.status = int(d0-'0')*100 + int(d1-'0')*10 + int(d2-'0')
 	r.contentLength = -1
-	i := 13
 	// reason-phrase = *( HTAB / SP / VCHAR / obs-text )
-	for ; i < len(head) && head[i] != '\r'; i++ {
-		if c := head[i]; c < ' ' && c != '\t' || c == 0x7f {
-			return r, false
-		}
-	}
-	if i+1 >= len(head) || head[i+1] != '\n' {
+	i, ok := lineEnd(head, 13)
+	if !ok {
 		return r, false
 	}
-	i += 2
 	for {
 		if i+1 < len(head) && head[i] == '\r' && head[i+1] == '\n' {
 			r.fieldsEnd = i
@@ -71,16 +70,10 @@ func scanPlainResponse(head []byte) (r plainResponse, ok bool) {
 		name := head[nameStart:i]
 		i++
 		valueStart := i
-		for ; i < len(head) && head[i] != '\r'; i++ {
-			if c := head[i]; c < ' ' && c != '\t' || c == 0x7f {
-				return r, false // includes a bare LF
-			}
-		}
-		if i+1 >= len(head) || head[i+1] != '\n' {
+		if i, ok = lineEnd(head, i); !ok {
 			return r, false
 		}
-		value := trimOWS(head[valueStart:i])
-		i += 2
+		value := trimOWS(head[valueStart : i-2])
 		switch {
 		case isResponseHopField(name):
 			return r, false
@@ -104,4 +97,49 @@ func scanPlainResponse(head []byte) (r plainResponse, ok bool) {
 		return r, false
 	}
 	return r, true
+}
+
+// lineEnd finds the CRLF ending the line that starts at from and returns
+// the index after it. ok is false when the line has a control character
+// other than HTAB (a bare CR or LF among them) or no CRLF end: field
+// values and the reason phrase allow HTAB, SP, VCHAR and obs-text only
+// (RFC 9110 5.5, RFC 9112 4).
+func lineEnd(head []byte, from int) (next int, ok bool) {
+	cr := bytes.IndexByte(head[from:], '\r')
+	if cr < 0 {
+		return 0, false
+	}
+	cr += from
+	if cr+1 >= len(head) || head[cr+1] != '\n' || !plainText(head[from:cr]) {
+		return 0, false
+	}
+	return cr + 2, true
+}
+
+// plainText reports whether b has no control character but HTAB. It tests
+// eight bytes at a time (a header line is mostly long values) and looks at
+// single bytes only in a word that has a byte below 0x20 or a DEL.
+func plainText(b []byte) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	for len(b) >= 8 {
+		w := binary.LittleEndian.Uint64(b)
+		// A byte below 0x20: (w - 0x20...) borrows into its high bit
+		// where the byte's own high bit is clear. A DEL: w ^ 0x7f...
+		// has a zero byte.
+		d := w ^ (0x7f * ones)
+		if ((w-0x20*ones)&^w|(d-ones)&^d)&highs != 0 && !plainBytes(b[:8]) {
+			return false
+		}
+		b = b[8:]
+	}
+	return plainBytes(b)
+}
+
+func plainBytes(b []byte) bool {
+	for _, c := range b {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }

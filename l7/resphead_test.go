@@ -121,3 +121,62 @@ func relayedFields(t *testing.T, head []byte) string {
 	// one; clients ignore it (RFC 9112 4).
 	return strconv.Itoa(resp.StatusCode) + "\n" + strings.Join(lines, "\n")
 }
+
+// plainText's word-at-a-time test must agree with the byte-by-byte one:
+// every byte value at every position of slices of every length up to 24,
+// over a background of printable, tab and obs-text bytes.
+func TestPlainTextMatchesBytewise(t *testing.T) {
+	backgrounds := []byte{'a', '\t', ' ', 0x80, 0xff, '~'}
+	for n := 0; n <= 24; n++ {
+		for _, bg := range backgrounds {
+			b := bytes.Repeat([]byte{bg}, n)
+			if got, want := plainText(b), plainBytes(b); got != want {
+				t.Fatalf("plainText(%q) = %v, want %v", b, got, want)
+			}
+			for pos := 0; pos < n; pos++ {
+				for c := 0; c < 256; c++ {
+					b[pos] = byte(c)
+					if got, want := plainText(b), plainBytes(b); got != want {
+						t.Fatalf("plainText(%q) = %v, want %v", b, got, want)
+					}
+				}
+				b[pos] = bg
+			}
+		}
+	}
+}
+
+// mailboxdResponse is the head of a bench answer through mailboxd.
+var mailboxdResponse = []byte("HTTP/1.1 200 OK\r\nServer: mailboxd\r\nDate: Thu, 26 Nov 2026 03:33:25 GMT\r\n" +
+	"Content-Type: application/octet-stream\r\nContent-Length: 100\r\nX-Mailboxd-Server: mbx1\r\n" +
+	"X-Content-Type-Options: nosniff\r\nX-Frame-Options: SAMEORIGIN\r\nReferrer-Policy: no-referrer\r\n" +
+	"X-Mailboxd-Seq: 123456\r\nCache-Control: private, max-age=0\r\n" +
+	"X-Request-Id: 2f0c6d3e-6b6e-4f5e-9a53-3f8f1e1c9b7a\r\n\r\n")
+
+func BenchmarkScanPlainResponse(b *testing.B) {
+	b.ReportAllocs()
+	b.SetBytes(int64(len(mailboxdResponse)))
+	for b.Loop() {
+		if _, ok := scanPlainResponse(mailboxdResponse); !ok {
+			b.Fatal("not plain")
+		}
+	}
+}
+
+// BenchmarkFasthttpResponseParse is the general path's parse of the same
+// head, for comparison.
+func BenchmarkFasthttpResponseParse(b *testing.B) {
+	b.ReportAllocs()
+	b.SetBytes(int64(len(mailboxdResponse)))
+	var resp fasthttp.ResponseHeader
+	var rd bytes.Reader
+	br := bufio.NewReader(&rd)
+	for b.Loop() {
+		resp.Reset()
+		rd.Reset(mailboxdResponse)
+		br.Reset(&rd)
+		if err := resp.Read(br); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
