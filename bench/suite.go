@@ -212,6 +212,10 @@ type suiteOptions struct {
 	idleConns            int
 	idleHold, idleSettle time.Duration
 	identityAlg          identity.Alg
+	// loadgens are the external load generators --loadgen names,
+	// loadgenAuto adds every one installed (see external.go).
+	loadgens    []string
+	loadgenAuto bool
 }
 
 // Main is `frontdoor bench`: args are the arguments after "bench". It
@@ -225,7 +229,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		o                             suiteOptions
 		scenarioList, targets, source string
 		peers, tlsGroups              string
-		identityAlg                   string
+		identityAlg, loadgen          string
 		list                          bool
 	)
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured duration of each run")
@@ -247,6 +251,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.idleHold, "idle-hold", 2*time.Second, "how long the idle-conns scenarios hold the connections before sampling the gateway's RSS")
 	fs.DurationVar(&o.idleSettle, "idle-settle", 15*time.Second, "after --idle-hold, how much longer the idle-conns scenarios wait for the gateway's\nmemory trimmer to act (it trims about a second after the last handshake); 0 = not at all")
 	fs.StringVar(&identityAlg, "identity-alg", "ed25519", "signature `ALGORITHM` of the identity key the auth-* scenarios generate: ed25519 or ml-dsa-44")
+	fs.StringVar(&loadgen, "loadgen", "auto", "load generators: builtin (always run: the reference), wrk, h2load, or auto (builtin\n"+
+		"plus wrk and h2load if installed); the keep-alive scenarios get an extra row per tool and target")
 	fs.BoolVar(&list, "list", false, "list the scenarios and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: frontdoor bench [flags]\n\n"+
@@ -322,6 +328,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if o.tlsGroups, err = parseTLSGroups(tlsGroups); err != nil {
 		return usage("--tls-groups: %v", err)
 	}
+	if o.loadgens, o.loadgenAuto, err = parseLoadgen(loadgen); err != nil {
+		return usage("--loadgen: %v", err)
+	}
 	if o.pin && o.cpuPin {
 		return usage("--pin and --cpu-pin exclude each other")
 	}
@@ -381,6 +390,8 @@ type Report struct {
 	// Peers describes the established proxies measured side by side with
 	// the gateway (--peers): version, OpenSSL, TLS groups, command line.
 	Peers []PeerInfo `json:"peers,omitempty"`
+	// Loadgens are the external load generators used (--loadgen).
+	Loadgens []LoadgenInfo `json:"loadgens,omitempty"`
 	// Ratios divide the gateway's figures by each peer's, per scenario.
 	Ratios []Ratio `json:"ratios,omitempty"`
 	// Skipped says which scenarios a target could not run, and why.
@@ -408,7 +419,13 @@ type RunReport struct {
 	// Target is "direct" (mailboxd), "gateway", or a peer ("nginx",
 	// "haproxy"). On a peer's row the gateway_* figures are the peer's,
 	// summed over its process tree (nginx's master and workers).
-	Target            string      `json:"target"`
+	Target string `json:"target"`
+	// Loadgen names the external load generator of the row ("wrk",
+	// "h2load"); empty for the built-in one. LoadgenCommand is its
+	// command line, LatencyNote says which latency figures it gave.
+	Loadgen           string      `json:"loadgen,omitempty"`
+	LoadgenCommand    string      `json:"loadgen_command,omitempty"`
+	LatencyNote       string      `json:"latency_note,omitempty"`
 	Conns             int         `json:"conns"`
 	Pipeline          int         `json:"pipeline"`
 	RequestsPerConn   int         `json:"requests_per_conn,omitempty"`
@@ -578,7 +595,9 @@ type suite struct {
 	// peerInfo describes every selected peer.
 	peer     *peerProc
 	peerInfo map[string]*PeerInfo
-	report   Report
+	// ext holds the external load generators found (external.go).
+	ext    *externalState
+	report Report
 }
 
 // backend is a mailboxd child.
@@ -742,6 +761,10 @@ func runSuite(ctx context.Context, o suiteOptions, stdout, stderr io.Writer) (co
 			} else if ctx.Err() == nil { // an interrupted run's numbers are not comparable
 				s.report.Results = append(s.report.Results, *rr)
 				if rr.Requests == 0 {
+					code = 1
+				}
+				// The same load from wrk/h2load (--loadgen), rows of their own.
+				if rr.Error == "" && !s.measureExternal(ctx, sc, target) {
 					code = 1
 				}
 			}
@@ -1728,6 +1751,9 @@ func writeTable(w io.Writer, r *Report) {
 		if rr.NoAuthCeiling {
 			target = "direct (no auth)"
 		}
+		if rr.Loadgen != "" {
+			target += " [" + rr.Loadgen + "]"
+		}
 		authRows = authRows || rr.Auth != ""
 		loginRows = loginRows || rr.Auth == AuthLogin.String()
 		if rr.Error != "" {
@@ -1741,7 +1767,7 @@ func writeTable(w io.Writer, r *Report) {
 			continue
 		}
 		hs := "-"
-		if rr.TLS {
+		if rr.TLS && rr.Loadgen == "" {
 			hs = fmt.Sprintf("%.0f", rr.HandshakesPerSecond)
 		}
 		if rr.Idle != nil {
@@ -1843,6 +1869,7 @@ func writeTable(w io.Writer, r *Report) {
 		}
 	}
 	notes = append(notes, r.Skipped...)
+	notes = append(notes, externalNotes(r)...)
 
 	if plainCeiling {
 		notes = append(notes, "direct (no TLS): mailboxd has no TLS, so the ceiling of a tls-* scenario is the same load in plaintext straight to mailboxd")
