@@ -244,8 +244,12 @@ func (s *suite) measureExternalTool(ctx context.Context, sc Scenario, target str
 		Conns: opts.Conns, Header: opts.Request.Header, Timeout: 10 * time.Second,
 		NoFile: nofileHardLimit(),
 	}
-	fmt.Fprintf(s.stderr, "running %s -> %s [%s]: %d conns, %v (+%v warm-up): %s\n", sc.Name, target, tool.Name,
-		run.Conns, run.measuredDuration(s.o.duration), run.measuredDuration(s.o.warmup), shellJoin(run.argv(s.o.duration, "")))
+	warm := ""
+	if s.o.warmup > 0 {
+		warm = fmt.Sprintf(" (+%v warm-up)", run.measuredDuration(s.o.warmup))
+	}
+	fmt.Fprintf(s.stderr, "running %s -> %s [%s]: %d conns, %v%s: %s\n", sc.Name, target, tool.Name,
+		run.Conns, run.measuredDuration(s.o.duration), warm, shellJoin(run.argv(s.o.duration, "")))
 
 	if s.o.warmup > 0 {
 		if _, _, err := s.runTool(ctx, run, s.o.warmup, ""); err != nil {
@@ -448,8 +452,8 @@ func (r externalRun) argv(d time.Duration, logFile string) []string {
 
 // externalResult is what a tool printed, in the suite's terms.
 type externalResult struct {
-	// Requests counts successful requests (status below 500 for h2load;
-	// 2xx and 3xx for wrk, which does not tell the others apart).
+	// Requests counts successful requests: complete 2xx and 3xx
+	// responses (wrk does not tell the other statuses apart).
 	Requests int64
 	Elapsed  time.Duration
 	Latency  LatencyUS
@@ -483,7 +487,7 @@ func parseToolDuration(s string) (time.Duration, error) {
 			if err != nil || math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
 				return 0, fmt.Errorf("bad duration %q", s)
 			}
-			return time.Duration(v * u.unit), nil
+			return time.Duration(math.Round(v * u.unit)), nil
 		}
 	}
 	return 0, fmt.Errorf("bad duration %q", s)
@@ -600,10 +604,13 @@ func parseWrk(out []byte) (*externalResult, error) {
 //	time for request:       18us     85.25ms       224us      1.36ms    98.96%
 //
 // and, over TLS, "TLS Protocol: TLSv1.3", "Cipher: ..." and "Server Temp
-// Key: X25519 253 bits" before it. Requests below 500 are successes, as
-// for the built-in generator; 5xx are status errors, errored requests
-// (connection failures) read errors, of which timeouts are counted apart.
-// Latency is mean and max here; parseH2loadLog gives percentiles.
+// Key: X25519 253 bits" before it. Successes are h2load's "succeeded":
+// complete 2xx and 3xx responses (as for wrk; the built-in generator also
+// counts 4xx). Complete responses of other status are status errors,
+// errored requests (connection failures) read errors, of which timeouts
+// are counted apart. StatusClasses are h2load's status codes line, which
+// counts status lines received, complete responses or not. Latency is
+// mean and max here; parseH2loadLog gives percentiles.
 func parseH2load(out []byte) (*externalResult, error) {
 	r := &externalResult{StatusClasses: map[string]int64{}}
 	var proto, cipher, key string
@@ -627,8 +634,12 @@ func parseH2load(out []byte) (*externalResult, error) {
 			if err != nil {
 				return nil, fmt.Errorf("h2load: %v in %q", err, line)
 			}
+			// succeeded: complete 2xx and 3xx responses; failed: the
+			// other complete ones plus errored, which includes timeout.
+			r.Requests = counts["succeeded"]
 			r.Errors.Timeout = counts["timeout"]
 			r.Errors.Read = max(counts["errored"]-counts["timeout"], 0)
+			r.Errors.Status = max(counts["failed"]-counts["errored"], 0)
 			haveReq = true
 		case strings.HasPrefix(line, "status codes:"):
 			counts, err := h2loadCounts(strings.TrimPrefix(line, "status codes:"))
@@ -640,8 +651,6 @@ func parseH2load(out []byte) (*externalResult, error) {
 					r.StatusClasses[class] = n
 				}
 			}
-			r.Requests = counts["2xx"] + counts["3xx"] + counts["4xx"]
-			r.Errors.Status = counts["5xx"]
 			haveStatus = true
 		case strings.HasPrefix(line, "time for request:"):
 			f := strings.Fields(strings.TrimPrefix(line, "time for request:"))
@@ -692,7 +701,8 @@ func h2loadCounts(s string) (map[string]int64, error) {
 // parseH2loadLog reads h2load's --log-file, one line per request:
 // "start time (us since the epoch) TAB status TAB duration (us)", and
 // returns a histogram of the durations of the requests that succeeded
-// (status 100-499; a failed request is logged with status -1). Later
+// (2xx and 3xx, as h2load's "succeeded"; a failed request is logged with
+// status -1). Later
 // columns, which h2load says it may add, are ignored.
 func parseH2loadLog(r io.Reader) (*Histogram, error) {
 	h := NewHistogram()
@@ -713,7 +723,7 @@ func parseH2loadLog(r io.Reader) (*Histogram, error) {
 		if err1 != nil || err2 != nil {
 			return nil, fmt.Errorf("line %d: %q: not numbers", n, line)
 		}
-		if status >= 100 && status < 500 && us >= 0 {
+		if status >= 200 && status < 400 && us >= 0 {
 			h.Record(time.Duration(us) * time.Microsecond)
 		}
 	}
@@ -757,7 +767,7 @@ func externalNotes(r *Report) []string {
 			"non-2xx/3xx responses and socket errors are ERRORS")
 	}
 	if used[loadgenH2load] {
-		notes = append(notes, "[h2load]: percentiles from its per-request --log-file; 5xx responses and failed requests are ERRORS")
+		notes = append(notes, "[h2load]: percentiles from its per-request --log-file; non-2xx/3xx responses and failed requests are ERRORS")
 	}
 	return notes
 }

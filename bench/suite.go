@@ -1800,7 +1800,7 @@ func writeTable(w io.Writer, r *Report) {
 			notes = append(notes, fmt.Sprintf("%s/%s errors: %s", rr.Scenario, rr.Target, rr.Errors))
 		}
 		for class, n := range rr.StatusClasses {
-			if class != "2xx" && class != "5xx" && n > 0 {
+			if class != "2xx" && class != "5xx" && n > 0 && rr.Loadgen == "" { // wrk, h2load count them as errors
 				notes = append(notes, fmt.Sprintf("%s/%s: %d %s responses (counted as successes; check routing)", rr.Scenario, rr.Target, n, class))
 			}
 		}
