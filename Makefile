@@ -39,7 +39,9 @@ bench: build
 # The same suite side by side with nginx and haproxy (installed from Debian
 # when missing; their services are kept from starting), each configured from
 # bench/peers/ in front of the same mailboxd; prints frontdoor's ratio to
-# each. The scenarios the peers can run; about 7 minutes on 2 cores.
+# each. The scenarios the peers can run; about 7 minutes on 2 cores, about 12
+# with wrk and h2load, which the script installs if it can and --loadgen auto
+# (the default) adds rows for (BENCHFLAGS='--loadgen builtin': none).
 # JSON of every row and ratio in $(PEERSJSON). Add BENCHFLAGS='--pin' to
 # give the proxies CPU 1 and the load CPU 0, '--tls-groups x25519' for
 # handshakes like for like with an OpenSSL 3.0 peer.

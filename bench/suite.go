@@ -251,13 +251,15 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.idleHold, "idle-hold", 2*time.Second, "how long the idle-conns scenarios hold the connections before sampling the gateway's RSS")
 	fs.DurationVar(&o.idleSettle, "idle-settle", 15*time.Second, "after --idle-hold, how much longer the idle-conns scenarios wait for the gateway's\nmemory trimmer to act (it trims about a second after the last handshake); 0 = not at all")
 	fs.StringVar(&identityAlg, "identity-alg", "ed25519", "signature `ALGORITHM` of the identity key the auth-* scenarios generate: ed25519 or ml-dsa-44")
-	fs.StringVar(&loadgen, "loadgen", "auto", "load generators: builtin (always run: the reference), wrk, h2load, or auto (builtin\n"+
-		"plus wrk and h2load if installed); the keep-alive scenarios get an extra row per tool and target")
+	fs.StringVar(&loadgen, "loadgen", "auto", "comma-separated load generators: builtin (always runs: the reference), wrk, h2load,\n"+
+		"or auto (builtin plus whichever of wrk and h2load is on PATH). The keep-alive scenarios get\n"+
+		"a row per tool and target, e.g. \"gateway [wrk]\", with PROXY CPU/REQ from /proc as for the builtin rows")
 	fs.BoolVar(&list, "list", false, "list the scenarios and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: frontdoor bench [flags]\n\n"+
 			"Starts `frontdoor mailboxd` and `frontdoor run` as child processes on loopback and\n"+
-			"runs each scenario directly against mailboxd and through the gateway.\n"+
+			"runs each scenario directly against mailboxd and through the gateway, with the built-in\n"+
+			"load generator and, for the keep-alive scenarios, wrk and h2load when installed (--loadgen).\n"+
 			"The table goes to stdout, progress and child output to stderr.\n\nflags:\n")
 		fs.PrintDefaults()
 	}
