@@ -146,6 +146,9 @@ func toolVersion(name, bin string) string {
 	defer cancel()
 	out, _ := exec.CommandContext(ctx, bin, arg).CombinedOutput()
 	line := firstLine(string(out))
+	if !strings.HasPrefix(line, name+" ") {
+		return "" // not a version line
+	}
 	if i := strings.Index(line, " Copyright"); i > 0 {
 		line = line[:i]
 	}
@@ -249,7 +252,7 @@ func (s *suite) measureExternalTool(ctx context.Context, sc Scenario, target str
 		warm = fmt.Sprintf(" (+%v warm-up)", run.measuredDuration(s.o.warmup))
 	}
 	fmt.Fprintf(s.stderr, "running %s -> %s [%s]: %d conns, %v%s: %s\n", sc.Name, target, tool.Name,
-		run.Conns, run.measuredDuration(s.o.duration), warm, shellJoin(run.argv(s.o.duration, "")))
+		run.Conns, run.measuredDuration(s.o.duration), warm, shellJoin(s.toolArgv(run, s.o.duration, "")))
 
 	if s.o.warmup > 0 {
 		if _, _, err := s.runTool(ctx, run, s.o.warmup, ""); err != nil {
@@ -304,7 +307,7 @@ func (s *suite) measureExternalTool(ctx context.Context, sc Scenario, target str
 		Scenario:          sc.Name,
 		Target:            target,
 		Loadgen:           tool.Name,
-		LoadgenCommand:    shellJoin(run.argv(s.o.duration, logFile)),
+		LoadgenCommand:    shellJoin(s.toolArgv(run, s.o.duration, logFile)),
 		Conns:             opts.Conns,
 		Pipeline:          1,
 		ElapsedSeconds:    res.Elapsed.Seconds(),
@@ -357,7 +360,7 @@ func (s *suite) measureExternalTool(ctx context.Context, sc Scenario, target str
 // runTool runs the tool for d and returns its standard output and the CPU
 // time it used (user + system, from its rusage).
 func (s *suite) runTool(ctx context.Context, run externalRun, d time.Duration, logFile string) ([]byte, time.Duration, error) {
-	argv := s.pinArgv(pinLoadCPU, run.argv(d, logFile))
+	argv := s.toolArgv(run, d, logFile)
 	// The tool gets its whole duration, the time to open its connections
 	// and to drain, and a margin.
 	ctx, cancel := context.WithTimeout(ctx, run.measuredDuration(d)+run.Timeout+30*time.Second)
@@ -385,6 +388,11 @@ func (s *suite) runTool(ctx context.Context, run externalRun, d time.Duration, l
 		return nil, 0, fmt.Errorf("%s: %v: %s", run.Tool, err, msg)
 	}
 	return stdout.Bytes(), cpu, nil
+}
+
+// toolArgv is run's command line for d, on the load CPU with --pin.
+func (s *suite) toolArgv(run externalRun, d time.Duration, logFile string) []string {
+	return s.pinArgv(pinLoadCPU, run.argv(d, logFile))
 }
 
 // externalRun is one external tool's invocation, but for its duration.
@@ -761,7 +769,7 @@ func externalNotes(r *Report) []string {
 	notes = append([]string{"external load generators: " + strings.Join(tools, ", ") + "; " + strings.Join(labels, " and ") +
 		" rows: the same scenario, target, connections and duration driven by that tool (one thread, after a warm-up of its own, " +
 		"on the load CPU with --pin), CPU/REQ from /proc around its run as for the built-in rows; the built-in rows stay the reference " +
-		"(the same client for every target and scenario, its own CPU accounted)"}, notes...)
+		"(the same client for every target and every scenario)"}, notes...)
 	if used[loadgenWrk] {
 		notes = append(notes, "[wrk]: P50 and P99 from its --latency distribution (no P99.9); durations are whole seconds; "+
 			"non-2xx/3xx responses and socket errors are ERRORS")

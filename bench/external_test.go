@@ -462,3 +462,39 @@ func TestSuiteLoadgenMissing(t *testing.T) {
 		t.Errorf("stderr:\n%s", stderr.String())
 	}
 }
+
+// TestSuiteLoadgenFails: a tool that fails gives a NOT MEASURED row with
+// its message, and exit status 1; the other rows are still measured.
+func TestSuiteLoadgenFails(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts child processes")
+	}
+	dir := t.TempDir()
+	fake := dir + "/wrk"
+	if err := os.WriteFile(fake, []byte("#!/bin/sh\necho 'unable to connect to 127.0.0.1:1 Connection refused'\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	defer func(f func(string) (string, error)) { lookPath = f }(lookPath)
+	lookPath = func(name string) (string, error) {
+		if name == "wrk" {
+			return fake, nil
+		}
+		return "", errors.New("not found")
+	}
+	t.Setenv(fakeEnv, "1")
+	o := testSuiteOptions(t, "keepalive-get")
+	o.loadgens = []string{"wrk"}
+	var stdout, stderr bytes.Buffer
+	if code := runSuite(context.Background(), o, &stdout, &stderr); code != 1 {
+		t.Errorf("exit code %d, want 1", code)
+	}
+	out := stdout.String()
+	for _, s := range []string{"direct [wrk]   NOT MEASURED", "gateway [wrk]  NOT MEASURED", "keepalive-get/gateway: [wrk] warm-up: wrk: exit status 1: unable to connect", "external load generators: -;"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("table lacks %q:\n%s", s, out)
+		}
+	}
+	if !strings.Contains(out, "keepalive-get  gateway  ") {
+		t.Errorf("built-in gateway row missing:\n%s", out)
+	}
+}
