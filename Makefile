@@ -39,7 +39,7 @@ bench: build
 # The same suite side by side with nginx and haproxy (installed from Debian
 # when missing; their services are kept from starting), each configured from
 # bench/peers/ in front of the same mailboxd; prints frontdoor's ratio to
-# each. The scenarios the peers can run; about 7 minutes on 2 cores, about 12
+# each. The scenarios the peers can run; about 7 minutes on 2 cores, about 13
 # with wrk and h2load, which the script installs if it can and --loadgen auto
 # (the default) adds rows for (BENCHFLAGS='--loadgen builtin': none).
 # JSON of every row and ratio in $(PEERSJSON). Add BENCHFLAGS='--pin' to
