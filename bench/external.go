@@ -261,11 +261,7 @@ func (s *suite) measureExternalTool(ctx context.Context, sc Scenario, target str
 	}
 	sleepCtx(ctx, 100*time.Millisecond)
 
-	px := s.proxyFor(target)
-	proxySample := func() (ProcSample, error) { return ProcSample{}, errors.New("no proxy") }
-	if px != nil {
-		proxySample = px.sample
-	}
+	px, proxySample := s.proxySampler(target)
 	mbx := s.mbx
 	logFile := ""
 	if tool.Name == loadgenH2load {
@@ -326,33 +322,13 @@ func (s *suite) measureExternalTool(ctx context.Context, sc Scenario, target str
 	} else if tool.Name == loadgenWrk {
 		rr.LatencyNote = "p50 and p99 from wrk --latency"
 	}
-	perN := func(i int, n int64) *float64 {
-		if before[i].err != nil || after[i].err != nil {
-			return nil
-		}
-		v := CPUPerRequest(before[i].ProcSample, after[i].ProcSample, n)
-		return &v
-	}
-	if px != nil {
-		rr.GatewayCPUPerRequestUS = perN(0, res.Requests)
-		if after[0].err == nil {
-			rss := after[0].RSS
-			rr.GatewayRSSBytes = &rss
-		}
-	}
-	rr.MailboxdCPUPerRequestUS = perN(1, res.Requests)
+	rr.setProcFigures(before, after, px != nil, res.Requests)
 	if res.Requests > 0 {
 		v := float64(toolCPU.Nanoseconds()) / 1e3 / float64(res.Requests)
 		rr.LoadgenCPUPerRequestUS = &v
 	}
 	if statsErr == nil {
-		base := int64(0)
-		if px != nil {
-			base = px.baseOpen
-		}
-		open := max(statsAfter.ConnectionsOpen-mbx.probeOpen-base, 0)
-		created := max(statsAfter.ConnectionsAccepted-statsBefore.ConnectionsAccepted-mbx.probeAccepted, 0)
-		rr.BackendConnectionsOpen, rr.BackendConnectionsNew = &open, &created
+		rr.setBackendConns(statsBefore, statsAfter, mbx, px)
 	}
 	return rr, nil
 }

@@ -1182,11 +1182,7 @@ func (s *suite) measure(ctx context.Context, sc Scenario, target string) (*RunRe
 	// it is not billed to the measured run.
 	sleepCtx(ctx, 100*time.Millisecond)
 
-	px := s.proxyFor(target)
-	proxySample := func() (ProcSample, error) { return ProcSample{}, errors.New("no proxy") }
-	if px != nil {
-		proxySample = px.sample
-	}
+	px, proxySample := s.proxySampler(target)
 	mbx := s.mbx
 	authStats := target == "gateway" && sc.Auth != AuthNone && s.gwAdminAddr != ""
 	var authBefore map[string]int64
@@ -1253,30 +1249,11 @@ func (s *suite) measure(ctx context.Context, sc Scenario, target string) (*RunRe
 			rr.StatusClasses[strconv.Itoa(class)+"xx"] = n
 		}
 	}
-	perN := func(i int, n int64) *float64 {
-		if before[i].err != nil || after[i].err != nil {
-			return nil
-		}
-		v := CPUPerRequest(before[i].ProcSample, after[i].ProcSample, n)
-		return &v
-	}
-	if px != nil {
-		rr.GatewayCPUPerRequestUS = perN(0, res.Requests)
-		if after[0].err == nil {
-			rss := after[0].RSS
-			rr.GatewayRSSBytes = &rss
-		}
-	}
-	rr.MailboxdCPUPerRequestUS = perN(1, res.Requests)
+	perN := func(i int, n int64) *float64 { return cpuPer(before, after, i, n) }
+	rr.setProcFigures(before, after, px != nil, res.Requests)
 	rr.LoadgenCPUPerRequestUS = perN(2, res.Requests)
 	if statsErr == nil {
-		base := int64(0)
-		if px != nil {
-			base = px.baseOpen
-		}
-		open := max(statsAfter.ConnectionsOpen-mbx.probeOpen-base, 0)
-		created := max(statsAfter.ConnectionsAccepted-statsBefore.ConnectionsAccepted-mbx.probeAccepted, 0)
-		rr.BackendConnectionsOpen, rr.BackendConnectionsNew = &open, &created
+		rr.setBackendConns(statsBefore, statsAfter, mbx, px)
 	}
 	if opts.TLS != nil {
 		rr.Handshakes, rr.HandshakesResumed = res.Handshakes, res.Resumed
@@ -1289,6 +1266,52 @@ func (s *suite) measure(ctx context.Context, sc Scenario, target string) (*RunRe
 		}
 	}
 	return rr, nil
+}
+
+// proxySampler returns the proxy under test for target (nil for direct)
+// and the sampler of its processes, which fails when there is none.
+func (s *suite) proxySampler(target string) (*proxyUnder, func() (ProcSample, error)) {
+	px := s.proxyFor(target)
+	if px == nil {
+		return nil, func() (ProcSample, error) { return ProcSample{}, errors.New("no proxy") }
+	}
+	return px, px.sample
+}
+
+// cpuPer is the CPU per event (request, handshake) of process sample i
+// over a run, or nil when either sample failed.
+func cpuPer(before, after []procSampleErr, i int, n int64) *float64 {
+	if before[i].err != nil || after[i].err != nil {
+		return nil
+	}
+	v := CPUPerRequest(before[i].ProcSample, after[i].ProcSample, n)
+	return &v
+}
+
+// setProcFigures sets the proxy's (sample 0, when proxied) and mailboxd's
+// (sample 1) CPU per request and the proxy's RSS from a run's samples.
+func (rr *RunReport) setProcFigures(before, after []procSampleErr, proxied bool, requests int64) {
+	if proxied {
+		rr.GatewayCPUPerRequestUS = cpuPer(before, after, 0, requests)
+		if after[0].err == nil {
+			rss := after[0].RSS
+			rr.GatewayRSSBytes = &rss
+		}
+	}
+	rr.MailboxdCPUPerRequestUS = cpuPer(before, after, 1, requests)
+}
+
+// setBackendConns sets the connections to mailboxd the proxy held at the
+// end of a run and opened during it, less the suite's own probes and, for
+// a peer, the connections it held before.
+func (rr *RunReport) setBackendConns(before, after mailboxdStatsJSON, mbx *backend, px *proxyUnder) {
+	base := int64(0)
+	if px != nil {
+		base = px.baseOpen
+	}
+	open := max(after.ConnectionsOpen-mbx.probeOpen-base, 0)
+	created := max(after.ConnectionsAccepted-before.ConnectionsAccepted-mbx.probeAccepted, 0)
+	rr.BackendConnectionsOpen, rr.BackendConnectionsNew = &open, &created
 }
 
 func latencyOf(h *Histogram) LatencyUS {
