@@ -52,6 +52,8 @@ type Config struct {
 	State     State      `toml:"state"`
 	Listeners []Listener `toml:"listener"`
 	Protocols []Protocol `toml:"protocol"`
+	// Mail configures the IMAP and POP3 listeners (mail.go).
+	Mail Mail `toml:"mail"`
 
 	// doc locates the keys of the file, for Line.
 	doc *tomlpos.Doc
@@ -227,6 +229,14 @@ type Listener struct {
 	// Certificates are selected by SNI; the first is the default. At least
 	// one with tls = true.
 	Certificates []Certificate `toml:"certificates"`
+
+	// Mail makes this an IMAP or POP3 listener ("imap", "pop3"; default ""
+	// for HTTP); see docs/mail.md. StartTLS offers STARTTLS/STLS on a
+	// plaintext mail listener (the TLS keys then apply to it);
+	// AllowPlaintextLogin lets clients log in before TLS there.
+	Mail                string `toml:"mail"`
+	StartTLS            bool   `toml:"starttls"`
+	AllowPlaintextLogin bool   `toml:"allow_plaintext_login"`
 
 	// ProxyProtocol says whether connections start with a PROXY protocol
 	// header (v1 or v2) naming the client a load balancer relays

@@ -131,6 +131,7 @@ func (c *Config) validate(doc *tomlpos.Doc) {
 	c.validateAuth(v)
 	c.validateProtocols(v)
 	c.validateListeners(v)
+	c.validateMail(v)
 }
 
 // authMethods are the values of a protocol's auth list.
@@ -382,7 +383,7 @@ var tlsKeys = []string{"tls_min_version", "tls_client_auth", "tls_client_ca", "h
 
 // validateListenerTLS checks the TLS keys of the listener l at path at.
 func (c *Config) validateListenerTLS(v checker, at string, l *Listener) {
-	if !l.TLS {
+	if !l.TLS && !l.StartTLS {
 		for _, k := range tlsKeys {
 			if v.Has(at + "." + k) {
 				v.Report(at+"."+k, "only with tls = true")
