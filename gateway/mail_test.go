@@ -1,0 +1,238 @@
+package gateway_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"frontdoor/directory"
+	"frontdoor/gateway/config"
+	"frontdoor/internal/gwtest"
+	"frontdoor/internal/testbed"
+)
+
+// mailBed is a gateway with IMAP and POP3 listeners in front of two
+// Dovecot instances: mbx1 on 127.0.0.2 holds DB01 (alice), mbx2 on
+// 127.0.0.3 DB02 (bob), each database with a passive copy on the other.
+type mailBed struct {
+	gw                       *gwtest.Gateway
+	mbx1, mbx2               *testbed.Dovecot
+	imap, imaps, pop3, pop3s string // the gateway's listener addresses
+	dirTOML                  string
+}
+
+func mailDirectory(db01Active string) string {
+	other := map[string]string{"mbx1": "mbx2", "mbx2": "mbx1"}
+	return `[[site]]
+name = "site-a"
+external_url = "https://mail-a.example.test"
+[[server]]
+name = "mbx1"
+address = "127.0.0.2"
+site = "site-a"
+[[server]]
+name = "mbx2"
+address = "127.0.0.3"
+site = "site-a"
+[[database]]
+name = "DB01"
+active = "` + db01Active + `"
+copies = ["` + other[db01Active] + `"]
+[[database]]
+name = "DB02"
+active = "mbx2"
+copies = ["mbx1"]
+[[user]]
+login = "alice"
+address = "alice@example.test"
+database = "DB01"
+password_hash = "` + gwtest.PasswordHash + `"
+[[user]]
+login = "bob"
+address = "bob@example.test"
+database = "DB02"
+password_hash = "` + gwtest.PasswordHash + `"
+`
+}
+
+func startMailBed(t *testing.T, extra string) *mailBed {
+	t.Helper()
+	testbed.NeedDovecot(t)
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Skip("python3 is not installed: the mail tests drive the gateway with Python's imaplib and poplib")
+	}
+	imapPort := testbed.PortFreeOn(t, "127.0.0.2", "127.0.0.3")
+	pop3Port := testbed.PortFreeOn(t, "127.0.0.2", "127.0.0.3")
+	b := &mailBed{}
+	b.mbx1 = testbed.StartDovecot(t, "mbx1", "127.0.0.2", imapPort, pop3Port)
+	b.mbx2 = testbed.StartDovecot(t, "mbx2", "127.0.0.3", imapPort, pop3Port)
+	certDir := t.TempDir()
+	cert := fmt.Sprintf("certificates = [{ cert = %q, key = %q }]\ntls_self_signed = true\n",
+		filepath.Join(certDir, "cert.pem"), filepath.Join(certDir, "key.pem"))
+	addr := func() string { return fmt.Sprintf("127.0.0.1:%d", testbed.FreePort(t, "127.0.0.1")) }
+	b.imap, b.imaps, b.pop3, b.pop3s = addr(), addr(), addr(), addr()
+	var c strings.Builder
+	fmt.Fprintf(&c, "directory = \"directory.toml\"\ngateway_id = \"gw-mail\"\n[engine]\nloops = 2\n")
+	fmt.Fprintf(&c, "[[listener]]\nname = \"imap\"\naddress = %q\nmail = \"imap\"\nstarttls = true\n%s", b.imap, cert)
+	fmt.Fprintf(&c, "[[listener]]\nname = \"imaps\"\naddress = %q\nmail = \"imap\"\ntls = true\n%s", b.imaps, cert)
+	fmt.Fprintf(&c, "[[listener]]\nname = \"pop3\"\naddress = %q\nmail = \"pop3\"\nstarttls = true\n%s", b.pop3, cert)
+	fmt.Fprintf(&c, "[[listener]]\nname = \"pop3s\"\naddress = %q\nmail = \"pop3\"\ntls = true\n%s", b.pop3s, cert)
+	c.WriteString("[[protocol]]\nname = \"owa\"\npath_prefix = \"/owa\"\nbackend_port = 1\n")
+	fmt.Fprintf(&c, "[mail]\nmaster_user = %q\nmaster_password_file = %q\nimap_backend_port = %d\npop3_backend_port = %d\nfailure_delay = \"50ms\"\n",
+		testbed.DovecotMasterUser, testbed.DovecotMasterPasswordFile(t), imapPort, pop3Port)
+	c.WriteString(extra)
+	cfg, err := config.Parse(filepath.Join(t.TempDir(), "mail.toml"), []byte(c.String()))
+	if err != nil {
+		t.Fatalf("config: %v\n%s", err, c.String())
+	}
+	b.dirTOML = mailDirectory("mbx1")
+	dir, err := directory.Parse("directory.toml", []byte(b.dirTOML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.gw = gwtest.StartWith(t, cfg, dir, b.imap, testWriter{t})
+	return b
+}
+
+// testWriter sends the gateway's log to the test's, shown on failure.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// mailClient runs testdata/mailclient.py and returns its output; it fails t
+// when the script does.
+func mailClient(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := clientCmd(t, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("mailclient %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+func clientCmd(t *testing.T, args ...string) *exec.Cmd {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	script := filepath.Join("..", "internal", "testbed", "testdata", "mailclient.py")
+	return exec.CommandContext(ctx, "python3", append([]string{script}, args...)...)
+}
+
+func hostPort(addr string) (string, string) {
+	i := strings.LastIndexByte(addr, ':')
+	return addr[:i], addr[i+1:]
+}
+
+// TestMailDovecot drives the gateway with Python's imaplib and poplib in
+// front of two real Dovecot instances: logins over STARTTLS and implicit
+// TLS, SELECT, APPEND of a 1 MiB message and FETCH of it, IDLE, logout;
+// POP3 over STLS and TLS; wrong passwords and plaintext logins refused;
+// each user lands on the server of its database.
+func TestMailDovecot(t *testing.T) {
+	b := startMailBed(t, "")
+	h, p := hostPort(b.imap)
+	out := mailClient(t, "imap-session", h, p, "starttls", "alice", gwtest.Password, "1048576")
+	if !strings.Contains(out, "ok messages=1 fetched=1048576") {
+		t.Fatalf("alice over STARTTLS: %s", out)
+	}
+	// bob's database is on mbx2: his message lands there, alice's on mbx1.
+	h, p = hostPort(b.imaps)
+	out = mailClient(t, "imap-session", h, p, "tls", "bob", gwtest.Password, "2048")
+	if !strings.Contains(out, "ok messages=1") {
+		t.Fatalf("bob over TLS: %s", out)
+	}
+	if got := [4]int{b.mbx1.Messages("alice"), b.mbx2.Messages("alice"), b.mbx1.Messages("bob"), b.mbx2.Messages("bob")}; got != [4]int{1, 0, 0, 1} {
+		t.Fatalf("messages alice@mbx1, alice@mbx2, bob@mbx1, bob@mbx2 = %v, want [1 0 0 1]", got)
+	}
+
+	h, p = hostPort(b.imap)
+	if out := mailClient(t, "imap-plain-refused", h, p, "plain", "alice", gwtest.Password); !strings.Contains(out, "PRIVACYREQUIRED") {
+		t.Errorf("plaintext LOGIN: %s", out)
+	}
+	if out := mailClient(t, "imap-login-fail", h, p, "starttls", "alice", "wrong"); !strings.Contains(out, "AUTHENTICATIONFAILED") {
+		t.Errorf("wrong password: %s", out)
+	}
+
+	h, p = hostPort(b.pop3)
+	out = mailClient(t, "pop3-session", h, p, "starttls", "alice", gwtest.Password)
+	if !strings.Contains(out, "ok messages=1") || !strings.Contains(out, "retr 1") {
+		t.Errorf("POP3 over STLS: %s", out)
+	}
+	if out := mailClient(t, "pop3-plain-refused", h, p, "plain", "alice", gwtest.Password); !strings.Contains(out, "refused") {
+		t.Errorf("POP3 USER before STLS: %s", out)
+	}
+	h, p = hostPort(b.pop3s)
+	if out := mailClient(t, "pop3-login-fail", h, p, "tls", "bob", "wrong"); !strings.Contains(out, "refused") {
+		t.Errorf("POP3 wrong password: %s", out)
+	}
+	out = mailClient(t, "pop3-session", h, p, "tls", "bob", gwtest.Password)
+	if !strings.Contains(out, "ok messages=1") {
+		t.Errorf("POP3 over TLS: %s", out)
+	}
+
+	snap := b.gw.Snapshot()
+	if snap.Mail["logins_ok"] < 4 || snap.Mail["logins_failed"] < 2 || snap.Mail["starttls"] < 3 {
+		t.Errorf("mail counters: %v", snap.Mail)
+	}
+	// Both Dovecots saw the master user log in on the users' behalf.
+	if !strings.Contains(b.mbx1.Log(), "user=<alice>") || !strings.Contains(b.mbx2.Log(), "user=<bob>") {
+		t.Errorf("dovecot logs lack the logins:\n%s\n%s", b.mbx1.Log(), b.mbx2.Log())
+	}
+}
+
+// TestMailSwitchover moves alice's database to mbx2 while she is logged
+// in: her session gets "* BYE" and her next login lands on mbx2.
+func TestMailSwitchover(t *testing.T) {
+	b := startMailBed(t, "")
+	h, p := hostPort(b.imaps)
+	cmd := clientCmd(t, "imap-hold", h, p, "tls", "alice", gwtest.Password)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(stdout)
+	line, err := r.ReadString('\n')
+	if err != nil || line != "ready\n" {
+		t.Fatalf("imap-hold: %q %v", line, err)
+	}
+	moved, err := directory.Parse("directory.toml", []byte(mailDirectory("mbx2")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What the directory's file watch does on `frontdoor directory
+	// set-active --database DB01 --server mbx2` (process.go).
+	b.gw.SetDirectory(moved)
+	var rest strings.Builder
+	for {
+		l, err := r.ReadString('\n')
+		rest.WriteString(l)
+		if err != nil {
+			break
+		}
+	}
+	_ = cmd.Wait()
+	if !strings.Contains(rest.String(), "* BYE") || !strings.Contains(rest.String(), "moved") {
+		t.Fatalf("the session on the old server did not get BYE: %q", rest.String())
+	}
+	if n := b.gw.Snapshot().Mail["failover_closed"]; n != 1 {
+		t.Errorf("failover_closed = %d, want 1", n)
+	}
+	out := mailClient(t, "imap-session", h, p, "tls", "alice", gwtest.Password, "1024")
+	if !strings.Contains(out, "ok messages=1") {
+		t.Fatalf("alice after the switchover: %s", out)
+	}
+	if b.mbx2.Messages("alice") != 1 || b.mbx1.Messages("alice") != 0 {
+		t.Fatalf("alice's message: mbx1 %d, mbx2 %d; want it on mbx2", b.mbx1.Messages("alice"), b.mbx2.Messages("alice"))
+	}
+}
