@@ -96,7 +96,8 @@ func (s *session) imapCommands() gnet.Action {
 			continue
 		}
 		if lit >= 0 {
-			if lit > cfg.MaxLiteralBytes || nonSync && lit > maxNonSyncLiteral {
+			s.cmdBytes += lit
+			if lit > cfg.MaxLiteralBytes || nonSync && lit > maxNonSyncLiteral || s.cmdBytes > cfg.MaxCommandBytes {
 				s.h.stats.Overflow.Add(1)
 				if nonSync {
 					// The literal is on its way and cannot be told from

@@ -1,0 +1,242 @@
+package mailproxy_test
+
+import (
+	"encoding/base64"
+	"strings"
+	"testing"
+	"time"
+
+	"frontdoor/mailproxy"
+)
+
+// Listener indexes of the harness.
+const (
+	lIMAP = iota
+	lIMAPS
+	lPOP3
+	lIMAPPlain
+)
+
+func TestIMAPBeforeTLS(t *testing.T) {
+	t.Parallel()
+	h := startHarness(t, false, nil)
+	c := h.dial(t, lIMAP)
+	g := c.expect("* OK [CAPABILITY IMAP4rev1 ")
+	if !strings.Contains(g, " STARTTLS") || !strings.Contains(g, " LOGINDISABLED") || strings.Contains(g, "AUTH=PLAIN") {
+		t.Fatalf("greeting before TLS: %q", g)
+	}
+	c.send("a CAPABILITY\r\n")
+	if l := c.expect("* CAPABILITY "); !strings.Contains(l, "LOGINDISABLED") {
+		t.Errorf("capability: %q", l)
+	}
+	c.expect("a OK")
+	c.send("b NOOP\r\nc SELECT INBOX\r\nd LOGIN alice password\r\n")
+	c.expect("b OK")
+	c.expect("c BAD")
+	c.expect("d NO [PRIVACYREQUIRED]")
+	c.send("e AUTHENTICATE PLAIN " + plain("", "alice", "password") + "\r\n")
+	c.expect("e NO [PRIVACYREQUIRED]")
+	c.send("f ID (\"name\" \"test\" \"version\" {3+}\r\n1.0)\r\n")
+	c.expect("* ID (")
+	c.expect("f OK")
+	c.send("+bad NOOP\r\n\r\n")
+	c.expect("* BAD")
+	c.expect("* BAD")
+	c.send("g LOGOUT\r\n")
+	if ls := c.closed(); len(ls) != 2 || !strings.HasPrefix(ls[0], "* BYE") || !strings.HasPrefix(ls[1], "g OK") {
+		t.Fatalf("logout: %q", ls)
+	}
+	if n := h.auth.calls.Load(); n != 0 {
+		t.Fatalf("credentials checked %d times before TLS", n)
+	}
+}
+
+func plain(authz, user, pass string) string {
+	return base64.StdEncoding.EncodeToString([]byte(authz + "\x00" + user + "\x00" + pass))
+}
+
+// TestIMAPStartTLSLoginRelay logs in over STARTTLS with a synchronizing
+// and a non-synchronizing literal; the backend is logged in with the
+// master user and its OK (capabilities) reaches the client under the
+// client's tag; then bytes are relayed.
+func TestIMAPStartTLSLoginRelay(t *testing.T) {
+	t.Parallel()
+	h := startHarness(t, false, nil)
+	c := h.dial(t, lIMAP)
+	c.expect("* OK")
+	c.send("a STARTTLS\r\n")
+	c.expect("a OK")
+	c.startTLS(h.roots)
+	c.send("b CAPABILITY\r\n")
+	if l := c.expect("* CAPABILITY"); strings.Contains(l, "STARTTLS") || strings.Contains(l, "LOGINDISABLED") || !strings.Contains(l, "AUTH=PLAIN") {
+		t.Errorf("capability after TLS: %q", l)
+	}
+	c.expect("b OK")
+	c.send("c LOGIN {5}\r\n")
+	c.expect("+ ")
+	c.send("alice {8+}\r\npassword\r\n")
+	c.expect("* CAPABILITY IMAP4rev1 IDLE")
+	c.expect("c OK [CAPABILITY IMAP4rev1 IDLE MOVE] Logged in")
+	c.send("d NOOP\r\n")
+	c.expect("* ECHO d NOOP")
+	if got := h.stub.Logins(); len(got) != 1 || got[0] != `fd1 LOGIN "alice*master" "m-pw"` {
+		t.Fatalf("backend login: %q", got)
+	}
+	if h.auth.pending.Load() != 1 {
+		t.Errorf("verifications off the loop: %d, want 1", h.auth.pending.Load())
+	}
+	st := h.h.Stats()
+	if st.LoginsOK.Load() != 1 || st.StartTLS.Load() != 1 || st.Relaying.Load() != 1 {
+		t.Errorf("stats: %v", st.Snapshot())
+	}
+	// The server's end closes the client.
+	c.send("QUIT-NOW\r\n")
+	c.closed()
+}
+
+// TestIMAPStartTLSInjection: plaintext pipelined behind STARTTLS is
+// discarded, never run inside the TLS session (RFC 2595 section 3.1).
+func TestIMAPStartTLSInjection(t *testing.T) {
+	t.Parallel()
+	h := startHarness(t, false, nil)
+	c := h.dial(t, lIMAP)
+	c.expect("* OK")
+	c.send("a STARTTLS\r\nb CAPABILITY\r\n")
+	c.expect("a OK")
+	time.Sleep(20 * time.Millisecond) // let the injected line reach the server before the handshake
+	c.startTLS(h.roots)
+	c.send("c NOOP\r\n")
+	if l := c.line(); l != "c OK NOOP completed" {
+		t.Fatalf("first line inside TLS: %q (the injected command ran?)", l)
+	}
+}
+
+func TestIMAPAuthenticatePlain(t *testing.T) {
+	t.Parallel()
+	h := startHarness(t, false, func(c *mailproxy.Config) { c.MasterFormat = "" })
+	c := h.dialTLS(t, lIMAPS)
+	if g := c.expect("* OK [CAPABILITY"); strings.Contains(g, "STARTTLS") || !strings.Contains(g, "SASL-IR") {
+		t.Fatalf("greeting over TLS: %q", g)
+	}
+	c.send("a AUTHENTICATE PLAIN\r\n")
+	c.expect("+ ")
+	c.send("*\r\n")
+	c.expect("a BAD")
+	c.send("b AUTHENTICATE PLAIN " + plain("bob", "alice", "password") + "\r\n")
+	c.expect("b BAD") // another authorization identity
+	c.send("c AUTHENTICATE CRAM-MD5\r\n")
+	c.expect("c NO [CANNOT]")
+	c.send("d AUTHENTICATE PLAIN\r\n")
+	c.expect("+ ")
+	c.send(plain("alice", "alice", "password") + "\r\n")
+	c.expect("* CAPABILITY")
+	c.expect("d OK [CAPABILITY")
+	// Master login by SASL PLAIN: the user as authorization identity.
+	want := "fd1 AUTHENTICATE PLAIN " + plain("alice", "master", "m-pw")
+	if got := h.stub.Logins(); len(got) != 1 || got[0] != want {
+		t.Fatalf("backend login: %q, want %q", got, want)
+	}
+}
+
+// TestIMAPFailedLogins: a failed login is answered NO after the delay;
+// MaxFailures ends the connection.
+func TestIMAPFailedLogins(t *testing.T) {
+	t.Parallel()
+	h := startHarness(t, false, func(c *mailproxy.Config) { c.MaxFailures = 2 })
+	c := h.dial(t, lIMAPPlain)
+	if g := c.expect("* OK"); !strings.Contains(g, "AUTH=PLAIN") || strings.Contains(g, "LOGINDISABLED") {
+		t.Fatalf("greeting with plaintext logins allowed: %q", g)
+	}
+	c.send("a LOGIN alice wrong\r\n")
+	c.expect("a NO [AUTHENTICATIONFAILED]")
+	c.send("b LOGIN \"alice\" \"wrong again\"\r\n")
+	ls := c.closed()
+	if len(ls) != 2 || !strings.HasPrefix(ls[0], "b NO [AUTHENTICATIONFAILED]") || !strings.HasPrefix(ls[1], "* BYE") {
+		t.Fatalf("second failure: %q", ls)
+	}
+	if n := h.h.Stats().LoginsFailed.Load(); n != 2 {
+		t.Errorf("logins_failed = %d", n)
+	}
+	// A backend that refuses the master login: NO, the session stays.
+	c = h.dial(t, lIMAPPlain)
+	c.expect("* OK")
+	c.send("a LOGIN nobody password\r\n")
+	c.expect("a NO [UNAVAILABLE]")
+	c.send("b NOOP\r\n")
+	c.expect("b OK")
+}
+
+func TestIMAPLimits(t *testing.T) {
+	t.Parallel()
+	h := startHarness(t, false, func(c *mailproxy.Config) {
+		c.MaxLineBytes, c.MaxLiteralBytes, c.MaxCommandBytes = 1024, 2048, 3000
+	})
+	c := h.dial(t, lIMAPPlain)
+	c.expect("* OK")
+	// A synchronizing literal over the bound is refused before it is sent.
+	c.send("a LOGIN {3000}\r\n")
+	c.expect("a BAD [TOOBIG]")
+	c.send("b NOOP\r\n")
+	c.expect("b OK")
+	// Literals within their bound but together over the command's.
+	c.send("c LOGIN {2000+}\r\n" + strings.Repeat("x", 2000) + " {2000+}\r\n" + strings.Repeat("y", 2000) + "\r\n")
+	if ls := c.closed(); len(ls) != 1 || !strings.HasPrefix(ls[0], "* BYE [TOOBIG]") {
+		t.Fatalf("command over its bound: %q", ls)
+	}
+	// A non-synchronizing literal over LITERAL-'s 4096 (here over the
+	// literal bound) cannot be skipped: BYE.
+	c = h.dial(t, lIMAPPlain)
+	c.expect("* OK")
+	c.send("a LOGIN {5000+}\r\n")
+	if ls := c.closed(); len(ls) != 1 || !strings.HasPrefix(ls[0], "* BYE [TOOBIG]") {
+		t.Fatalf("big non-synchronizing literal: %q", ls)
+	}
+	// A line over the bound, without its end.
+	c = h.dial(t, lIMAPPlain)
+	c.expect("* OK")
+	c.send("a NOOP " + strings.Repeat("z", 1100))
+	if ls := c.closed(); len(ls) != 1 || !strings.HasPrefix(ls[0], "* BYE [TOOBIG]") {
+		t.Fatalf("long line: %q", ls)
+	}
+	if n := h.h.Stats().Overflow.Load(); n != 4 {
+		t.Errorf("overflow = %d, want 4", n)
+	}
+}
+
+func TestIMAPTimeouts(t *testing.T) {
+	t.Parallel()
+	h := startHarness(t, false, func(c *mailproxy.Config) {
+		c.LoginTimeout = 200 * time.Millisecond
+		c.IMAPIdleTimeout = 200 * time.Millisecond
+	})
+	c := h.dial(t, lIMAPPlain)
+	c.expect("* OK")
+	if ls := c.closed(); len(ls) != 1 || !strings.HasPrefix(ls[0], "* BYE") || !strings.Contains(ls[0], "timeout") {
+		t.Fatalf("login timeout: %q", ls)
+	}
+	c = h.dial(t, lIMAPPlain)
+	c.expect("* OK")
+	c.send("a LOGIN alice password\r\n")
+	c.until("a OK")
+	if ls := c.closed(); len(ls) != 1 || !strings.HasPrefix(ls[0], "* BYE autologout") {
+		t.Fatalf("idle timeout: %q", ls)
+	}
+}
+
+// TestCheckActive: a session whose database moved gets BYE.
+func TestCheckActive(t *testing.T) {
+	t.Parallel()
+	h := startHarness(t, false, nil)
+	c := h.dial(t, lIMAPPlain)
+	c.expect("* OK")
+	c.send("a LOGIN alice password\r\n")
+	c.until("a OK")
+	idle := h.dial(t, lIMAPPlain) // not logged in: left alone
+	idle.expect("* OK")
+	h.h.CheckActive(func(db, server string) bool { return !(db == "DB01" && server == "stub") })
+	if ls := c.closed(); len(ls) != 1 || !strings.HasPrefix(ls[0], "* BYE [UNAVAILABLE] mailbox moved") {
+		t.Fatalf("after the move: %q", ls)
+	}
+	idle.send("a NOOP\r\n")
+	idle.expect("a OK")
+}
