@@ -429,7 +429,7 @@ func (s *session) closeNow() gnet.Action {
 // bye closes the session with the protocol's farewell.
 func (s *session) bye(text string) gnet.Action {
 	if s.proto == POP3 {
-		return s.closeWith("-ERR " + text + "\r\n")
+		return s.closeWith("-ERR " + pop3Code(text) + "\r\n")
 	}
 	return s.closeWith("* BYE " + text + "\r\n")
 }

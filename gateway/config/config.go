@@ -230,14 +230,6 @@ type Listener struct {
 	// one with tls = true.
 	Certificates []Certificate `toml:"certificates"`
 
-	// Mail makes this an IMAP or POP3 listener ("imap", "pop3"; default ""
-	// for HTTP); see docs/mail.md. StartTLS offers STARTTLS/STLS on a
-	// plaintext mail listener (the TLS keys then apply to it);
-	// AllowPlaintextLogin lets clients log in before TLS there.
-	Mail                string `toml:"mail"`
-	StartTLS            bool   `toml:"starttls"`
-	AllowPlaintextLogin bool   `toml:"allow_plaintext_login"`
-
 	// ProxyProtocol says whether connections start with a PROXY protocol
 	// header (v1 or v2) naming the client a load balancer relays
 	// (docs/deploy.md, "PROXY protocol"): "off" (default), "optional" or
@@ -248,6 +240,14 @@ type Listener struct {
 	// headers are believed: CIDR prefixes ("10.0.0.0/8") or single
 	// addresses. Required unless ProxyProtocol is "off".
 	ProxyProtocolFrom []string `toml:"proxy_protocol_from"`
+
+	// Mail makes this an IMAP or POP3 listener ("imap", "pop3"; default ""
+	// for HTTP); see docs/mail.md. StartTLS offers STARTTLS/STLS on a
+	// plaintext mail listener (the TLS keys then apply to it);
+	// AllowPlaintextLogin lets clients log in before TLS there.
+	Mail                string `toml:"mail"`
+	StartTLS            bool   `toml:"starttls"`
+	AllowPlaintextLogin bool   `toml:"allow_plaintext_login"`
 }
 
 // Certificate names the files of one certificate of a TLS listener,

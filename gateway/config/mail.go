@@ -73,7 +73,7 @@ func mailDefaults() Mail {
 // HasMail reports whether a listener serves IMAP or POP3.
 func (c *Config) HasMail() bool {
 	for _, l := range c.Listeners {
-		if l.Mail != "" {
+		if l.Mail == "imap" || l.Mail == "pop3" {
 			return true
 		}
 	}
@@ -114,11 +114,13 @@ func (c *Config) validateMail(v checker) {
 		if len(l.Protocols) > 0 {
 			v.Report(at+".protocols", "not with mail = %q (a mail listener serves only %s)", l.Mail, l.Mail)
 		}
+		if l.ProxyProtocol == "optional" {
+			// The client waits for the greeting: "optional" would wait
+			// for its first bytes until the header timeout.
+			v.Report(at+".proxy_protocol", `"optional" is not possible on a mail listener (the server speaks first): use "required" or "off"`)
+		}
 		if l.StartTLS && l.TLS {
 			v.Report(at+".starttls", "not with tls = true (the connection is TLS from the start)")
-		}
-		if l.StartTLS && len(l.Certificates) == 0 {
-			v.Report(at+".certificates", `required with starttls = true, e.g. certificates = [{ cert = "cert.pem", key = "key.pem" }]`)
 		}
 	}
 	if !c.HasMail() {
