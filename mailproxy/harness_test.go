@@ -67,7 +67,7 @@ type stub struct {
 	logins []string
 }
 
-func startStub(t *testing.T, pop3 bool) *stub {
+func startStub(t testing.TB, pop3 bool) *stub {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -131,6 +131,13 @@ func (s *stub) serve(c net.Conn) {
 		if line == "QUIT-NOW" {
 			return
 		}
+		if tag, ok := strings.CutSuffix(line, " FETCH10M"); ok && !s.pop3 {
+			// A 10 MiB message, as a FETCH response with a literal.
+			fmt.Fprintf(c, "* 1 FETCH (BODY[] {%d}\r\n", len(bigMessage))
+			_, _ = c.Write(bigMessage)
+			fmt.Fprintf(c, ")\r\n%s OK FETCH completed\r\n", tag)
+			continue
+		}
 		if s.pop3 {
 			fmt.Fprintf(c, "+OK %s\r\n", line)
 		} else {
@@ -138,6 +145,9 @@ func (s *stub) serve(c net.Conn) {
 		}
 	}
 }
+
+// bigMessage is the 10 MiB body of the stub's FETCH10M.
+var bigMessage = []byte(strings.Repeat("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ\r\n", 10<<20/64))
 
 type harness struct {
 	h     *mailproxy.Handler
@@ -150,7 +160,7 @@ type harness struct {
 // startHarness serves four listeners: IMAP with STARTTLS, IMAPS, POP3 with
 // STLS (all refusing plaintext logins), and IMAP allowing plaintext
 // logins. mod adjusts the Config.
-func startHarness(t *testing.T, pop3Stub bool, mod func(*mailproxy.Config)) *harness {
+func startHarness(t testing.TB, pop3Stub bool, mod func(*mailproxy.Config)) *harness {
 	t.Helper()
 	certDir := t.TempDir()
 	cert, key, err := tlsterm.WriteSelfSigned(certDir, []string{"localhost", "127.0.0.1"}, time.Hour)
@@ -225,12 +235,12 @@ func startHarness(t *testing.T, pop3Stub bool, mod func(*mailproxy.Config)) *har
 
 // conn is a line-oriented test client.
 type conn struct {
-	t *testing.T
+	t testing.TB
 	net.Conn
 	r *bufio.Reader
 }
 
-func (h *harness) dial(t *testing.T, i int) *conn {
+func (h *harness) dial(t testing.TB, i int) *conn {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", h.addrs[i], 5*time.Second)
 	if err != nil {
@@ -240,7 +250,7 @@ func (h *harness) dial(t *testing.T, i int) *conn {
 	return &conn{t: t, Conn: c, r: bufio.NewReader(c)}
 }
 
-func (h *harness) dialTLS(t *testing.T, i int) *conn {
+func (h *harness) dialTLS(t testing.TB, i int) *conn {
 	t.Helper()
 	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", h.addrs[i], h.roots)
 	if err != nil {

@@ -2,6 +2,8 @@ package mailproxy_test
 
 import (
 	"encoding/base64"
+	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -239,4 +241,32 @@ func TestCheckActive(t *testing.T) {
 	}
 	idle.send("a NOOP\r\n")
 	idle.expect("a OK")
+}
+
+// TestRelayBound: a client that does not read what the server sends is
+// closed once more than MaxRelayBufferBytes wait for it.
+func TestRelayBound(t *testing.T) {
+	t.Parallel()
+	h := startHarness(t, false, func(c *mailproxy.Config) { c.MaxRelayBufferBytes = 256 << 10 })
+	c := h.dial(t, lIMAPPlain)
+	if tc, ok := c.Conn.(*net.TCPConn); ok {
+		_ = tc.SetReadBuffer(16 << 10) // the kernel must not take it all
+	}
+	c.expect("* OK")
+	c.send("a LOGIN alice password\r\n")
+	c.until("a OK")
+	c.send("f FETCH10M\r\n")
+	deadline := time.Now().Add(10 * time.Second)
+	for h.h.Stats().Overflow.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if h.h.Stats().Overflow.Load() != 1 {
+		t.Fatalf("overflow = %d, want 1", h.h.Stats().Overflow.Load())
+	}
+	// Reading now finds the connection cut short of the 10 MiB.
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, _ := io.Copy(io.Discard, c.r)
+	if n >= int64(len(bigMessage)) {
+		t.Fatalf("read %d bytes: the relay was not cut", n)
+	}
 }

@@ -122,7 +122,7 @@ type Config struct {
 	MaxLiteralBytes int
 	MaxCommandBytes int
 	// MaxRelayBufferBytes bounds what waits for a slow reader in either
-	// direction once logged in (default 4 MiB).
+	// direction once logged in (default 64 MiB).
 	MaxRelayBufferBytes int
 	// LoginTimeout bounds the time from connect to login (default 60s).
 	LoginTimeout time.Duration
@@ -153,7 +153,7 @@ func (c *Config) defaults() {
 	def(&c.MaxLineBytes, 8<<10)
 	def(&c.MaxLiteralBytes, 8<<10)
 	def(&c.MaxCommandBytes, 16<<10)
-	def(&c.MaxRelayBufferBytes, 4<<20)
+	def(&c.MaxRelayBufferBytes, 64<<20)
 	def(&c.MaxFailures, 3)
 	defd(&c.LoginTimeout, 60*time.Second)
 	defd(&c.IMAPIdleTimeout, 30*time.Minute)

@@ -48,7 +48,7 @@ type Mail struct {
 	MaxLiteralBytes int `toml:"max_literal_bytes"`
 	MaxCommandBytes int `toml:"max_command_bytes"`
 	// MaxRelayBufferBytes bounds what waits for a slow reader after login,
-	// per direction; beyond it the session is closed (default 4 MiB).
+	// per direction; beyond it the session is closed (default 64 MiB).
 	MaxRelayBufferBytes int `toml:"max_relay_buffer_bytes"`
 }
 
@@ -66,7 +66,7 @@ func mailDefaults() Mail {
 		MaxLineBytes:        8 << 10,
 		MaxLiteralBytes:     8 << 10,
 		MaxCommandBytes:     16 << 10,
-		MaxRelayBufferBytes: 4 << 20,
+		MaxRelayBufferBytes: 64 << 20,
 	}
 }
 
