@@ -31,6 +31,7 @@ func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, n
 // loop once, then answered at once.
 type fakeAuth struct {
 	pw      map[string]string
+	clients sync.Map // client addresses seen
 	backend string // address of the stub server
 	mu      sync.Mutex
 	seen    map[string]bool
@@ -40,6 +41,7 @@ type fakeAuth struct {
 
 func (a *fakeAuth) Login(proto mailproxy.Protocol, user, pass []byte, client netip.Addr, wake func()) mailproxy.Verdict {
 	a.calls.Add(1)
+	a.clients.Store(client, true)
 	key := string(user) + "\x00" + string(pass)
 	a.mu.Lock()
 	seen := a.seen[key]
@@ -162,6 +164,13 @@ type harness struct {
 // logins. mod adjusts the Config.
 func startHarness(t testing.TB, pop3Stub bool, mod func(*mailproxy.Config)) *harness {
 	t.Helper()
+	return startHarnessProxy(t, pop3Stub, mod, false)
+}
+
+// startHarnessProxy is startHarness; with proxy, the plaintext-login IMAP
+// listener requires a PROXY protocol header from loopback.
+func startHarnessProxy(t testing.TB, pop3Stub bool, mod func(*mailproxy.Config), proxy bool) *harness {
+	t.Helper()
 	certDir := t.TempDir()
 	cert, key, err := tlsterm.WriteSelfSigned(certDir, []string{"localhost", "127.0.0.1"}, time.Hour)
 	if err != nil {
@@ -204,7 +213,11 @@ func startHarness(t testing.TB, pop3Stub bool, mod func(*mailproxy.Config)) *har
 		addrs = append(addrs, addr)
 		specs = append(specs, l4.ListenerSpec{Name: fmt.Sprint("l", i), Address: addr})
 	}
-	srv, err := l4.NewServer(l4.Options{Listeners: specs, Loops: 2, SweepInterval: 10 * time.Millisecond, Log: quietLog()}, mh)
+	if proxy {
+		specs[3].Proxy = l4.ProxyPolicy{Mode: l4.ProxyRequired, From: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
+	}
+	srv, err := l4.NewServer(l4.Options{Listeners: specs, Loops: 2, SweepInterval: 10 * time.Millisecond,
+		ProxyHeaderTimeout: 5 * time.Second, Log: quietLog()}, mh)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"io"
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -268,5 +269,20 @@ func TestRelayBound(t *testing.T) {
 	n, _ := io.Copy(io.Discard, c.r)
 	if n >= int64(len(bigMessage)) {
 		t.Fatalf("read %d bytes: the relay was not cut", n)
+	}
+}
+
+// TestPROXYProtocol: the header is read before the greeting is sent and
+// names the client the authenticator (throttling) sees.
+func TestPROXYProtocol(t *testing.T) {
+	t.Parallel()
+	h := startHarnessProxy(t, false, nil, true)
+	c := h.dial(t, lIMAPPlain)
+	c.send("PROXY TCP4 192.0.2.7 127.0.0.1 5555 143\r\n")
+	c.expect("* OK")
+	c.send("a LOGIN alice password\r\n")
+	c.until("a OK")
+	if _, ok := h.auth.clients.Load(netip.MustParseAddr("192.0.2.7")); !ok {
+		t.Fatal("the authenticator did not see the client the PROXY header named")
 	}
 }
