@@ -32,7 +32,7 @@ func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, n
 type fakeAuth struct {
 	pw      map[string]string
 	clients sync.Map // client addresses seen
-	backend string // address of the stub server
+	backend string   // address of the stub server
 	mu      sync.Mutex
 	seen    map[string]bool
 	calls   atomic.Int64
