@@ -17,6 +17,7 @@ import (
 
 	"frontdoor/l4"
 	"frontdoor/mailproxy"
+	"frontdoor/poolmux"
 	"frontdoor/tlsterm"
 )
 
@@ -33,10 +34,18 @@ type fakeAuth struct {
 	pw      map[string]string
 	clients sync.Map // client addresses seen
 	backend string   // address of the stub server
+	tls     *poolmux.TLS
 	mu      sync.Mutex
 	seen    map[string]bool
 	calls   atomic.Int64
 	pending atomic.Int64
+}
+
+// setBackend changes where logins go (guarded: Login runs on the loops).
+func (a *fakeAuth) setBackend(addr string, t *poolmux.TLS) {
+	a.mu.Lock()
+	a.backend, a.tls = addr, t
+	a.mu.Unlock()
 }
 
 func (a *fakeAuth) Login(proto mailproxy.Protocol, user, pass []byte, client netip.Addr, wake func()) mailproxy.Verdict {
@@ -55,8 +64,11 @@ func (a *fakeAuth) Login(proto mailproxy.Protocol, user, pass []byte, client net
 	if p, ok := a.pw[string(user)]; !ok || p != string(pass) {
 		return mailproxy.Verdict{}
 	}
+	a.mu.Lock()
+	addr, t := a.backend, a.tls
+	a.mu.Unlock()
 	return mailproxy.Verdict{OK: true, User: string(user), Backend: mailproxy.Backend{
-		Server: "stub", Database: "DB01", Addr: a.backend}}
+		Server: "stub", Database: "DB01", Addr: addr, TLS: t}}
 }
 
 // stub is a minimal IMAP or POP3 server: it greets, accepts the proxy's
@@ -69,10 +81,16 @@ type stub struct {
 	logins []string
 }
 
-func startStub(t testing.TB, pop3 bool) *stub {
+func startStub(t testing.TB, pop3 bool) *stub { return startStubTLS(t, pop3, nil) }
+
+// startStubTLS is startStub with implicit TLS when cfg is not nil.
+func startStubTLS(t testing.TB, pop3 bool, cfg *tls.Config) *stub {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if cfg != nil {
+		ln = tls.NewListener(ln, cfg)
 	}
 	s := &stub{ln: ln, pop3: pop3}
 	t.Cleanup(func() { ln.Close() })

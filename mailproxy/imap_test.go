@@ -1,6 +1,7 @@
 package mailproxy_test
 
 import (
+	"crypto/tls"
 	"encoding/base64"
 	"io"
 	"net"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"frontdoor/mailproxy"
+	"frontdoor/poolmux"
+	"frontdoor/tlsterm"
 )
 
 // Listener indexes of the harness.
@@ -284,5 +287,46 @@ func TestPROXYProtocol(t *testing.T) {
 	c.until("a OK")
 	if _, ok := h.auth.clients.Load(netip.MustParseAddr("192.0.2.7")); !ok {
 		t.Fatal("the authenticator did not see the client the PROXY header named")
+	}
+}
+
+// TestBackendTLS: the backend is reached over TLS, its certificate
+// verified; the login and the relay go through tlsterm's client side.
+func TestBackendTLS(t *testing.T) {
+	t.Parallel()
+	h := startHarness(t, false, nil)
+	dir := t.TempDir()
+	certFile, keyFile, err := tlsterm.WriteSelfSigned(dir, []string{"127.0.0.1"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots, err := tlsterm.LoadCAFile(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := startStubTLS(t, false, &tls.Config{Certificates: []tls.Certificate{pair}})
+	h.auth.setBackend(st.Addr(), &poolmux.TLS{Client: tlsterm.NewClient(64<<10, quietLog()), Config: tlsterm.ClientConfig(roots, "127.0.0.1")})
+	c := h.dial(t, lIMAPPlain)
+	c.expect("* OK")
+	c.send("a LOGIN alice password\r\n")
+	c.expect("* CAPABILITY")
+	c.expect("a OK [CAPABILITY IMAP4rev1 IDLE MOVE]")
+	c.send("b NOOP\r\n")
+	c.expect("* ECHO b NOOP")
+	if got := st.Logins(); len(got) != 1 {
+		t.Fatalf("TLS backend logins: %q", got)
+	}
+	// A server whose certificate does not verify is not logged in to.
+	h.auth.setBackend(st.Addr(), &poolmux.TLS{Client: tlsterm.NewClient(64<<10, quietLog()), Config: tlsterm.ClientConfig(roots, "mail.example.test")})
+	c = h.dial(t, lIMAPPlain)
+	c.expect("* OK")
+	c.send("a LOGIN alice password\r\n")
+	c.expect("a NO [UNAVAILABLE]")
+	if got := st.Logins(); len(got) != 1 {
+		t.Fatalf("logged in to a server that failed verification: %q", got)
 	}
 }

@@ -44,8 +44,10 @@ func TestIdleMemory(t *testing.T) {
 			stubPort := stubLn.Addr().(*net.TCPAddr).Port
 			stubLn.Close()
 			h := startHarness(t, false, nil)
-			h.auth.backend = fmt.Sprintf("127.0.0.1:%d", stubPort)
+			h.auth.setBackend(fmt.Sprintf("127.0.0.1:%d", stubPort), nil)
+			h.auth.mu.Lock()
 			h.auth.seen["alice\x00password"] = true // a cached verdict
+			h.auth.mu.Unlock()
 			listener := lIMAPPlain
 			if strings.HasSuffix(mode, "tls") {
 				listener = lIMAPS
