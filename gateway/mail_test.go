@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +25,7 @@ type mailBed struct {
 	mbx1, mbx2               *testbed.Dovecot
 	imap, imaps, pop3, pop3s string // the gateway's listener addresses
 	dirTOML                  string
+	cfgText, cfgPath         string
 }
 
 func mailDirectory(db01Active string) string {
@@ -86,7 +88,8 @@ func startMailBed(t *testing.T, extra string) *mailBed {
 	fmt.Fprintf(&c, "[mail]\nmaster_user = %q\nmaster_password_file = %q\nimap_backend_port = %d\npop3_backend_port = %d\nfailure_delay = \"50ms\"\n",
 		testbed.DovecotMasterUser, testbed.DovecotMasterPasswordFile(t), imapPort, pop3Port)
 	c.WriteString(extra)
-	cfg, err := config.Parse(filepath.Join(t.TempDir(), "mail.toml"), []byte(c.String()))
+	b.cfgText, b.cfgPath = c.String(), filepath.Join(t.TempDir(), "mail.toml")
+	cfg, err := config.Parse(b.cfgPath, []byte(b.cfgText))
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, c.String())
 	}
@@ -194,6 +197,7 @@ func TestMailDovecot(t *testing.T) {
 	if !strings.Contains(b.mbx1.Log(), "user=<alice>") || !strings.Contains(b.mbx2.Log(), "user=<bob>") {
 		t.Errorf("dovecot logs lack the logins:\n%s\n%s", b.mbx1.Log(), b.mbx2.Log())
 	}
+	t.Run("reload", func(t *testing.T) { mailReload(t, b) })
 	// Last: it moves alice's database.
 	t.Run("switchover", func(t *testing.T) { mailSwitchover(t, b) })
 }
@@ -246,4 +250,53 @@ func mailSwitchover(t *testing.T, b *mailBed) {
 	if b.mbx2.Messages("alice") != 1 || b.mbx1.Messages("alice") != aliceBefore {
 		t.Fatalf("alice's messages: mbx1 %d (before %d), mbx2 %d; want the new one on mbx2", b.mbx1.Messages("alice"), aliceBefore, b.mbx2.Messages("alice"))
 	}
+}
+
+// mailReload reloads the configuration while bob is logged in: his session
+// stays with the old generation and keeps working, new logins are served
+// by the new one.
+func mailReload(t *testing.T, b *mailBed) {
+	c, err := tls.Dial("tcp", b.imaps, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // the test's self-signed certificate
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	r := bufio.NewReader(c)
+	until := func(prefix string) string {
+		t.Helper()
+		for range 50 {
+			l, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("waiting for %q: %v", prefix, err)
+			}
+			if strings.HasPrefix(l, prefix) {
+				return l
+			}
+		}
+		t.Fatalf("no %q", prefix)
+		return ""
+	}
+	until("* OK")
+	fmt.Fprintf(c, "a LOGIN bob %s\r\n", gwtest.Password)
+	if l := until("a "); !strings.HasPrefix(l, "a OK") {
+		t.Fatalf("login: %q", l)
+	}
+	cfg, err := config.Parse(b.cfgPath, []byte(strings.Replace(b.cfgText, `failure_delay = "50ms"`, `failure_delay = "60ms"`, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := b.gw.ReloadConfig(cfg); !changed || err != nil {
+		t.Fatalf("reload: %v %v", changed, err)
+	}
+	fmt.Fprint(c, "b SELECT INBOX\r\n")
+	if l := until("b "); !strings.HasPrefix(l, "b OK") {
+		t.Fatalf("the old generation's session after the reload: %q", l)
+	}
+	h, p := hostPort(b.pop3s)
+	if out := mailClient(t, "pop3-session", h, p, "tls", "bob", gwtest.Password); !strings.Contains(out, "ok messages=1") {
+		t.Errorf("a login after the reload: %s", out)
+	}
+	fmt.Fprint(c, "c LOGOUT\r\n")
+	until("c OK")
 }

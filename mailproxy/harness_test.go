@@ -175,6 +175,7 @@ type harness struct {
 	stub  *stub
 	addrs []string // by listener: imap (starttls), imaps, pop3 (stls), imap-plain-allowed
 	roots *tls.Config
+	stop  func() // drains (a stop: idle sessions closed) and stops the server
 }
 
 // startHarness serves four listeners: IMAP with STARTTLS, IMAPS, POP3 with
@@ -252,15 +253,19 @@ func startHarnessProxy(t testing.TB, pop3Stub bool, mod func(*mailproxy.Config),
 	case <-time.After(10 * time.Second):
 		t.Fatal("server did not start")
 	}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("server did not stop")
-		}
-	})
-	return &harness{h: mh, auth: fa, stub: st, addrs: addrs,
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Error("server did not stop")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return &harness{h: mh, auth: fa, stub: st, addrs: addrs, stop: stop,
 		roots: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // a certificate made for this test
 }
 

@@ -52,3 +52,33 @@ func TestPOP3(t *testing.T) {
 		t.Fatalf("QUIT: %q", ls)
 	}
 }
+
+// TestPOP3FailoverAndStop: a POP3 session whose database moved gets -ERR
+// with a POP3 response code; a stop says goodbye to the others.
+func TestPOP3FailoverAndStop(t *testing.T) {
+	t.Parallel()
+	h := startHarness(t, true, nil)
+	login := func() *conn {
+		c := h.dial(t, lPOP3)
+		c.expect("+OK")
+		c.send("STLS\r\n")
+		c.expect("+OK")
+		c.startTLS(h.roots)
+		c.send("USER alice\r\nPASS password\r\n")
+		c.expect("+OK")
+		c.expect("+OK Logged in.")
+		return c
+	}
+	moved, alsoMoved := login(), login()
+	h.h.CheckActive(func(db, server string) bool { return false })
+	if ls := moved.closed(); len(ls) != 1 || !strings.HasPrefix(ls[0], "-ERR [SYS/TEMP] mailbox moved") {
+		t.Fatalf("after the move: %q", ls)
+	}
+	alsoMoved.closed() // same user, same database
+	c := h.dial(t, lPOP3)
+	c.expect("+OK")
+	h.stop()
+	if ls := c.closed(); len(ls) != 1 || ls[0] != "-ERR [SYS/TEMP] server shutting down" {
+		t.Fatalf("stop: %q", ls)
+	}
+}
