@@ -11,6 +11,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"frontdoor/auth"
 	"frontdoor/directory"
 	"frontdoor/l4"
 	"frontdoor/l7"
@@ -139,6 +140,13 @@ type mailAuth struct {
 	r                  *router
 	imapPort, pop3Port int
 	tls                *mailTLS // nil: plaintext to the servers
+
+	// inflight holds the credentials being verified and the sessions
+	// waiting for each verdict: a client that opens several connections
+	// at once (every mail client does) costs one verification, as
+	// authenticator.submit does for HTTP.
+	mu       sync.Mutex
+	inflight map[auth.Key][]func()
 }
 
 // Login implements mailproxy.Authenticator. The cache key is HTTP Basic's,
@@ -161,23 +169,7 @@ func (m *mailAuth) Login(proto mailproxy.Protocol, user, pass []byte, client net
 	}
 	if !hit {
 		a.stats.CacheMisses.Add(1)
-		u, pw := bytes.Clone(user), bytes.Clone(pass)
-		ok := a.pool.Submit(func() {
-			e := a.verifyBasic(u, pw)
-			ttl := a.ttl
-			if !e.ok {
-				ttl = a.failTTL
-			}
-			e.expires = l4.Monotonic() + ttl
-			e.fresh.Store(true)
-			a.cache.Put(key, e, e.expires)
-			wake()
-		})
-		if !ok {
-			a.stats.Overloaded.Add(1)
-			return mailproxy.Verdict{Busy: true}
-		}
-		return mailproxy.Verdict{Pending: true}
+		return m.submit(key, user, pass, wake)
 	}
 	a.stats.CacheHits.Add(1)
 	if !e.ok {
@@ -198,6 +190,61 @@ func (m *mailAuth) Login(proto mailproxy.Protocol, user, pass []byte, client net
 	return mailproxy.Verdict{OK: true, User: e.user.Login, Backend: mailproxy.Backend{
 		Server: srv.Name, Database: db.Name, Addr: mailAddr(srv, port), TLS: m.tls.forServer(srv),
 	}}
+}
+
+// submit verifies a credential on a worker, or joins the verification of
+// the same credential already running; wake is called when the verdict is
+// in the cache.
+func (m *mailAuth) submit(key auth.Key, user, pass []byte, wake func()) mailproxy.Verdict {
+	a := m.a
+	m.mu.Lock()
+	if ws, running := m.inflight[key]; running {
+		if len(ws) >= maxCoalesced {
+			m.mu.Unlock()
+			a.stats.Overloaded.Add(1)
+			return mailproxy.Verdict{Busy: true}
+		}
+		m.inflight[key] = append(ws, wake)
+		m.mu.Unlock()
+		a.stats.Coalesced.Add(1)
+		return mailproxy.Verdict{Pending: true}
+	}
+	if m.inflight == nil {
+		m.inflight = map[auth.Key][]func(){}
+	}
+	m.inflight[key] = []func(){wake}
+	m.mu.Unlock()
+	u, pw := bytes.Clone(user), bytes.Clone(pass)
+	ok := a.pool.Submit(func() {
+		e := a.verifyBasic(u, pw)
+		ttl := a.ttl
+		if !e.ok {
+			ttl = a.failTTL
+		}
+		e.expires = l4.Monotonic() + ttl
+		e.fresh.Store(true)
+		a.cache.Put(key, e, e.expires)
+		m.wakeWaiting(key)
+	})
+	if !ok {
+		// Those who joined meanwhile ask again; this one is answered now.
+		m.wakeWaiting(key)
+		a.stats.Overloaded.Add(1)
+		return mailproxy.Verdict{Busy: true}
+	}
+	return mailproxy.Verdict{Pending: true}
+}
+
+// wakeWaiting ends key's verification: every session waiting for it asks
+// again (a session closed meanwhile ignores its wake).
+func (m *mailAuth) wakeWaiting(key auth.Key) {
+	m.mu.Lock()
+	ws := m.inflight[key]
+	delete(m.inflight, key)
+	m.mu.Unlock()
+	for _, w := range ws {
+		w()
+	}
 }
 
 // mailAddr is the server's host with the mail port: a port in the

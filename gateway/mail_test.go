@@ -55,6 +55,11 @@ address = "alice@example.test"
 database = "DB01"
 password_hash = "` + gwtest.PasswordHash + `"
 [[user]]
+login = "carol"
+address = "carol@example.test"
+database = "DB01"
+password_hash = "` + gwtest.PasswordHash + `"
+[[user]]
 login = "bob"
 address = "bob@example.test"
 database = "DB02"
@@ -197,6 +202,7 @@ func TestMailDovecot(t *testing.T) {
 	if !strings.Contains(b.mbx1.Log(), "user=<alice>") || !strings.Contains(b.mbx2.Log(), "user=<bob>") {
 		t.Errorf("dovecot logs lack the logins:\n%s\n%s", b.mbx1.Log(), b.mbx2.Log())
 	}
+	t.Run("coalesce", func(t *testing.T) { mailCoalesce(t, b) })
 	t.Run("reload", func(t *testing.T) { mailReload(t, b) })
 	// Last: it moves alice's database.
 	t.Run("switchover", func(t *testing.T) { mailSwitchover(t, b) })
@@ -249,6 +255,58 @@ func mailSwitchover(t *testing.T, b *mailBed) {
 	}
 	if b.mbx2.Messages("alice") != 1 || b.mbx1.Messages("alice") != aliceBefore {
 		t.Fatalf("alice's messages: mbx1 %d (before %d), mbx2 %d; want the new one on mbx2", b.mbx1.Messages("alice"), aliceBefore, b.mbx2.Messages("alice"))
+	}
+}
+
+// imapsLogin logs in over implicit TLS with raw commands and returns the
+// connection and the tagged answer.
+func imapsLogin(addr, user, pass string) (*tls.Conn, *bufio.Reader, string, error) {
+	c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // the test's self-signed certificate
+	if err != nil {
+		return nil, nil, "", err
+	}
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	r := bufio.NewReader(c)
+	fmt.Fprintf(c, "a LOGIN %s %s\r\n", user, pass)
+	for range 50 {
+		l, err := r.ReadString('\n')
+		if err != nil {
+			c.Close()
+			return nil, nil, "", err
+		}
+		if strings.HasPrefix(l, "a ") {
+			return c, r, l, nil
+		}
+	}
+	c.Close()
+	return nil, nil, "", fmt.Errorf("no tagged answer")
+}
+
+// mailCoalesce: a client opening several connections at once with a
+// credential not yet verified costs one verification.
+func mailCoalesce(t *testing.T, b *mailBed) {
+	before := b.gw.Snapshot().Auth["verifications"]
+	const n = 5
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			c, _, l, err := imapsLogin(b.imaps, "carol", gwtest.Password)
+			if err == nil {
+				c.Close()
+				if !strings.HasPrefix(l, "a OK") {
+					err = fmt.Errorf("login: %q", l)
+				}
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := b.gw.Snapshot().Auth["verifications"] - before; got != 1 {
+		t.Fatalf("%d concurrent logins ran %d verifications, want 1", n, got)
 	}
 }
 
