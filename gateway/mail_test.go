@@ -312,7 +312,8 @@ func mailCoalesce(t *testing.T, b *mailBed) {
 
 // mailReload reloads the configuration while bob is logged in: his session
 // stays with the old generation and keeps working, new logins are served
-// by the new one.
+// by the new one, which logs in to Dovecot with SASL PLAIN and an
+// authorization identity.
 func mailReload(t *testing.T, b *mailBed) {
 	c, err := tls.Dial("tcp", b.imaps, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // the test's self-signed certificate
 	if err != nil {
@@ -340,7 +341,10 @@ func mailReload(t *testing.T, b *mailBed) {
 	if l := until("a "); !strings.HasPrefix(l, "a OK") {
 		t.Fatalf("login: %q", l)
 	}
-	cfg, err := config.Parse(b.cfgPath, []byte(strings.Replace(b.cfgText, `failure_delay = "50ms"`, `failure_delay = "60ms"`, 1)))
+	// The new configuration logs in to Dovecot with SASL PLAIN and an
+	// authorization identity instead of "user*master" ([mail] is the
+	// last table).
+	cfg, err := config.Parse(b.cfgPath, []byte(b.cfgText+"master_format = \"\"\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,8 +357,13 @@ func mailReload(t *testing.T, b *mailBed) {
 	}
 	h, p := hostPort(b.pop3s)
 	if out := mailClient(t, "pop3-session", h, p, "tls", "bob", gwtest.Password); !strings.Contains(out, "ok messages=1") {
-		t.Errorf("a login after the reload: %s", out)
+		t.Errorf("a POP3 login after the reload (AUTH PLAIN with authzid to Dovecot): %s", out)
 	}
+	c2, _, l, err := imapsLogin(b.imaps, "bob", gwtest.Password)
+	if err != nil || !strings.HasPrefix(l, "a OK") {
+		t.Fatalf("an IMAP login after the reload (AUTHENTICATE PLAIN with authzid to Dovecot): %q %v", l, err)
+	}
+	c2.Close()
 	fmt.Fprint(c, "c LOGOUT\r\n")
 	until("c OK")
 }
