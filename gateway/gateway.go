@@ -452,6 +452,9 @@ func (g *Gateway) Reload() error {
 			errs = append(errs, err)
 		}
 	}
+	if err := cur.reloadMailMaster(); err != nil {
+		errs = append(errs, err)
+	}
 	caChanged, err := cur.upstream.reload()
 	if err != nil {
 		g.log.Error("backend CA bundle refused, the previous one stays in service", "file", cur.upstream.caPath, "err", err)

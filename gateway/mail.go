@@ -66,20 +66,21 @@ func (g *Gateway) newMailHandler(gen *generation) (*mailproxy.Handler, error) {
 	}
 	m := &cfg.Mail
 	mc := mailproxy.Config{
-		Listeners:           make([]mailproxy.Listener, len(cfg.Listeners)),
-		MasterUser:          m.MasterUser,
-		MasterFormat:        m.MasterFormat,
-		MaxLineBytes:        m.MaxLineBytes,
-		MaxLiteralBytes:     m.MaxLiteralBytes,
-		MaxCommandBytes:     m.MaxCommandBytes,
-		MaxRelayBufferBytes: m.MaxRelayBufferBytes,
-		LoginTimeout:        m.LoginTimeout.D(),
-		IMAPIdleTimeout:     m.IMAPIdleTimeout.D(),
-		POP3IdleTimeout:     m.POP3IdleTimeout.D(),
-		FailureDelay:        m.FailureDelay.D(),
-		MaxFailures:         m.MaxFailures,
-		ConnectTimeout:      cfg.Backend.ConnectTimeout.D(),
-		Log:                 g.log.With("component", "mail"),
+		Listeners:            make([]mailproxy.Listener, len(cfg.Listeners)),
+		MasterUser:           m.MasterUser,
+		MasterFormat:         m.MasterFormat,
+		MaxLineBytes:         m.MaxLineBytes,
+		MaxLiteralBytes:      m.MaxLiteralBytes,
+		MaxCommandBytes:      m.MaxCommandBytes,
+		MaxRelayBufferBytes:  m.MaxRelayBufferBytes,
+		LoginTimeout:         m.LoginTimeout.D(),
+		IMAPIdleTimeout:      m.IMAPIdleTimeout.D(),
+		POP3IdleTimeout:      m.POP3IdleTimeout.D(),
+		FailureDelay:         m.FailureDelay.D(),
+		MaxFailures:          m.MaxFailures,
+		ConnectTimeout:       cfg.Backend.ConnectTimeout.D(),
+		ForwardClientAddress: m.ForwardClientAddress,
+		Log:                  g.log.With("component", "mail"),
 	}
 	if m.Login == "client" {
 		mc.Login = mailproxy.LoginClient
@@ -284,6 +285,21 @@ func (m *mailTLS) forServer(srv *directory.Server) *poolmux.TLS {
 	t := &poolmux.TLS{Client: m.client, Config: tlsterm.ClientConfig(m.roots, name)}
 	m.byName[name] = t
 	return t
+}
+
+// reloadMailMaster rereads [mail] master_password_file (SIGHUP): logins
+// from now on use the new password; a file that cannot be read leaves the
+// old one in use.
+func (gen *generation) reloadMailMaster() error {
+	if gen.mail == nil || gen.cfg.Mail.Login != "master" {
+		return nil
+	}
+	pw, err := gen.cfg.MasterPassword()
+	if err != nil {
+		return err
+	}
+	gen.mail.SetMasterPassword(pw)
+	return nil
 }
 
 // mailDirectory closes the mail sessions whose server no longer holds

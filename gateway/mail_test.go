@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"net"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -198,11 +199,13 @@ func TestMailDovecot(t *testing.T) {
 	if snap.Mail["logins_ok"] < 4 || snap.Mail["logins_failed"] < 2 || snap.Mail["starttls"] < 3 {
 		t.Errorf("mail counters: %v", snap.Mail)
 	}
-	// Both Dovecots saw the master user log in on the users' behalf.
+	// Both Dovecots saw the master user log in on the users' behalf
+	// (their logs were written before the sessions ended).
 	if !strings.Contains(b.mbx1.Log(), "user=<alice>") || !strings.Contains(b.mbx2.Log(), "user=<bob>") {
 		t.Errorf("dovecot logs lack the logins:\n%s\n%s", b.mbx1.Log(), b.mbx2.Log())
 	}
 	t.Run("coalesce", func(t *testing.T) { mailCoalesce(t, b) })
+	t.Run("client-address", func(t *testing.T) { mailClientAddress(t, b) })
 	t.Run("reload", func(t *testing.T) { mailReload(t, b) })
 	// Last: it moves alice's database.
 	t.Run("switchover", func(t *testing.T) { mailSwitchover(t, b) })
@@ -261,25 +264,79 @@ func mailSwitchover(t *testing.T, b *mailBed) {
 // imapsLogin logs in over implicit TLS with raw commands and returns the
 // connection and the tagged answer.
 func imapsLogin(addr, user, pass string) (*tls.Conn, *bufio.Reader, string, error) {
-	c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // the test's self-signed certificate
+	c, r, l, _, err := imapsLoginFrom(nil, addr, user, pass)
+	return c, r, l, err
+}
+
+// imapsLoginFrom is imapsLogin from the local address from (nil: any); it
+// also returns the untagged lines before the tagged answer.
+func imapsLoginFrom(from net.Addr, addr, user, pass string) (*tls.Conn, *bufio.Reader, string, []string, error) {
+	d := &net.Dialer{Timeout: 10 * time.Second, LocalAddr: from}
+	c, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // the test's self-signed certificate
 	if err != nil {
-		return nil, nil, "", err
+		return nil, nil, "", nil, err
 	}
 	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
 	r := bufio.NewReader(c)
+	var untagged []string
 	fmt.Fprintf(c, "a LOGIN %s %s\r\n", user, pass)
 	for range 50 {
 		l, err := r.ReadString('\n')
 		if err != nil {
 			c.Close()
-			return nil, nil, "", err
+			return nil, nil, "", nil, err
 		}
 		if strings.HasPrefix(l, "a ") {
-			return c, r, l, nil
+			return c, r, l, untagged, nil
+		}
+		untagged = append(untagged, l)
+	}
+	c.Close()
+	return nil, nil, "", untagged, fmt.Errorf("no tagged answer")
+}
+
+// mailClientAddress: Dovecot logs the client's address, not the
+// gateway's: IMAP ID x-originating-ip and POP3 XCLIENT before the login.
+// The client connects from 127.0.0.9 (any 127/8 address is local).
+func mailClientAddress(t *testing.T, b *mailBed) {
+	from := &net.TCPAddr{IP: net.ParseIP("127.0.0.9")}
+	c, _, l, untagged, err := imapsLoginFrom(from, b.imaps, "alice", gwtest.Password)
+	if err != nil || !strings.HasPrefix(l, "a OK") {
+		t.Fatalf("login: %q %v", l, err)
+	}
+	for _, u := range untagged {
+		if !strings.HasPrefix(u, "* OK [CAPABILITY") && !strings.HasPrefix(u, "* CAPABILITY") {
+			t.Errorf("the client got %q: the answer to the gateway's ID leaked?", u)
 		}
 	}
 	c.Close()
-	return nil, nil, "", fmt.Errorf("no tagged answer")
+	d := &net.Dialer{Timeout: 10 * time.Second, LocalAddr: from}
+	pc, err := tls.DialWithDialer(d, "tcp", b.pop3s, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // the test's self-signed certificate
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	_ = pc.SetDeadline(time.Now().Add(20 * time.Second))
+	r := bufio.NewReader(pc)
+	fmt.Fprintf(pc, "USER bob\r\nPASS %s\r\n", gwtest.Password)
+	for _, want := range []string{"+OK", "+OK", "+OK Logged in."} {
+		if l, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(l, want) {
+			t.Fatalf("POP3: %q %v, want %q", l, err, want)
+		}
+	}
+	// Dovecot's log process writes the lines a moment after the login.
+	waitLog := func(d *testbed.Dovecot, line string) {
+		t.Helper()
+		for range 100 {
+			if strings.Contains(d.Log(), line) {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Errorf("%s did not log %q:\n%s", d.Name, line, d.Log())
+	}
+	waitLog(b.mbx1, "imap-login: Info: Login: user=<alice>, method=PLAIN, rip=127.0.0.9")
+	waitLog(b.mbx2, "pop3-login: Info: Login: user=<bob>, method=PLAIN, rip=127.0.0.9")
 }
 
 // mailCoalesce: a client opening several connections at once with a

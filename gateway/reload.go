@@ -502,6 +502,7 @@ func changedSections(a, b *config.Config) []string {
 	add("identity", a.Identity, b.Identity)
 	add("listener", a.Listeners, b.Listeners)
 	add("protocol", a.Protocols, b.Protocols)
+	add("mail", a.Mail, b.Mail)
 	add("log.level", a.Log.Level, b.Log.Level)
 	add("site", a.Site, b.Site)
 	add("version", a.Version, b.Version)

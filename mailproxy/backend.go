@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"fmt"
 	"net"
 	"strings"
 
@@ -22,8 +23,34 @@ const (
 	beClosed
 )
 
-// backendTag is the tag of the gateway's own IMAP login command.
-const backendTag = "fd1"
+// backendTag is the tag of the gateway's own IMAP login command,
+// backendIDTag that of its ID command.
+const (
+	backendTag   = "fd1"
+	backendIDTag = "fd0"
+)
+
+// stepXCLIENT: a POP3 backend's answer to XCLIENT is awaited.
+const stepXCLIENT = -1
+
+// hasCapability reports whether an IMAP greeting's CAPABILITY response
+// code lists capa.
+func hasCapability(greeting []byte, capa string) bool {
+	i := bytes.Index(bytes.ToUpper(greeting), []byte("[CAPABILITY "))
+	if i < 0 {
+		return false
+	}
+	list := greeting[i+len("[CAPABILITY "):]
+	if j := bytes.IndexByte(list, ']'); j >= 0 {
+		list = list[:j]
+	}
+	for _, c := range bytes.Fields(list) {
+		if bytes.EqualFold(c, []byte(capa)) {
+			return true
+		}
+	}
+	return false
+}
 
 // backend is the connection to the mailbox server of one session, owned
 // by the session's loop once enrolled.
@@ -33,7 +60,9 @@ type backend struct {
 	io    l4.Transport
 	tc    *tlsterm.Conn
 	state uint8
-	step  int // POP3: 0 USER written, 1 PASS written
+	step  int // POP3: 0 USER written, 1 PASS written, stepXCLIENT
+	// idSent: the gateway's ID (the client's address) preceded the login.
+	idSent bool
 	// post collects the untagged answers to the login, for the client.
 	post []byte
 }
@@ -187,6 +216,14 @@ func (b *backend) line(line []byte) gnet.Action {
 	s := b.s
 	text := bytes.TrimRight(line, "\r\n")
 	if s.proto == POP3 {
+		if b.step == stepXCLIENT {
+			// The server's answer to XCLIENT: the login follows
+			// whatever it was (a server that refused it still logs
+			// the gateway's address).
+			b.step = 0
+			b.writeLogin()
+			return gnet.None
+		}
 		if !bytes.HasPrefix(text, []byte("+OK")) {
 			return b.fail("server said: " + string(text))
 		}
@@ -194,6 +231,14 @@ func (b *backend) line(line []byte) gnet.Action {
 		case b.state == beGreeting:
 			b.state = beLogin
 			b.step = 0
+			if s.h.cfg.ForwardClientAddress && bytes.Contains(text, []byte("[XCLIENT]")) {
+				// Dovecot's POP3 XCLIENT, offered to its
+				// login_trusted_networks: the client's address for
+				// its logs and auth penalties.
+				b.step = stepXCLIENT
+				_, _ = b.io.Write(fmt.Appendf(nil, "XCLIENT ADDR=%s PORT=%d\r\n", s.Remote.Addr().Unmap(), s.Remote.Port()))
+				return gnet.None
+			}
 			b.writeLogin()
 		case b.step == 0 && b.usesUserPass():
 			b.step = 1
@@ -209,6 +254,14 @@ func (b *backend) line(line []byte) gnet.Action {
 		switch {
 		case bytes.HasPrefix(text, []byte("* OK")):
 			b.state = beLogin
+			if s.h.cfg.ForwardClientAddress && hasCapability(text, "ID") {
+				// RFC 2971 with the fields Dovecot takes from its
+				// login_trusted_networks: the client's address for its
+				// logs and auth penalties. Pipelined with the login.
+				b.idSent = true
+				_, _ = b.io.Write(fmt.Appendf(nil, "%s ID (\"x-originating-ip\" \"%s\" \"x-originating-port\" \"%d\")\r\n",
+					backendIDTag, s.Remote.Addr().Unmap(), s.Remote.Port()))
+			}
 			b.writeLogin()
 		case bytes.HasPrefix(text, []byte("* PREAUTH")):
 			return b.fail("server greeted with PREAUTH")
@@ -216,6 +269,10 @@ func (b *backend) line(line []byte) gnet.Action {
 			return b.fail("server said: " + string(text))
 		}
 	case beLogin:
+		if b.idSent && (bytes.HasPrefix(text, []byte(backendIDTag+" ")) || bytes.HasPrefix(text, []byte("* ID "))) {
+			// The answer to the gateway's ID is not the client's.
+			return gnet.None
+		}
 		if bytes.HasPrefix(text, []byte("* ")) {
 			// Untagged data of the login (a CAPABILITY, say): the
 			// client's now.
@@ -266,7 +323,7 @@ func (b *backend) password() string {
 	if b.s.h.cfg.Login == LoginClient {
 		return string(b.s.pass)
 	}
-	return b.s.h.cfg.MasterPassword
+	return b.s.h.masterPassword()
 }
 
 // saslPlain is the PLAIN initial response of a master login: the user as
@@ -274,7 +331,7 @@ func (b *backend) password() string {
 // (RFC 4616 section 2).
 func (b *backend) saslPlain() string {
 	cfg := &b.s.h.cfg
-	msg := b.s.verdict.User + "\x00" + cfg.MasterUser + "\x00" + cfg.MasterPassword
+	msg := b.s.verdict.User + "\x00" + cfg.MasterUser + "\x00" + b.s.h.masterPassword()
 	return base64.StdEncoding.EncodeToString([]byte(msg))
 }
 

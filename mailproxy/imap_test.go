@@ -330,3 +330,18 @@ func TestBackendTLS(t *testing.T) {
 		t.Fatalf("logged in to a server that failed verification: %q", got)
 	}
 }
+
+// TestSetMasterPassword: a rotated master password is used by the logins
+// that start afterwards.
+func TestSetMasterPassword(t *testing.T) {
+	t.Parallel()
+	h := startHarness(t, false, nil)
+	h.h.SetMasterPassword(`new "pw"`)
+	c := h.dial(t, lIMAPPlain)
+	c.expect("* OK")
+	c.send("a LOGIN alice password\r\n")
+	c.until("a OK")
+	if got := h.stub.Logins(); len(got) != 1 || got[0] != `fd1 LOGIN "alice*master" "new \"pw\""` {
+		t.Fatalf("backend login: %q", got)
+	}
+}

@@ -134,6 +134,11 @@ type Config struct {
 	// MaxFailures failed logins close the connection (default 3).
 	FailureDelay time.Duration
 	MaxFailures  int
+	// ForwardClientAddress tells the backend the client's address before
+	// the login: IMAP ID with x-originating-ip (RFC 2971; when the
+	// greeting lists ID), POP3 XCLIENT (when the greeting offers it).
+	// Dovecot believes them from its login_trusted_networks.
+	ForwardClientAddress bool
 	// ConnectTimeout bounds the backend dial and TLS handshake (default 5s).
 	ConnectTimeout time.Duration
 	Log            *slog.Logger
@@ -198,6 +203,9 @@ type Handler struct {
 	cfg   Config
 	stats *Stats
 	log   *slog.Logger
+	// master is the master password in use: Config.MasterPassword until
+	// SetMasterPassword replaces it.
+	master atomic.Pointer[string]
 
 	mu    sync.Mutex
 	loops []*loopState
@@ -210,8 +218,16 @@ func NewHandler(cfg Config, stats *Stats) *Handler {
 	if stats == nil {
 		stats = &Stats{}
 	}
-	return &Handler{cfg: cfg, stats: stats, log: cfg.Log}
+	h := &Handler{cfg: cfg, stats: stats, log: cfg.Log}
+	h.master.Store(&cfg.MasterPassword)
+	return h
 }
+
+// SetMasterPassword replaces the master password for the backend logins
+// that start from now on (a rotated password file, reread on SIGHUP).
+func (h *Handler) SetMasterPassword(pw string) { h.master.Store(&pw) }
+
+func (h *Handler) masterPassword() string { return *h.master.Load() }
 
 // Stats returns the counters.
 func (h *Handler) Stats() *Stats { return h.stats }

@@ -33,6 +33,11 @@ type Mail struct {
 	// BackendTLS connects to the servers with implicit TLS, verified
 	// against [backend] tls_ca (default false).
 	BackendTLS bool `toml:"backend_tls"`
+	// ForwardClientAddress tells the servers the client's address before
+	// the login (IMAP ID x-originating-ip, POP3 XCLIENT when offered),
+	// which Dovecot believes from its login_trusted_networks (default
+	// true).
+	ForwardClientAddress bool `toml:"forward_client_address"`
 	// LoginTimeout bounds the time from connect to login (default 60s).
 	LoginTimeout Duration `toml:"login_timeout"`
 	// IMAPIdleTimeout and POP3IdleTimeout end quiet sessions (defaults 30m,
@@ -54,19 +59,20 @@ type Mail struct {
 
 func mailDefaults() Mail {
 	return Mail{
-		Login:               "master",
-		MasterFormat:        "{user}*{master}",
-		IMAPBackendPort:     143,
-		POP3BackendPort:     110,
-		LoginTimeout:        Duration(60 * time.Second),
-		IMAPIdleTimeout:     Duration(30 * time.Minute),
-		POP3IdleTimeout:     Duration(10 * time.Minute),
-		FailureDelay:        Duration(2 * time.Second),
-		MaxFailures:         3,
-		MaxLineBytes:        8 << 10,
-		MaxLiteralBytes:     8 << 10,
-		MaxCommandBytes:     16 << 10,
-		MaxRelayBufferBytes: 64 << 20,
+		Login:                "master",
+		MasterFormat:         "{user}*{master}",
+		IMAPBackendPort:      143,
+		POP3BackendPort:      110,
+		ForwardClientAddress: true,
+		LoginTimeout:         Duration(60 * time.Second),
+		IMAPIdleTimeout:      Duration(30 * time.Minute),
+		POP3IdleTimeout:      Duration(10 * time.Minute),
+		FailureDelay:         Duration(2 * time.Second),
+		MaxFailures:          3,
+		MaxLineBytes:         8 << 10,
+		MaxLiteralBytes:      8 << 10,
+		MaxCommandBytes:      16 << 10,
+		MaxRelayBufferBytes:  64 << 20,
 	}
 }
 
