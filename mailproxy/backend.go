@@ -405,18 +405,24 @@ func itoa(n int) string {
 // relayDown moves the server's bytes to the client.
 func (b *backend) relayDown() gnet.Action {
 	s := b.s
-	buf, _ := b.io.Peek(-1)
-	if len(buf) == 0 {
-		return gnet.None
+	// As in relayUp: over TLS, Peek after a Discard decrypts the rest.
+	for moved := 0; ; {
+		buf, _ := b.io.Peek(-1)
+		if len(buf) == 0 {
+			if moved > 0 {
+				s.h.stats.BytesDown.Add(int64(moved))
+				s.armIdle()
+			}
+			return gnet.None
+		}
+		_, _ = s.io.Write(buf)
+		_, _ = b.io.Discard(len(buf))
+		moved += len(buf)
+		if s.io.OutboundBuffered() > s.h.cfg.MaxRelayBufferBytes {
+			s.h.stats.BytesDown.Add(int64(moved))
+			s.h.stats.Overflow.Add(1)
+			s.closeNow()
+			return gnet.Close
+		}
 	}
-	_, _ = s.io.Write(buf)
-	_, _ = b.io.Discard(len(buf))
-	s.h.stats.BytesDown.Add(int64(len(buf)))
-	s.armIdle()
-	if s.io.OutboundBuffered() > s.h.cfg.MaxRelayBufferBytes {
-		s.h.stats.Overflow.Add(1)
-		s.closeNow()
-		return gnet.Close
-	}
-	return gnet.None
 }

@@ -195,7 +195,10 @@ func startHarnessProxy(t testing.TB, pop3Stub bool, mod func(*mailproxy.Config),
 	if err != nil {
 		t.Fatal(err)
 	}
-	term, err := tlsterm.NewTerminator(tlsterm.Settings{Certificates: []tlsterm.CertPair{{CertFile: cert, KeyFile: key}}}, quietLog())
+	// The smallest plaintext bound, so that one readable event often
+	// leaves ciphertext behind (TestRelayDrainsTLSBacklog).
+	term, err := tlsterm.NewTerminator(tlsterm.Settings{Certificates: []tlsterm.CertPair{{CertFile: cert, KeyFile: key}},
+		MaxPlaintextBuffer: 4096}, quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}

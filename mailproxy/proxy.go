@@ -668,19 +668,27 @@ func (s *session) relayUp() gnet.Action {
 	if be == nil || be.state != beRelay {
 		return gnet.None
 	}
-	buf, _ := s.io.Peek(-1)
-	if len(buf) == 0 {
-		return gnet.None
+	// Over TLS, Peek after a Discard decrypts what the plaintext bound
+	// left as ciphertext: loop until nothing is left, or the rest would
+	// wait for the next readable event, which may never come.
+	for moved := 0; ; {
+		buf, _ := s.io.Peek(-1)
+		if len(buf) == 0 {
+			if moved > 0 {
+				s.h.stats.BytesUp.Add(int64(moved))
+				s.armIdle()
+			}
+			return gnet.None
+		}
+		_, _ = be.io.Write(buf)
+		_, _ = s.io.Discard(len(buf))
+		moved += len(buf)
+		if be.io.OutboundBuffered() > s.h.cfg.MaxRelayBufferBytes {
+			s.h.stats.BytesUp.Add(int64(moved))
+			s.h.stats.Overflow.Add(1)
+			return s.closeNow()
+		}
 	}
-	_, _ = be.io.Write(buf)
-	_, _ = s.io.Discard(len(buf))
-	s.h.stats.BytesUp.Add(int64(len(buf)))
-	s.armIdle()
-	if be.io.OutboundBuffered() > s.h.cfg.MaxRelayBufferBytes {
-		s.h.stats.Overflow.Add(1)
-		return s.closeNow()
-	}
-	return gnet.None
 }
 
 // CheckActive closes, on every loop, the sessions logged in to a server
