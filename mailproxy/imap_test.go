@@ -240,9 +240,19 @@ func TestCheckActive(t *testing.T) {
 	c.until("a OK")
 	idle := h.dial(t, lIMAPPlain) // not logged in: left alone
 	idle.expect("* OK")
+	if n := h.h.Stats().Relaying.Load(); n != 1 {
+		t.Errorf("relaying = %d before the move, want 1", n)
+	}
 	h.h.CheckActive(func(db, server string) bool { return !(db == "DB01" && server == "stub") })
 	if ls := c.closed(); len(ls) != 1 || !strings.HasPrefix(ls[0], "* BYE [UNAVAILABLE] mailbox moved") {
 		t.Fatalf("after the move: %q", ls)
+	}
+	// The gauge follows the close (on the loop, just after the BYE).
+	for i := 0; i < 200 && h.h.Stats().Relaying.Load() != 0; i++ {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := h.h.Stats().Relaying.Load(); n != 0 {
+		t.Errorf("relaying = %d after the move, want 0", n)
 	}
 	idle.send("a NOOP\r\n")
 	idle.expect("a OK")
@@ -369,5 +379,23 @@ func TestRelayDrainsTLSBacklog(t *testing.T) {
 		if l := c.line(); !strings.HasPrefix(l, want) {
 			t.Fatalf("line %d: %.40q, want %q", i, l, want)
 		}
+	}
+}
+
+// TestPreAuthBufferBound: while a failed login's answer is delayed, what
+// the client sends waits, bounded by the command bound, not the relay's.
+func TestPreAuthBufferBound(t *testing.T) {
+	t.Parallel()
+	h := startHarness(t, false, func(c *mailproxy.Config) {
+		c.FailureDelay = 5 * time.Second
+		c.MaxCommandBytes = 4096
+	})
+	c := h.dial(t, lIMAPPlain)
+	c.expect("* OK")
+	c.send("a LOGIN alice wrong\r\n")
+	c.send(strings.Repeat("b NOOP\r\n", 1024))
+	c.closed()
+	if n := h.h.Stats().Overflow.Load(); n != 1 {
+		t.Errorf("overflow = %d, want 1", n)
 	}
 }

@@ -332,7 +332,7 @@ type session struct {
 	authSeq   uint32
 	verdict   Verdict
 	be        *backend
-	closeNext bool
+	relaying  bool // counted in Stats.Relaying
 }
 
 // Accept implements l4.Acceptor.
@@ -414,8 +414,13 @@ func (s *session) process() gnet.Action {
 		return s.relayUp()
 	default:
 		// stAuth, stDelay, stBackend: what the client sends waits in the
-		// buffer, bounded.
-		if s.io.InboundBuffered() > s.h.cfg.MaxCommandBytes+s.h.cfg.MaxRelayBufferBytes {
+		// buffer, bounded: by the command bound until the credentials are
+		// known good, then by the relay's.
+		limit := s.h.cfg.MaxCommandBytes
+		if s.state == stBackend {
+			limit += s.h.cfg.MaxRelayBufferBytes
+		}
+		if s.io.InboundBuffered() > limit {
 			s.h.stats.Overflow.Add(1)
 			return s.closeNow()
 		}
@@ -455,12 +460,12 @@ func (s *session) OnClose(c gnet.Conn, err error) {
 	if s.tc != nil {
 		s.tc.OnClose()
 	}
-	wasRelay := s.state == stRelay
 	s.state = stClosed
 	s.Disarm()
 	clear(s.pass)
 	s.pass = nil
-	if wasRelay {
+	if s.relaying {
+		s.relaying = false
 		s.h.stats.Relaying.Add(-1)
 	}
 	s.h.stats.Open.Add(-1)
@@ -635,6 +640,7 @@ func pop3Code(text string) string {
 func (s *session) loggedIn(post []byte) {
 	s.h.stats.LoginsOK.Add(1)
 	s.h.stats.Relaying.Add(1)
+	s.relaying = true
 	s.clearCredentials()
 	s.user = nil
 	s.state = stRelay
