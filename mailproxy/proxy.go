@@ -321,18 +321,18 @@ type session struct {
 
 	// IMAP command being read: its arguments so far, the literal expected
 	// and the bytes the command has taken.
-	args      [][]byte
-	litNeed   int // bytes of a literal still expected; -1: none
-	cmdBytes  int
-	saslTag   []byte // IMAP tag of AUTHENTICATE, while stSASL
-	tag       []byte // tag of the login command (IMAP)
-	user      []byte // POP3 USER, then the credentials being checked
-	pass      []byte
-	failures  int
-	authSeq   uint32
-	verdict   Verdict
-	be        *backend
-	relaying  bool // counted in Stats.Relaying
+	args     [][]byte
+	litNeed  int // bytes of a literal still expected; -1: none
+	cmdBytes int
+	saslTag  []byte // IMAP tag of AUTHENTICATE, while stSASL
+	tag      []byte // tag of the login command (IMAP)
+	user     []byte // POP3 USER, then the credentials being checked
+	pass     []byte
+	failures int
+	authSeq  uint32
+	verdict  Verdict
+	be       *backend
+	relaying bool // counted in Stats.Relaying
 }
 
 // Accept implements l4.Acceptor.
@@ -416,16 +416,26 @@ func (s *session) process() gnet.Action {
 		// stAuth, stDelay, stBackend: what the client sends waits in the
 		// buffer, bounded: by the command bound until the credentials are
 		// known good, then by the relay's.
-		limit := s.h.cfg.MaxCommandBytes
-		if s.state == stBackend {
-			limit += s.h.cfg.MaxRelayBufferBytes
-		}
-		if s.io.InboundBuffered() > limit {
-			s.h.stats.Overflow.Add(1)
+		if s.overWaitBound() {
 			return s.closeNow()
 		}
 		return gnet.None
 	}
+}
+
+// overWaitBound reports (and counts) a client that queued more than it may
+// while its login is being decided: the command bound until the
+// credentials are known good, then the relay's.
+func (s *session) overWaitBound() bool {
+	limit := s.h.cfg.MaxCommandBytes
+	if s.state == stBackend {
+		limit += s.h.cfg.MaxRelayBufferBytes
+	}
+	if s.io.InboundBuffered() <= limit {
+		return false
+	}
+	s.h.stats.Overflow.Add(1)
+	return true
 }
 
 // closeWith writes msg (plaintext or over TLS) and closes.
@@ -523,6 +533,11 @@ func (s *session) startTLS(ok string) {
 func (s *session) login() gnet.Action {
 	s.state = stAuth
 	s.authSeq++
+	if s.overWaitBound() {
+		// What came with the command already is more than may wait.
+		s.clearCredentials()
+		return s.closeNow()
+	}
 	return s.checkLogin()
 }
 
