@@ -206,6 +206,7 @@ func TestMailDovecot(t *testing.T) {
 	}
 	t.Run("coalesce", func(t *testing.T) { mailCoalesce(t, b) })
 	t.Run("client-address", func(t *testing.T) { mailClientAddress(t, b) })
+	t.Run("throttle", func(t *testing.T) { mailThrottle(t, b) })
 	t.Run("reload", func(t *testing.T) { mailReload(t, b) })
 	// Last: it moves alice's database.
 	t.Run("switchover", func(t *testing.T) { mailSwitchover(t, b) })
@@ -337,6 +338,43 @@ func mailClientAddress(t *testing.T, b *mailBed) {
 	}
 	waitLog(b.mbx1, "imap-login: Info: Login: user=<alice>, method=PLAIN, rip=127.0.0.9")
 	waitLog(b.mbx2, "pop3-login: Info: Login: user=<bob>, method=PLAIN, rip=127.0.0.9")
+}
+
+// mailThrottle: failed mail logins count in HTTP's throttle ([auth]
+// max_failures, 5 by default, per user and address); once throttled, a
+// login is refused without a verification, while the user's cached good
+// credential still works (a signed-in user is not locked out by a guesser).
+// From 127.0.0.7, so that the address's count is this subtest's own.
+func mailThrottle(t *testing.T, b *mailBed) {
+	from := &net.TCPAddr{IP: net.ParseIP("127.0.0.7")}
+	throttled := false
+	for i := 0; i < 10 && !throttled; i++ {
+		c, _, l, _, err := imapsLoginFrom(from, b.imaps, "carol", "guess")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		switch {
+		case strings.Contains(l, "too many failed logins"):
+			throttled = true
+			if i != 5 {
+				t.Errorf("throttled after %d failures, want 5", i)
+			}
+		case !strings.HasPrefix(l, "a NO [AUTHENTICATIONFAILED]"):
+			t.Fatalf("attempt %d: %q", i, l)
+		}
+	}
+	if !throttled {
+		t.Fatal("10 failed logins and no throttling")
+	}
+	c, _, l, _, err := imapsLoginFrom(from, b.imaps, "carol", gwtest.Password)
+	if err != nil || !strings.HasPrefix(l, "a OK") {
+		t.Fatalf("carol's good (cached) password while throttled: %q %v", l, err)
+	}
+	c.Close()
+	if n := b.gw.Snapshot().Mail["throttled"]; n < 1 {
+		t.Errorf("mail throttled = %d", n)
+	}
 }
 
 // mailCoalesce: a client opening several connections at once with a
