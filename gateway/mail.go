@@ -79,6 +79,7 @@ func (g *Gateway) newMailHandler(gen *generation) (*mailproxy.Handler, error) {
 		FailureDelay:         m.FailureDelay.D(),
 		MaxFailures:          m.MaxFailures,
 		ConnectTimeout:       cfg.Backend.ConnectTimeout.D(),
+		FlushTimeout:         cfg.Timeouts.Write.D(),
 		ForwardClientAddress: m.ForwardClientAddress,
 		Log:                  g.log.With("component", "mail"),
 	}

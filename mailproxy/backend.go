@@ -153,9 +153,10 @@ func (b *backend) OnClose(_ gnet.Conn, err error) {
 	switch {
 	case s.state == stRelay:
 		// The server ended the session (after LOGOUT, an autologout, a
-		// shutdown): what it sent has been relayed; close the client.
+		// shutdown): what it sent has been relayed; close the client
+		// once it has taken it.
 		s.be = nil
-		s.closeNow()
+		s.closeAfterFlush()
 	case s.state == stBackend && prev != beClosed:
 		s.h.log.Warn("mail backend closed during login", "protocol", s.proto.String(),
 			"server", s.verdict.Backend.Server, "err", err)

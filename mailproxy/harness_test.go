@@ -151,6 +151,12 @@ func (s *stub) serve(c net.Conn) {
 		if line == "QUIT-NOW" {
 			return
 		}
+		if line == "BIGQUIT" {
+			// 4 MiB, then the end of the session (a POP3 RETR and
+			// QUIT pipelined, an IMAP FETCH and LOGOUT).
+			_, _ = c.Write(bigMessage[:4<<20])
+			return
+		}
 		if tag, ok := strings.CutSuffix(line, " FETCH10M"); ok && !s.pop3 {
 			// A 10 MiB message, as a FETCH response with a literal.
 			fmt.Fprintf(c, "* 1 FETCH (BODY[] {%d}\r\n", len(bigMessage))

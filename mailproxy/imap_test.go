@@ -399,3 +399,29 @@ func TestPreAuthBufferBound(t *testing.T) {
 		t.Errorf("overflow = %d, want 1", n)
 	}
 }
+
+// TestServerCloseFlushes: the server sends 4 MiB and ends the session at
+// once; a client that reads late still gets all of it before the close.
+func TestServerCloseFlushes(t *testing.T) {
+	t.Parallel()
+	h := startHarness(t, false, nil)
+	for _, tlsClient := range []bool{false, true} {
+		var c *conn
+		if tlsClient {
+			c = h.dialTLS(t, lIMAPS)
+		} else {
+			c = h.dial(t, lIMAPPlain)
+			_ = c.Conn.(*net.TCPConn).SetReadBuffer(16 << 10)
+		}
+		c.expect("* OK")
+		c.send("a LOGIN alice password\r\n")
+		c.until("a OK")
+		c.send("BIGQUIT\r\n")
+		time.Sleep(300 * time.Millisecond) // the server has sent it all and closed
+		_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		n, err := io.Copy(io.Discard, c.r)
+		if n != 4<<20 {
+			t.Fatalf("tls=%v: got %d bytes (%v), want %d then the close", tlsClient, n, err, 4<<20)
+		}
+	}
+}

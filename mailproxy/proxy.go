@@ -139,6 +139,9 @@ type Config struct {
 	// greeting lists ID), POP3 XCLIENT (when the greeting offers it).
 	// Dovecot believes them from its login_trusted_networks.
 	ForwardClientAddress bool
+	// FlushTimeout bounds the wait for a client to take what the server
+	// sent before it ended the session (default 30s).
+	FlushTimeout time.Duration
 	// ConnectTimeout bounds the backend dial and TLS handshake (default 5s).
 	ConnectTimeout time.Duration
 	Log            *slog.Logger
@@ -165,6 +168,7 @@ func (c *Config) defaults() {
 	defd(&c.POP3IdleTimeout, 10*time.Minute)
 	defd(&c.FailureDelay, 2*time.Second)
 	defd(&c.ConnectTimeout, 5*time.Second)
+	defd(&c.FlushTimeout, 30*time.Second)
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
@@ -245,7 +249,9 @@ type loopState struct {
 	delay    *l4.DeadlineList
 	imapIdle *l4.DeadlineList
 	pop3Idle *l4.DeadlineList
-	out      []byte // scratch for answers
+	// flush is a poll (a zero-length list, re-armed every sweep) of the
+	// sessions waiting for their client to take the rest (stFlush).
+	flush *l4.DeadlineList
 }
 
 // NewLoop implements l4.Acceptor.
@@ -255,6 +261,7 @@ func (h *Handler) NewLoop(lp *l4.Loop) {
 		delay:    lp.NewDeadlineList("mail_login_failure_delay", h.cfg.FailureDelay),
 		imapIdle: lp.NewDeadlineList("imap_idle", h.cfg.IMAPIdleTimeout),
 		pop3Idle: lp.NewDeadlineList("pop3_idle", h.cfg.POP3IdleTimeout),
+		flush:    lp.NewDeadlineList("mail_flush", 0),
 	}
 	h.mu.Lock()
 	h.loops = append(h.loops, ls)
@@ -305,6 +312,7 @@ const (
 	stDelay                  // failed login, answer delayed
 	stBackend                // backend dial and login
 	stRelay                  // logged in: relaying
+	stFlush                  // the server ended the session: writing what is left, then closing
 	stClosed
 )
 
@@ -332,7 +340,8 @@ type session struct {
 	authSeq  uint32
 	verdict  Verdict
 	be       *backend
-	relaying bool // counted in Stats.Relaying
+	relaying bool  // counted in Stats.Relaying
+	flushEnd int64 // stFlush: when to give up on the client
 }
 
 // Accept implements l4.Acceptor.
@@ -412,6 +421,10 @@ func (s *session) process() gnet.Action {
 		return act
 	case stRelay:
 		return s.relayUp()
+	case stFlush:
+		// The server is gone: what the client sends now has nowhere to go.
+		_, _ = s.io.Discard(-1)
+		return gnet.None
 	default:
 		// stAuth, stDelay, stBackend: what the client sends waits in the
 		// buffer, bounded: by the command bound until the credentials are
@@ -455,6 +468,21 @@ func (s *session) closeNow() gnet.Action {
 	}
 	_ = s.Conn.Close()
 	return gnet.None
+}
+
+// closeAfterFlush closes the session once the client has taken what was
+// written to it (gnet's close writes only what the socket takes at once),
+// within FlushTimeout: the server ended the session right after its last
+// answer (LOGOUT, QUIT, a pipelined RETR then QUIT).
+func (s *session) closeAfterFlush() {
+	if s.io.OutboundBuffered() == 0 {
+		s.closeNow()
+		return
+	}
+	s.state = stFlush
+	now := s.Loop.Now()
+	s.flushEnd = now + int64(s.h.cfg.FlushTimeout)
+	s.ls.flush.Arm(&s.Deadline, s, now)
 }
 
 // bye closes the session with the protocol's farewell.
@@ -502,6 +530,16 @@ func (s *session) Expire(now int64) {
 	case stRelay:
 		s.h.stats.Timeouts.Add(1)
 		s.bye("autologout: idle for too long")
+	case stFlush:
+		switch {
+		case s.io.OutboundBuffered() == 0:
+			s.closeNow()
+		case now >= s.flushEnd:
+			s.h.stats.Timeouts.Add(1)
+			s.closeNow()
+		default:
+			s.ls.flush.Arm(&s.Deadline, s, now)
+		}
 	case stClosed:
 	default:
 		s.h.stats.Timeouts.Add(1)
