@@ -671,7 +671,7 @@ func (g *Gateway) Snapshot() Snapshot {
 		s.Backends = append(s.Backends, b)
 	}
 	for i, ln := range cur.cfg.Listeners {
-		if ln.TLS && i < len(cur.tls) && cur.tls[i] != nil {
+		if (ln.TLS || ln.StartTLS) && i < len(cur.tls) && cur.tls[i] != nil { // a mail listener's STARTTLS too
 			if s.TLS == nil {
 				s.TLS = map[string]map[string]int64{}
 			}

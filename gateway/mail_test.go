@@ -199,6 +199,9 @@ func TestMailDovecot(t *testing.T) {
 	if snap.Mail["logins_ok"] < 4 || snap.Mail["logins_failed"] < 2 || snap.Mail["starttls"] < 3 {
 		t.Errorf("mail counters: %v", snap.Mail)
 	}
+	if snap.TLS["imap"]["handshakes"] < 2 || snap.TLS["imaps"]["handshakes"] < 1 {
+		t.Errorf("TLS counters of the STARTTLS and implicit-TLS listeners: %v", snap.TLS)
+	}
 	// Both Dovecots saw the master user log in on the users' behalf
 	// (their logs were written before the sessions ended).
 	if !strings.Contains(b.mbx1.Log(), "user=<alice>") || !strings.Contains(b.mbx2.Log(), "user=<bob>") {
