@@ -71,6 +71,8 @@ fuzz:
 	$(GO) test ./l4/proxyproto/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./l4/proxyproto/ -run '^$$' -fuzz '^FuzzParseVsGoProxyproto$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./l4/proxyproto/ -run '^$$' -fuzz '^FuzzIPv6VsNetip$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./mailproxy/ -run '^$$' -fuzz '^FuzzParseIMAPLine$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./mailproxy/ -run '^$$' -fuzz '^FuzzDecodePlain$$' -fuzztime $(FUZZTIME)
 
 # testssl.sh (installed from Debian when missing) against a TLS listener
 # with a throwaway test CA; fails on any CRITICAL, HIGH or MEDIUM finding.
