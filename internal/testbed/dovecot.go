@@ -1,9 +1,9 @@
 package testbed
 
 import (
+	"frontdoor/internal/dovecot"
 	"net"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -13,8 +13,9 @@ import (
 )
 
 // Dovecot is a Dovecot instance (IMAP and POP3, plaintext) for one test,
-// started as a child process with the configuration and users of
-// testdata/dovecot under a temporary directory. Its master user is
+// started as a child process with the configuration of package
+// internal/dovecot (users alice, bob and carol, password "password") under
+// a temporary directory. Its master user is
 // DovecotMasterUser with the password in DovecotMasterPasswordFile.
 type Dovecot struct {
 	Name     string
@@ -30,7 +31,7 @@ const DovecotMasterUser = "frontdoor"
 
 // DovecotBinary is where Debian installs Dovecot
 // (scripts/install-dovecot.sh).
-const DovecotBinary = "/usr/sbin/dovecot"
+const DovecotBinary = dovecot.Binary
 
 // DovecotMasterPasswordFile is the master user's password file.
 func DovecotMasterPasswordFile(t testing.TB) string {
@@ -49,10 +50,8 @@ func dovecotTestdata(t testing.TB) string {
 // (make test installs it with scripts/install-dovecot.sh).
 func NeedDovecot(t testing.TB) {
 	t.Helper()
-	for _, p := range []string{DovecotBinary, "/usr/lib/dovecot/imap", "/usr/lib/dovecot/pop3"} {
-		if _, err := os.Stat(p); err != nil {
-			t.Skipf("Dovecot is not installed (%s missing): run scripts/install-dovecot.sh (make test does)", p)
-		}
+	if err := dovecot.Installed(); err != nil {
+		t.Skipf("%v (make test does)", err)
 	}
 }
 
@@ -87,54 +86,20 @@ func StartDovecot(t testing.TB, name, ip string, imapPort, pop3Port int) *Doveco
 	t.Helper()
 	NeedDovecot(t)
 	dir := t.TempDir()
-	// Dovecot's unprivileged processes must reach the runtime directory.
-	for d := dir; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
-		_ = os.Chmod(d, 0o755)
-	}
-	loginUser, internalUser, mailUser, mailGroup := "dovenull", "dovecot", "dovecot", "dovecot"
-	if os.Getuid() != 0 {
-		u, err := user.Current()
-		if err != nil {
-			t.Fatalf("testbed: %v", err)
-		}
-		g, _ := user.LookupGroupId(u.Gid)
-		loginUser, internalUser, mailUser = u.Username, u.Username, u.Username
-		mailGroup = u.Gid
-		if g != nil {
-			mailGroup = g.Name
-		}
-	}
-	for _, sub := range []string{"run", "state", "mail", "home"} {
-		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if os.Getuid() == 0 {
-		// Mail is written as the mail user.
-		if u, err := user.Lookup(mailUser); err == nil {
-			uid, _ := strconv.Atoi(u.Uid)
-			gid, _ := strconv.Atoi(u.Gid)
-			for _, sub := range []string{"mail", "home"} {
-				_ = os.Chown(filepath.Join(dir, sub), uid, gid)
-			}
-		}
-	}
-	tmpl, err := os.ReadFile(filepath.Join(dovecotTestdata(t), "dovecot.conf.tmpl"))
+	master, err := os.ReadFile(DovecotMasterPasswordFile(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	conf := strings.NewReplacer(
-		"{{DIR}}", dir, "{{NAME}}", name, "{{IP}}", ip,
-		"{{IMAP_PORT}}", strconv.Itoa(imapPort), "{{POP3_PORT}}", strconv.Itoa(pop3Port),
-		"{{LOGIN_USER}}", loginUser, "{{INTERNAL_USER}}", internalUser,
-		"{{MAIL_USER}}", mailUser, "{{MAIL_GROUP}}", mailGroup,
-		"{{TESTDATA}}", dovecotTestdata(t),
-	).Replace(string(tmpl))
-	confPath := filepath.Join(dir, "dovecot.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
+	confPath, err := dovecot.Prepare(dovecot.Config{
+		Dir: dir, Name: name, IP: ip, IMAPPort: imapPort, POP3Port: pop3Port,
+		MasterUser: DovecotMasterUser, MasterPassword: strings.TrimSpace(string(master)),
+		Users: []string{"alice", "bob", "carol"}, Password: "password",
+	})
+	if err != nil {
+		t.Fatalf("testbed: %v", err)
 	}
-	p, err := startProcess(DovecotBinary, []string{"-F", "-c", confPath})
+	argv := dovecot.Argv(confPath)
+	p, err := startProcess(argv[0], argv[1:])
 	if err != nil {
 		t.Fatalf("testbed: %v", err)
 	}
@@ -152,26 +117,8 @@ func StartDovecot(t testing.TB, name, ip string, imapPort, pop3Port int) *Doveco
 			t.Logf("testbed: dovecot %s output:\n%s\nlog:\n%s", name, p.Output(), log)
 		}
 	})
-	deadline := time.Now().Add(15 * time.Second)
-	for _, port := range []int{imapPort, pop3Port} {
-		addr := net.JoinHostPort(ip, strconv.Itoa(port))
-		for {
-			c, err := net.DialTimeout("tcp", addr, time.Second)
-			if err == nil {
-				buf := make([]byte, 64)
-				_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
-				n, _ := c.Read(buf)
-				c.Close()
-				if n > 0 && (strings.HasPrefix(string(buf[:n]), "* OK") || strings.HasPrefix(string(buf[:n]), "+OK")) {
-					break
-				}
-			}
-			if time.Now().After(deadline) {
-				log, _ := os.ReadFile(filepath.Join(dir, "dovecot.log"))
-				t.Fatalf("testbed: dovecot %s did not answer on %s within 15s: %v\n%s\n%s", name, addr, err, p.Output(), log)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+	if err := dovecot.WaitReady([]string{d.IMAPAddr(), d.POP3Addr()}, 15*time.Second, nil); err != nil {
+		t.Fatalf("testbed: dovecot %s: %v\n%s\n%s", name, err, p.Output(), d.Log())
 	}
 	return d
 }
@@ -192,7 +139,4 @@ func (d *Dovecot) Messages(user string) int {
 }
 
 // Log returns the instance's log so far.
-func (d *Dovecot) Log() string {
-	b, _ := os.ReadFile(filepath.Join(d.Dir, "dovecot.log"))
-	return string(b)
-}
+func (d *Dovecot) Log() string { return dovecot.Log(d.Dir) }
