@@ -77,6 +77,9 @@ type Scenario struct {
 	// scenario (default: the gateway's own); the gateway is restarted when
 	// the next scenario needs another.
 	AuthCacheTTL time.Duration
+	// IMAP makes the scenario an IMAP one (bench/imap.go): Dovecot behind
+	// the gateway's mail listeners; TLS picks the implicit-TLS listener.
+	IMAP IMAPMode
 }
 
 // Scenarios lists the suite's workloads in the order they run. Every request
@@ -171,6 +174,52 @@ var Scenarios = []Scenario{
 		Idle:        true,
 		TLS:         true,
 		Header:      []Header{{"X-Mailboxd-Size", "100"}},
+	},
+	// The IMAP scenarios (bench/imap.go): the gateway's mail listeners in
+	// front of a Dovecot the suite starts (skipped when Dovecot is not
+	// installed); not for the peers, which have no IMAP proxy here.
+	{
+		Name: "imap-login",
+		Description: "IMAP: connect, greeting, LOGIN, LOGOUT, close, in a loop on the plaintext listener (allow_plaintext_login), " +
+			"128 users, auth cache warm: logins/s, login latency, gateway CPU per login (direct row: Dovecot)",
+		Conns:       imapLoginConns,
+		IMAP:        IMAPLogin,
+		SourceAddrs: true,
+	},
+	{
+		Name:        "imap-login-tls",
+		Description: "as imap-login on the implicit-TLS listener, a full handshake per login (direct row: Dovecot in plaintext)",
+		Conns:       imapLoginConns,
+		TLS:         true,
+		IMAP:        IMAPLogin,
+		SourceAddrs: true,
+	},
+	{
+		Name: "imap-fetch-10m",
+		Description: "IMAP: logged-in connections FETCH 1 BODY[] of a 10 MiB message in a loop (plaintext): " +
+			"MiB/s relayed and gateway CPU per MiB (direct row: Dovecot)",
+		Conns: imapFetchConns,
+		IMAP:  IMAPFetch,
+	},
+	{
+		Name: "idle-conns-imap",
+		Description: "--idle-conns idle logged-in IMAP sessions (plaintext) from 127.0.0.2-9, capped by the gateway's descriptors " +
+			"(two per session): gateway RSS per session, extrapolated to 1M",
+		Idle: true,
+		IMAP: IMAPIdle,
+	},
+	{
+		Name:        "idle-conns-imap-tls",
+		Description: "as idle-conns-imap on the implicit-TLS listener: RSS per idle logged-in IMAP TLS session",
+		Idle:        true,
+		TLS:         true,
+		IMAP:        IMAPIdle,
+	},
+	{
+		Name:        "idle-conns-imap-prelogin",
+		Description: "--idle-conns idle IMAP connections that got the greeting and did not log in (plaintext): RSS per pre-login connection",
+		Idle:        true,
+		IMAP:        IMAPIdlePreLogin,
 	},
 }
 
@@ -487,6 +536,8 @@ type RunReport struct {
 
 	// Idle holds the figures of an idle-connection scenario.
 	Idle *IdleReport `json:"idle,omitempty"`
+	// IMAP holds the figures of an IMAP scenario (imap.go).
+	IMAP *IMAPReport `json:"imap,omitempty"`
 	// Error says why the row could not be measured; its figures are then
 	// zero.
 	Error string `json:"error,omitempty"`
@@ -598,7 +649,10 @@ type suite struct {
 	peer     *peerProc
 	peerInfo map[string]*PeerInfo
 	// ext holds the external load generators found (external.go).
-	ext    *externalState
+	ext *externalState
+	// mail is the Dovecot of the IMAP scenarios (imap.go); nil when none
+	// is selected or Dovecot is not installed.
+	mail   *mailFixture
 	report Report
 }
 
@@ -666,6 +720,9 @@ func runSuite(ctx context.Context, o suiteOptions, stdout, stderr io.Writer) (co
 		if s.auth != nil && s.auth.mbx != nil {
 			s.auth.mbx.stop()
 		}
+		if s.mail != nil {
+			s.mail.dovecot.stop()
+		}
 	}()
 
 	if s.mbx, err = s.startMailboxd(ctx, "mailboxd"); err != nil {
@@ -679,6 +736,10 @@ func runSuite(ctx context.Context, o suiteOptions, stdout, stderr io.Writer) (co
 		if s.auth.mbx, err = s.startMailboxd(ctx, mailboxdIDLabel, "--identity-keys", s.auth.pubFile); err != nil {
 			return fail("%v", err)
 		}
+	}
+
+	if imapSelected(o.scenarios) {
+		s.mail = s.startIMAPBackend(ctx)
 	}
 
 	if len(o.peers) > 0 {
@@ -723,7 +784,13 @@ func runSuite(ctx context.Context, o suiteOptions, stdout, stderr io.Writer) (co
 			s.report.Skipped = append(s.report.Skipped, note)
 			fmt.Fprintf(stderr, "frontdoor bench: %s\n", note)
 		}
+		if sc.IMAP != IMAPNone && s.mail == nil {
+			continue // startIMAPBackend said why, once
+		}
 		for _, target := range order {
+			if sc.IMAP != IMAPNone && isPeer(target) {
+				continue // no IMAP proxy configured for the peers
+			}
 			if !o.targets[target] || (target == "gateway" && !gatewayOK) || (sc.Idle && target == "direct") {
 				continue
 			}
@@ -739,6 +806,16 @@ func runSuite(ctx context.Context, o suiteOptions, stdout, stderr io.Writer) (co
 				err error
 			)
 			switch {
+			case sc.IMAP != IMAPNone && sc.Idle:
+				s.gwCacheTTL = sc.AuthCacheTTL // measureIMAPIdle restarts the gateway
+				rr, err = s.measureIMAPIdle(ctx, sc)
+			case sc.IMAP != IMAPNone:
+				if target == "gateway" {
+					err = s.gatewayFor(ctx, sc)
+				}
+				if err == nil {
+					rr, err = s.measureIMAP(ctx, sc, target)
+				}
 			case target == "gateway" && sc.TLS && s.gwTLSAddr == "":
 				rr = &RunReport{Scenario: sc.Name, Target: target, TLS: true, Error: "not measured: the gateway has no working TLS listener"}
 				if sc.Idle {
@@ -766,7 +843,7 @@ func runSuite(ctx context.Context, o suiteOptions, stdout, stderr io.Writer) (co
 					code = 1
 				}
 				// The same load from wrk/h2load (--loadgen), rows of their own.
-				if rr.Error == "" && !s.measureExternal(ctx, sc, target) {
+				if rr.Error == "" && sc.IMAP == IMAPNone && !s.measureExternal(ctx, sc, target) {
 					code = 1
 				}
 			}
@@ -843,6 +920,8 @@ func (s *suite) backends() []*backend {
 type gatewayPorts struct {
 	HTTP, TLS, Admin int
 	Mbx, MbxID       int
+	// IMAP and IMAPS are the mail listeners' (0: no IMAP scenario).
+	IMAP, IMAPS int
 }
 
 // writeConfig writes the gateway config and its directory file into s.dir.
@@ -892,6 +971,15 @@ backend_port = %d
 		cfg += authConfig(s.auth.keyFile, s.gwCacheTTL, p.MbxID)
 		hash = s.auth.hash
 	}
+	mailUsers := ""
+	if s.mail != nil && p.IMAP > 0 {
+		tlsDir := filepath.Join(s.dir, "tls")
+		if err := os.MkdirAll(tlsDir, 0o700); err != nil {
+			return err
+		}
+		cfg += s.mail.gatewayConfig(tlsDir)
+		mailUsers = s.mail.directoryUsers()
+	}
 	if p.Admin > 0 {
 		// The idle scenarios read the gateway's memory from /stats and ask
 		// it for a trim before their baseline; the auth rows read its auth
@@ -914,7 +1002,7 @@ site = "site-a"
 [[database]]
 name = "DB01"
 active = %q
-`, mailboxdName, mailboxdName) + directoryUsers(hash)
+`, mailboxdName, mailboxdName) + directoryUsers(hash) + mailUsers
 	if err := os.WriteFile(filepath.Join(s.dir, "frontdoor.toml"), []byte(cfg), 0o644); err != nil {
 		return err
 	}
@@ -976,6 +1064,11 @@ func (s *suite) startGateway(ctx context.Context, withTLS bool) error {
 	if s.auth != nil {
 		ports.MbxID = s.auth.mbx.port
 	}
+	if s.mail != nil {
+		if err := s.mail.pickPorts(&ports); err != nil {
+			return err
+		}
+	}
 	if err := s.writeConfig(ports); err != nil {
 		return fmt.Errorf("writing config: %w", err)
 	}
@@ -1000,6 +1093,11 @@ func (s *suite) startGateway(ctx context.Context, withTLS bool) error {
 		ah := http.Header{"X-AnchorMailbox": {anchorMailbox}, "Authorization": {basicAuth(authLogin)}}
 		if err := waitReady(ctx, s.gw, probeClient, "http://"+s.gwAddr+authPrefix+"/", ah, s.o.startupTimeout); err != nil {
 			return fmt.Errorf("the authenticated protocol %s: %w", authPrefix, err)
+		}
+	}
+	if s.mail != nil {
+		if err := s.mail.waitGateway(s.gw, s.o.startupTimeout); err != nil {
+			return err
 		}
 	}
 	tlsNote := ""
@@ -1461,6 +1559,8 @@ type idleProbe struct {
 	// a memory trim now.
 	Runtime func() (*gatewayRuntime, error)
 	Trim    func() error
+	// Open opens the idle connections (nil: OpenIdle with the options).
+	Open func(ctx context.Context, n int) (*IdleConns, error)
 }
 
 // runIdle samples p, opens n idle connections with opts (OpenIdle), holds
@@ -1492,7 +1592,11 @@ func runIdle(ctx context.Context, opts Options, n int, hold, settle time.Duratio
 	ir.GatewayFDsBefore = optFDs(p.FDs)
 	cpu0, cpuErr := optCPU(p.CPU)
 
-	ic, err := OpenIdle(ctx, opts, n)
+	open := p.Open
+	if open == nil {
+		open = func(ctx context.Context, n int) (*IdleConns, error) { return OpenIdle(ctx, opts, n) }
+	}
+	ic, err := open(ctx, n)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -1849,6 +1953,7 @@ func writeTable(w io.Writer, r *Report) {
 			}
 			notes = append(notes, n)
 		}
+		notes = append(notes, imapNotes(&rr)...)
 		if ir := rr.Idle; ir != nil {
 			if ir.Limit > 0 && ir.Attempted < ir.Requested {
 				notes = append(notes, fmt.Sprintf("%s/%s: --idle-conns %d capped to %d by the file-descriptor limit (%d kept per process for other descriptors)",
