@@ -417,6 +417,10 @@ type imapResult struct {
 func runIMAP(ctx context.Context, l imapLoad) *imapResult {
 	ctx, cancel := context.WithTimeout(ctx, l.duration)
 	defer cancel()
+	// The dialer's deadline comes from ctx's and can pass a moment before
+	// ctx says so: over is the test for both.
+	deadline, _ := ctx.Deadline()
+	over := func() bool { return ctx.Err() != nil || !time.Now().Before(deadline) }
 	type worker struct {
 		res   Result
 		bytes int64
@@ -437,7 +441,7 @@ func runIMAP(ctx context.Context, l imapLoad) *imapResult {
 			if len(l.localAddrs) > 0 {
 				local = l.localAddrs[i%len(l.localAddrs)]
 			}
-			for ctx.Err() == nil {
+			for !over() {
 				user := imapUser(int(next.Add(1)))
 				if l.mode == IMAPFetch {
 					user = imapFetchUser
@@ -461,7 +465,7 @@ func runIMAP(ctx context.Context, l imapLoad) *imapResult {
 				}
 				if err == nil && l.mode == IMAPFetch {
 					if _, err = ic.cmd("s", "SELECT INBOX", &e); err == nil {
-						for ctx.Err() == nil {
+						for !over() {
 							t := time.Now()
 							n, err := ic.cmd("f", "FETCH 1 BODY[]", &e)
 							if err != nil {
@@ -476,7 +480,7 @@ func runIMAP(ctx context.Context, l imapLoad) *imapResult {
 				if ic != nil {
 					ic.c.Close()
 				}
-				if ctx.Err() == nil {
+				if !over() {
 					w.res.Errors.add(e)
 					if err != nil {
 						firstErr.CompareAndSwap(nil, fmt.Sprintf("%v (at %v)", err, time.Since(start).Round(time.Millisecond)))

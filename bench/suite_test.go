@@ -28,6 +28,7 @@ import (
 	"frontdoor/directory"
 	"frontdoor/gateway/config"
 	"frontdoor/identity"
+	"frontdoor/internal/testbed"
 )
 
 // The suite runner starts `BINARY mailboxd ...` and `BINARY run ...`. The
@@ -48,7 +49,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv(fakeEnv) == "1" {
 		os.Exit(fakeFrontdoor(os.Args[1:]))
 	}
-	os.Exit(m.Run())
+	testbed.Main(m) // removes the frontdoor binary the IMAP test builds
 }
 
 func fakeFrontdoor(args []string) int {
