@@ -307,7 +307,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: frontdoor bench [flags]\n\n"+
 			"Starts `frontdoor mailboxd` and `frontdoor run` as child processes on loopback and\n"+
-			"runs each scenario directly against mailboxd and through the gateway, with the built-in\n"+
+			"runs each scenario directly against mailboxd and through the gateway (the imap-* scenarios:\n"+
+			"against Dovecot, started the same way when installed), with the built-in\n"+
 			"load generator and, for the keep-alive scenarios, wrk and h2load when installed (--loadgen).\n"+
 			"The table goes to stdout, progress and child output to stderr.\n\nflags:\n")
 		fs.PrintDefaults()
