@@ -160,6 +160,8 @@ func toolVersion(name, bin string) string {
 // at a time each, and nothing else the suite measures.
 func externalFit(sc Scenario, pipeline int) string {
 	switch {
+	case sc.IMAP != IMAPNone:
+		return "IMAP, not HTTP"
 	case sc.Idle:
 		return "an idle-connection measurement"
 	case sc.Auth != AuthNone:

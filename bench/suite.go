@@ -844,7 +844,7 @@ func runSuite(ctx context.Context, o suiteOptions, stdout, stderr io.Writer) (co
 					code = 1
 				}
 				// The same load from wrk/h2load (--loadgen), rows of their own.
-				if rr.Error == "" && sc.IMAP == IMAPNone && !s.measureExternal(ctx, sc, target) {
+				if rr.Error == "" && !s.measureExternal(ctx, sc, target) {
 					code = 1
 				}
 			}
