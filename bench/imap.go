@@ -884,12 +884,12 @@ func imapNotes(rr *RunReport) []string {
 		notes = append(notes, n+dovecotCPUNote(m))
 	case rr.Idle != nil:
 		if ir := rr.Idle; ir.Held > 0 {
-			per := 2
+			what := "logged-in sessions held (2 gateway descriptors each: client and backend)"
 			if strings.Contains(rr.Scenario, "prelogin") {
-				per = 1
+				what = "connections held before login (1 gateway descriptor each)"
 			}
-			notes = append(notes, fmt.Sprintf("%s/%s: %d sessions held (%d gateway descriptors each), %.2f GiB extrapolated to 1M sessions",
-				rr.Scenario, rr.Target, ir.Held, per, ir.Extrapolated1MGiB))
+			notes = append(notes, fmt.Sprintf("%s/%s: %d %s, %.2f GiB extrapolated to 1M",
+				rr.Scenario, rr.Target, ir.Held, what, ir.Extrapolated1MGiB))
 		}
 	default:
 		n := fmt.Sprintf("%s/%s: %s, %d users (auth cache warm), REQ/S is logins/s", rr.Scenario, rr.Target, m.Listener, m.Users)
