@@ -605,6 +605,9 @@ type BackendSummary struct {
 	QueueFull    int64 `json:"queue_full"`
 	QueueTimeout int64 `json:"queue_timeout"`
 	Failed       int64 `json:"failed"`
+	// Channels is the number of open long-lived channels (RPC over HTTP,
+	// MAPI NotificationWait) on dedicated connections to the endpoint.
+	Channels int64 `json:"channels"`
 	// Health is the endpoint's health (active checks and outlier
 	// detection).
 	Health BackendHealth `json:"health"`
@@ -658,6 +661,7 @@ func (g *Gateway) Snapshot() Snapshot {
 			Requests: ps.Requests.Load(), Writes: ps.Writes.Load(), Retries: ps.Retries.Load(), Detached: ps.Detached.Load(), Retired: ps.Retired.Load(),
 			Queued: ps.Queued.Load(), QueueFull: ps.QueueFull.Load(), QueueTimeout: ps.QueueTimeout.Load(),
 			Failed: ps.Failed.Load(), Health: cur.backends.summary(i),
+			Channels: cur.handler.OpenChannels(i),
 		}
 		s.BackendConns += b.ConnsOpen
 		s.Backends = append(s.Backends, b)

@@ -107,13 +107,16 @@ func TestDefaults(t *testing.T) {
 		Limits: Limits{
 			MaxConnections: 100000, MaxHeaderBytes: 16384, MaxBodyBytes: 104857600, MaxPipelineBytes: 65536,
 			ClientBufferBytes: 262144, MaxResponseBufferBytes: 8388608, MaxUploadBufferBytes: 1048576,
+			ChannelBufferBytes: 32768,
 		},
-		Timeouts: Timeouts{HeaderRead: s(10 * time.Second), BodyRead: s(30 * time.Second), Idle: s(75 * time.Second), Write: s(30 * time.Second), Drain: s(15 * time.Second)},
+		Timeouts: Timeouts{HeaderRead: s(10 * time.Second), BodyRead: s(30 * time.Second), Idle: s(75 * time.Second), Write: s(30 * time.Second), Drain: s(15 * time.Second),
+			RPCChannelIdle: s(15 * time.Minute), MAPINotificationWaitIdle: s(6 * time.Minute)},
 		Backend: Backend{
 			ConnsPerLoop: 2, MaxPipeline: 16, MaxQueue: 1024,
 			ConnectTimeout: s(3 * time.Second), ResponseTimeout: s(60 * time.Second), QueueTimeout: s(10 * time.Second),
 			ReconnectMin: s(100 * time.Millisecond), ReconnectMax: s(5 * time.Second), RetryAfter: s(2 * time.Second),
-			HealthInterval: s(5 * time.Second), HealthTimeout: s(2 * time.Second),
+			MaxChannelsPerServer: 2000,
+			HealthInterval:       s(5 * time.Second), HealthTimeout: s(2 * time.Second),
 			UnhealthyThreshold: 3, HealthyThreshold: 2, OutlierConsecutiveFailures: 5,
 		},
 		State: State{File: "", DrainGrace: s(10 * time.Second)},
@@ -420,7 +423,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown table", withBase(`[limitz]`, `x = 1`),
 			[]string{`f.toml:9: limitz: unknown table (did you mean "limits"?)`}},
 		{"unknown dotted key", doc(`limits.nope = 1`),
-			[]string{`f.toml:1: limits.nope: unknown key (valid keys: max_connections, max_header_bytes, max_body_bytes, max_pipeline_bytes, client_buffer_bytes, max_response_buffer_bytes, max_upload_buffer_bytes)`}},
+			[]string{`f.toml:1: limits.nope: unknown key (valid keys: max_connections, max_header_bytes, max_body_bytes, max_pipeline_bytes, client_buffer_bytes, max_response_buffer_bytes, max_upload_buffer_bytes, channel_buffer_bytes)`}},
 		{"Path is not a key", doc(append([]string{`Path = "x"`}, base...)...),
 			[]string{`f.toml:1: Path: unknown key (did you mean "auth"?)`}},
 
