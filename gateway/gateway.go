@@ -495,6 +495,9 @@ func (g *Gateway) Serve(ctx context.Context, ready func()) error {
 	g.comps.start()
 	defer g.comps.close()
 	err := g.server.Serve(ctx, g.drainOptions, ready)
+	// Long-lived channels left the loops, so the drain did not wait for
+	// them: close them now, and their clients reconnect elsewhere.
+	g.closeChannels()
 	if g.accessLog != nil {
 		// The loops have stopped: what they formatted is written now.
 		if cerr := g.accessLog.Close(); cerr != nil {
@@ -505,6 +508,20 @@ func (g *Gateway) Serve(ctx context.Context, ready func()) error {
 	g.log.Info("stopped", "requests", snap.Requests, "client_conns_accepted", snap.ClientsAccepted,
 		"backend_conns_open", snap.BackendConns)
 	return err
+}
+
+// closeChannels closes the long-lived channels of every generation.
+func (g *Gateway) closeChannels() {
+	g.mu.Lock()
+	live := slices.Clone(g.live)
+	g.mu.Unlock()
+	n := 0
+	for _, gen := range live {
+		n += gen.handler.CloseChannels(nil)
+	}
+	if n > 0 {
+		g.log.Info("closed long-lived channels", "channels", n)
+	}
 }
 
 // handoffMinListen is how long an upgraded process keeps its listening

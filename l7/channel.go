@@ -343,7 +343,7 @@ func (ch *channel) run() {
 	be, err := ch.dial(ep)
 	if err != nil {
 		if ep.Health != nil {
-			ep.Health.Failure("connect")
+			ep.Health.Failure("connect failed")
 		}
 		ch.reason.CompareAndSwap(nil, rejBackendDown)
 		out := appendLocalResponse(nil, 502, "mailbox server unavailable: "+rejBackendDown.Reason, nil, nil, true)

@@ -558,6 +558,24 @@ func TestParseErrors(t *testing.T) {
 			[]string{`f.toml:4: protocol[0].path_prefix: "/owa?x": character '?' is not allowed in a path prefix`}},
 		{"nested prefix is fine", withBase(`[[protocol]]`, `name = "owa-cal"`, `path_prefix = "/owa/calendar"`, `backend_port = 443`), nil},
 
+		// Long-lived channels (docs/outlook.md).
+		{"channel settings", withBase(`[[protocol]]`, `name = "rpc"`, `path_prefix = "/rpc"`, `backend_port = 443`,
+			`stream_methods = ["SLOW_POST"]`, `[limits]`, `channel_buffer_bytes = 65536`, `[timeouts]`, `rpc_channel_idle = "30m"`,
+			`mapi_notification_wait_idle = "10m"`, `[backend]`, `max_channels_per_server = 10`), nil},
+		{"bad stream methods", withBase(`[[protocol]]`, `name = "rpc"`, `path_prefix = "/rpc"`, `backend_port = 443`,
+			`stream_methods = ["GET", "BAD METHOD", ""]`),
+			[]string{
+				`f.toml:13: protocol[1].stream_methods[0]: "GET": must be a request method (a token), not GET, HEAD or CONNECT`,
+				`f.toml:13: protocol[1].stream_methods[1]: "BAD METHOD": must be a request method (a token), not GET, HEAD or CONNECT`,
+				`f.toml:13: protocol[1].stream_methods[2]: "": must be a request method (a token), not GET, HEAD or CONNECT`,
+			}},
+		{"bad channel limits", withBase(`[limits]`, `channel_buffer_bytes = 100`, `[timeouts]`, `rpc_channel_idle = "0s"`, `[backend]`, `max_channels_per_server = 0`),
+			[]string{
+				`f.toml:10: limits.channel_buffer_bytes: must be between 4096 and 16777216, got 100`,
+				`f.toml:12: timeouts.rpc_channel_idle: must be at least 1ms, got 0s`,
+				`f.toml:14: backend.max_channels_per_server: must be between 1 and 1048576, got 0`,
+			}},
+
 		// Ranges.
 		{"negative limit", withBase(`[limits]`, `max_connections = -1`),
 			[]string{`f.toml:10: limits.max_connections: must be at least 1, got -1`}},
