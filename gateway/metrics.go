@@ -30,7 +30,7 @@ type collector struct {
 	backendConns, backendInFlight, backendQueued, backendDials, backendDialFailures,
 	backendRequests, backendWrites, backendRetries, backendDetached, backendRetired, backendQueueRejections,
 	backendFailures, backendLatency *prometheus.Desc
-	backendChannels, channelsTotal  *prometheus.Desc
+	backendChannels, channelsTotal *prometheus.Desc
 
 	authResults, authChallenges, authThrottled, authOverloaded, authCoalesced, authCacheHits, authCacheMisses,
 	authCacheEntries, authVerifications, identitySigned *prometheus.Desc
