@@ -102,6 +102,7 @@ name = "owa"
 path_prefix = "/owa"
 backend_port = 1
 auth = ["basic"]
+stream_methods = ["SYNCSTREAM"]
 [[protocol]]
 name = "mapi"
 path_prefix = "/mapi"
@@ -597,5 +598,72 @@ func TestChannelTLS(t *testing.T) {
 	}
 	if hex.EncodeToString(got.Sum(nil)) != hex.EncodeToString(sent.Sum(nil)) {
 		t.Error("echo differs")
+	}
+}
+
+// A method a protocol lists in stream_methods is streamed like an RPC
+// channel: its body may exceed max_body_bytes, a chunked body is re-encoded
+// on the way, Expect: 100-continue is answered by the gateway, and it may
+// follow an ordinary request on a keep-alive connection.
+func TestChannelStreamMethodChunked(t *testing.T) {
+	b := startChannelBed(t, "[limits]\nmax_body_bytes = 65536", false)
+	c := b.dial(t)
+	c.send(t, "GET /owa/ HTTP/1.1\r\nHost: h\r\n"+authHeader("alice")+"\r\n")
+	if r := c.head(t, "GET"); r.StatusCode != 200 {
+		t.Fatalf("ordinary: %d", r.StatusCode)
+	} else {
+		_, _ = io.Copy(io.Discard, r.Body)
+	}
+	// An RPC_IN_DATA with a chunked body of 1 MiB (over max_body_bytes) in
+	// uneven chunks, with extensions the gateway drops.
+	c.send(t, "RPC_IN_DATA /rpc/rpcproxy.dll?alice@example.test:6001 HTTP/1.1\r\nHost: h\r\n"+authHeader("alice")+
+		"Transfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n")
+	if r := c.head(t, "RPC_IN_DATA"); r.StatusCode != 100 {
+		t.Fatalf("want 100 Continue from the gateway, got %d", r.StatusCode)
+	}
+	sent := sha256.New()
+	s := newStream(4)
+	total := 0
+	for i := 0; total < 1<<20; i++ {
+		n := 1 + (i*7919)%60000
+		_, _ = s.rng.Read(s.buf[:n])
+		sent.Write(s.buf[:n])
+		c.send(t, fmt.Sprintf("%x;ext=%d\r\n", n, i))
+		if _, err := c.Write(s.buf[:n]); err != nil {
+			t.Fatal(err)
+		}
+		c.send(t, "\r\n")
+		total += n
+	}
+	c.send(t, "0\r\nTrailer-Field: x\r\n\r\n")
+	r := c.head(t, "RPC_IN_DATA")
+	body, _ := io.ReadAll(r.Body)
+	e := echoOf(t, body)
+	if r.StatusCode != 200 || e.BodyBytes != int64(total) || e.BodySHA256 != hex.EncodeToString(sent.Sum(nil)) || !r.Close {
+		t.Fatalf("%d: %d bytes (want %d), sha ok %v, close %v", r.StatusCode, e.BodyBytes, total,
+			e.BodySHA256 == hex.EncodeToString(sent.Sum(nil)), r.Close)
+	}
+	for _, h := range e.Headers {
+		if strings.EqualFold(h[0], "Expect") || strings.EqualFold(h[0], "Trailer-Field") || strings.EqualFold(h[0], "Authorization") {
+			t.Errorf("forwarded %s", h[0])
+		}
+	}
+
+	// The protocol's own stream method, with a declared body over
+	// max_body_bytes.
+	c = b.dial(t)
+	const n = 1 << 20
+	c.send(t, fmt.Sprintf("SYNCSTREAM /owa/sync HTTP/1.1\r\nHost: h\r\n%sContent-Length: %d\r\n\r\n", authHeader("alice"), n))
+	sent = sha256.New()
+	if err := newStream(5).writeN(c, n, sent); err != nil {
+		t.Fatal(err)
+	}
+	r = c.head(t, "SYNCSTREAM")
+	body, _ = io.ReadAll(r.Body)
+	if e := echoOf(t, body); r.StatusCode != 200 || e.Method != "SYNCSTREAM" || e.BodyBytes != n || e.BodySHA256 != hex.EncodeToString(sent.Sum(nil)) {
+		t.Fatalf("SYNCSTREAM: %d %+v", r.StatusCode, e)
+	}
+	if got := b.g.Snapshot().Rejects["body_too_large"]; got != 0 {
+		t.Errorf("body_too_large = %d", got)
 	}
 }
