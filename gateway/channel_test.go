@@ -667,3 +667,54 @@ func TestChannelStreamMethodChunked(t *testing.T) {
 		t.Errorf("body_too_large = %d", got)
 	}
 }
+
+// A channel to a mailbox server with tls = true dials its own TLS
+// connection, verified like the pool's.
+func TestChannelUpstreamTLS(t *testing.T) {
+	tmp := t.TempDir()
+	ca := newTestCA(t, tmp, "backend-ca")
+	m := startTLSMailboxd(t, "mbx-tls", ca.leaf(t, "mbx-tls.example.test"))
+	plain := testbed.StartMailboxd(t, "mbx-plain")
+	g := upstreamGateway(t, m, "", fmt.Sprintf("tls_ca = %q", ca.pem), plain)
+	dial := func() *chanConn {
+		c, err := net.DialTimeout("tcp", g.Addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return &chanConn{Conn: c, r: bufio.NewReader(c)}
+	}
+	const n = 4<<20 + 5
+	head := func(method string, length int64, extra string) string {
+		return fmt.Sprintf("%s /owa/rpc HTTP/1.1\r\nHost: h\r\nX-AnchorMailbox: alice@example.test\r\nX-Mailboxd-Channel: u1\r\nContent-Length: %d\r\n%s\r\n",
+			method, length, extra)
+	}
+	out := dial()
+	out.send(t, head("RPC_OUT_DATA", 0, fmt.Sprintf("X-Mailboxd-Out-Length: %d\r\n", n)))
+	resp := out.head(t, "RPC_OUT_DATA")
+	if resp.StatusCode != 200 || resp.Header.Get("X-Mailboxd-Server") != m.name {
+		t.Fatalf("OUT: %d from %q", resp.StatusCode, resp.Header.Get("X-Mailboxd-Server"))
+	}
+	in := dial()
+	in.send(t, head("RPC_IN_DATA", n, ""))
+	sent := sha256.New()
+	werr := make(chan error, 1)
+	go func() { werr <- newStream(6).writeN(in, n, sent) }()
+	got := sha256.New()
+	_ = out.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if k, err := io.Copy(got, resp.Body); err != nil || k != n {
+		t.Fatalf("OUT: %d of %d, %v", k, n, err)
+	}
+	if err := <-werr; err != nil {
+		t.Fatal(err)
+	}
+	r := in.head(t, "RPC_IN_DATA")
+	body, _ := io.ReadAll(r.Body)
+	if e := echoOf(t, body); e.BodyBytes != n || e.BodySHA256 != hex.EncodeToString(sent.Sum(nil)) ||
+		hex.EncodeToString(got.Sum(nil)) != e.BodySHA256 {
+		t.Fatalf("IN answer %+v", e)
+	}
+	if b := backendOf(t, g, m.name); b.DialFailures != 0 {
+		t.Errorf("TLS backend counters %+v", b)
+	}
+}

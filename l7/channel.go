@@ -149,7 +149,9 @@ type channel struct {
 	listener int
 
 	client  net.Conn
+	raw     net.Conn // the client's socket under client (client itself without TLS)
 	backend net.Conn // set once dialled, under mu
+	beRaw   net.Conn // its socket (backend itself without TLS)
 
 	head     []byte // the serialized request head
 	rest     []byte // bytes read after the head, before the channel left the loop
@@ -253,7 +255,7 @@ func (s *session) startChannel(h *RequestHead, req *fasthttp.RequestHeader, prot
 	ch.head = ls.appendRequestHead(nil, h, req, s, ep.Addr, proto.StripFields, route.Identity)
 	buf, _ := s.io.Peek(-1)
 	ch.rest = bytes.Clone(buf[end:])
-	client, err := s.detach()
+	client, raw, err := s.detach()
 	if err != nil {
 		slots.Add(-1)
 		hd.log.Warn("channel: the client connection could not leave its event loop", "err", err)
@@ -263,7 +265,7 @@ func (s *session) startChannel(h *RequestHead, req *fasthttp.RequestHeader, prot
 		// As for any request: the gateway answers the expectation.
 		_, _ = client.Write(continueResponse)
 	}
-	ch.client = client
+	ch.client, ch.raw = client, raw
 	ch.touch()
 	s.Disarm()
 	hd.stats.ChannelsTotal.Add(1)
@@ -282,27 +284,27 @@ func (s *session) startChannel(h *RequestHead, req *fasthttp.RequestHeader, prot
 
 // detach duplicates the client's socket for blocking use and drops what
 // gnet (or the TLS layer) buffered, which the caller copied.
-func (s *session) detach() (net.Conn, error) {
+func (s *session) detach() (conn, raw net.Conn, err error) {
 	fd, err := s.Conn.Dup()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	f := os.NewFile(uintptr(fd), "client")
 	nc, err := net.FileConn(f)
 	_ = f.Close()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	_, _ = s.io.Discard(-1) // everything: it was copied
 	if s.tls != nil {
 		c, err := s.tls.Detach(nc)
 		if err != nil {
 			_ = nc.Close()
-			return nil, err
+			return nil, nil, err
 		}
-		return c, nil
+		return c, nc, nil
 	}
-	return nc, nil
+	return nc, nc, nil
 }
 
 func (ch *channel) touch() { ch.last.Store(time.Now().UnixNano()) }
@@ -316,13 +318,15 @@ func (ch *channel) close(r *Reject) {
 	if ch.closed.Swap(true) {
 		return
 	}
-	_ = ch.client.Close()
 	ch.mu.Lock()
-	be := ch.backend
+	be := ch.beRaw
 	ch.mu.Unlock()
 	if be != nil {
 		_ = be.Close()
 	}
+	// The socket itself, not a TLS close_notify, which could wait for
+	// a client that does not read (a completed response sent its own).
+	_ = ch.raw.Close()
 }
 
 // run dials the backend and relays the response; a second goroutine
@@ -340,7 +344,7 @@ func (ch *channel) run() {
 		}
 	}()
 	ep := &h.cfg.Endpoints[ch.endpoint]
-	be, err := ch.dial(ep)
+	be, beRaw, err := ch.dial(ep)
 	if err != nil {
 		if ep.Health != nil {
 			ep.Health.Failure("connect failed")
@@ -353,17 +357,17 @@ func (ch *channel) run() {
 		return
 	}
 	ch.mu.Lock()
-	ch.backend = be
+	ch.backend, ch.beRaw = be, beRaw
 	ch.mu.Unlock()
 	if ch.closed.Load() {
-		_ = be.Close()
+		_ = beRaw.Close()
 		return
 	}
 	go ch.upstream()
 	ch.downstream()
 }
 
-func (ch *channel) dial(ep *Endpoint) (net.Conn, error) {
+func (ch *channel) dial(ep *Endpoint) (conn, raw net.Conn, err error) {
 	timeout := ch.h.cfg.Pool.ConnectTimeout
 	if timeout <= 0 {
 		timeout = 3 * time.Second
@@ -373,17 +377,17 @@ func (ch *channel) dial(ep *Endpoint) (net.Conn, error) {
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", ep.Addr)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if ep.TLS == nil {
-		return nc, nil
+		return nc, nc, nil
 	}
 	tc := tls.Client(nc, ep.TLS.Current())
 	if err := tc.HandshakeContext(ctx); err != nil {
 		_ = nc.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	return tc, nil
+	return tc, nc, nil
 }
 
 // read reads c, giving up when nothing moved either way for the idle time.
