@@ -718,3 +718,31 @@ func TestChannelUpstreamTLS(t *testing.T) {
 		t.Errorf("TLS backend counters %+v", b)
 	}
 }
+
+// A channel has an access log record when it ends, like any exchange.
+func TestChannelAccessLog(t *testing.T) {
+	path := t.TempDir() + "/access.log"
+	b := startChannelBed(t, fmt.Sprintf("[access_log]\npath = %q\nquery = true", path), false)
+	c := b.dial(t)
+	c.send(t, "POST /mapi/emsmdb/?MailboxId=bob@example.test HTTP/1.1\r\nHost: h\r\n"+authHeader("alice")+
+		"X-RequestType: NotificationWait\r\nX-Mailboxd-Hold: 50ms\r\nX-Mailboxd-Keepalive: 10ms\r\nContent-Length: 4\r\n\r\nwait")
+	r := c.head(t, "POST")
+	body, _ := io.ReadAll(r.Body)
+	for i := 0; b.g.Snapshot().AccessLog["records"] < 1; i++ {
+		if i == 500 {
+			t.Fatal("no access record")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.g.Stop(t) // flushes
+	lines := readAccessLog(t, path)
+	if len(lines) != 1 {
+		t.Fatalf("%d lines: %+v", len(lines), lines)
+	}
+	e := lines[0]
+	if e.Method != "POST" || e.Path != "/mapi/emsmdb/" || e.Query == nil || *e.Query != "MailboxId=bob@example.test" ||
+		e.User != "alice" || e.Server != "mbx2" || e.Status != 200 || e.Protocol != "mapi" || e.Error != "" ||
+		e.ResponseBytes <= int64(len(body)) || e.RequestBytes < 4 || e.BackendMS == nil {
+		t.Errorf("record %+v (query %v)", e, e.Query)
+	}
+}

@@ -162,6 +162,15 @@ type channel struct {
 
 	last   atomic.Int64 // unix ns: the last byte moved either way
 	closed atomic.Bool
+
+	// For the access log (rec nil when it is off): the record, owned,
+	// logged on the channel's loop when the channel ends.
+	rec       *AccessRecord
+	ls        *loopState
+	start     time.Time
+	backendAt time.Time // the backend connection is ready
+	status    int
+	in, out   atomic.Int64 // bytes read from and written to the client
 	reason atomic.Pointer[Reject]
 	mu     sync.Mutex
 }
@@ -253,8 +262,22 @@ func (s *session) startChannel(h *RequestHead, req *fasthttp.RequestHeader, prot
 		ch.idle = cfg.NotificationWaitIdle
 	}
 	ch.head = ls.appendRequestHead(nil, h, req, s, ep.Addr, proto.StripFields, route.Identity)
+	ch.start = time.Now()
+	ch.in.Store(int64(end))
+	if ls.alog != nil {
+		target := req.RequestURI()
+		if len(target) > maxLoggedTarget {
+			target = target[:maxLoggedTarget]
+		}
+		r := ls.record(s, proto.Index, bytes.Clone(h.Method), bytes.Clone(target), 0, "")
+		ch.rec, ch.ls = new(AccessRecord), ls
+		*ch.rec = *r
+		*r = AccessRecord{}
+		ch.rec.User, ch.rec.Server = route.User, ep.Name
+	}
 	buf, _ := s.io.Peek(-1)
 	ch.rest = bytes.Clone(buf[end:])
+	ch.in.Add(int64(len(ch.rest)))
 	client, raw, err := s.detach()
 	if err != nil {
 		slots.Add(-1)
@@ -338,10 +361,11 @@ func (ch *channel) run() {
 		h.chans.mu.Lock()
 		delete(h.chans.m, ch)
 		h.chans.mu.Unlock()
-		h.stats.ChannelsOpen[ch.endpoint].Add(-1)
 		if r := ch.reason.Load(); r != nil {
 			h.stats.reject(r.Reason)
 		}
+		ch.logAccess()
+		h.stats.ChannelsOpen[ch.endpoint].Add(-1)
 	}()
 	ep := &h.cfg.Endpoints[ch.endpoint]
 	be, beRaw, err := ch.dial(ep)
@@ -353,9 +377,12 @@ func (ch *channel) run() {
 		out := appendLocalResponse(nil, 502, "mailbox server unavailable: "+rejBackendDown.Reason, nil, nil, true)
 		_ = ch.client.SetWriteDeadline(time.Now().Add(h.cfg.WriteTimeout))
 		_, _ = ch.client.Write(out)
+		ch.out.Add(int64(len(out)))
+		ch.status = 502
 		h.stats.response(ch.protocol, 502)
 		return
 	}
+	ch.backendAt = time.Now()
 	ch.mu.Lock()
 	ch.backend, ch.beRaw = be, beRaw
 	ch.mu.Unlock()
@@ -417,6 +444,9 @@ func (ch *channel) write(c net.Conn, p []byte) error {
 		p = p[n:]
 		if n > 0 {
 			ch.touch()
+			if c == ch.client {
+				ch.out.Add(int64(n))
+			}
 		}
 		if err != nil {
 			if isTimeout(err) && n > 0 && !ch.closed.Load() {
@@ -429,6 +459,28 @@ func (ch *channel) write(c net.Conn, p []byte) error {
 		}
 	}
 	return nil
+}
+
+// logAccess sends the channel's access record to its loop's log.
+func (ch *channel) logAccess() {
+	r := ch.rec
+	if r == nil {
+		return
+	}
+	r.Status = ch.status
+	if rej := ch.reason.Load(); rej != nil {
+		r.Error = rej.Reason
+	}
+	r.RequestBytes, r.ResponseBytes = ch.in.Load(), ch.out.Load()
+	r.Duration = time.Since(ch.start)
+	if !ch.backendAt.IsZero() {
+		r.Backend = time.Since(ch.backendAt)
+	}
+	ls := ch.ls
+	_ = ls.lp.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		ls.alog.Log(r)
+		return nil
+	}))
 }
 
 func isTimeout(err error) bool {
@@ -522,6 +574,7 @@ func (ch *channel) upstream() {
 	buf := make([]byte, ch.h.cfg.ChannelBufferBytes)
 	for {
 		n, err := ch.read(ch.client, buf)
+		ch.in.Add(int64(n))
 		if n > 0 && !done {
 			if werr := relay(buf[:n]); werr != nil {
 				ch.fail(werr)
@@ -584,6 +637,7 @@ func (ch *channel) downstream() {
 		ch.fail(err)
 		return
 	}
+	ch.status = status
 	h.stats.response(ch.protocol, status)
 	if ep := h.cfg.Endpoints[ch.endpoint].Health; ep != nil && status < 500 {
 		ep.Success()
