@@ -642,11 +642,16 @@ func (ch *channel) downstream() {
 	if ep := h.cfg.Endpoints[ch.endpoint].Health; ep != nil && status < 500 {
 		ep.Success()
 	}
-	buf := make([]byte, ch.h.cfg.ChannelBufferBytes)
+	// The body is relayed from br's own buffer: one buffer for this
+	// direction, filled by one read at a time.
 	var dec ChunkedDecoder
 	for framing != FramingNone || untilClose {
-		n, err := br.Read(buf)
-		p := buf[:n]
+		var err error
+		if br.Buffered() == 0 {
+			_, err = br.Peek(1)
+		}
+		p, _ := br.Peek(br.Buffered())
+		_, _ = br.Discard(len(p)) // p stays valid until the next Peek
 		switch {
 		case untilClose:
 		case framing == FramingLength:
