@@ -39,12 +39,14 @@ bench: build
 # The same suite side by side with nginx and haproxy (installed from Debian
 # when missing; their services are kept from starting), each configured from
 # bench/peers/ in front of the same mailboxd; prints frontdoor's ratio to
-# each. The scenarios the peers can run; about 7 minutes on 2 cores.
+# each. The scenarios the peers can run; about 7 minutes on 2 cores, about 13
+# with wrk and h2load, which the script installs if it can and --loadgen auto
+# (the default) adds rows for (BENCHFLAGS='--loadgen builtin': none).
 # JSON of every row and ratio in $(PEERSJSON). Add BENCHFLAGS='--pin' to
 # give the proxies CPU 1 and the load CPU 0, '--tls-groups x25519' for
 # handshakes like for like with an OpenSSL 3.0 peer.
 PEERS     ?= nginx,haproxy
-PEERSCENARIOS ?= keepalive-get,keepalive-get-16k,pipelined-get,many-clients,tls-keepalive-get,tls-handshake-full,tls-handshake-resumed,idle-conns,idle-conns-tls
+PEERSCENARIOS ?= keepalive-get,keepalive-get-16k,pipelined-get,many-clients,many-clients-10k,tls-keepalive-get,tls-handshake-full,tls-handshake-resumed,idle-conns,idle-conns-tls
 PEERSJSON ?= bin/bench-peers.json
 bench-peers: build
 	./scripts/install-peers.sh
@@ -63,6 +65,7 @@ fuzz:
 	$(GO) test ./l7/ -run '^$$' -fuzz '^FuzzScanRequestHead$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./l7/ -run '^$$' -fuzz '^FuzzChunkedDecoder$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./l7/ -run '^$$' -fuzz '^FuzzScanVsFasthttp$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./l7/ -run '^$$' -fuzz '^FuzzPlainResponseVsFasthttp$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./auth/ -run '^$$' -fuzz '^FuzzParseBasic$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./auth/ -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./l4/proxyproto/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)

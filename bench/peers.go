@@ -289,6 +289,9 @@ func checkPeerConfig(name, bin, prefix, conf string) error {
 type Ratio struct {
 	Scenario string `json:"scenario"`
 	Peer     string `json:"peer"`
+	// Loadgen is the external load generator both rows ran with; empty
+	// for the built-in one.
+	Loadgen string `json:"loadgen,omitempty"`
 	// CPUPerRequest compares CPU per request (per connection for the
 	// handshake scenarios, per connection opened for the idle ones).
 	CPUPerRequest     *float64 `json:"cpu_per_request,omitempty"`
@@ -308,9 +311,9 @@ type Ratio struct {
 // measured (Error) are skipped.
 func computeRatios(results []RunReport, peers []string) []Ratio {
 	var out []Ratio
-	find := func(scenario, target string) *RunReport {
+	find := func(scenario, target, loadgen string) *RunReport {
 		for i := range results {
-			if r := &results[i]; r.Scenario == scenario && r.Target == target && r.Error == "" {
+			if r := &results[i]; r.Scenario == scenario && r.Target == target && r.Loadgen == loadgen && r.Error == "" {
 				return r
 			}
 		}
@@ -321,11 +324,11 @@ func computeRatios(results []RunReport, peers []string) []Ratio {
 			continue
 		}
 		for _, p := range peers {
-			pr := find(gw.Scenario, p)
+			pr := find(gw.Scenario, p, gw.Loadgen)
 			if pr == nil {
 				continue
 			}
-			r := Ratio{Scenario: gw.Scenario, Peer: p}
+			r := Ratio{Scenario: gw.Scenario, Peer: p, Loadgen: gw.Loadgen}
 			if gw.Idle != nil && pr.Idle != nil {
 				r.RSSPerConn, r.RSSBytes = ratioOf(&gw.Idle.RSSPerConnBytes, &pr.Idle.RSSPerConnBytes)
 				r.CPUPerRequest, r.CPUUS = ratioOf(gw.Idle.GatewayCPUPerConnUS, pr.Idle.GatewayCPUPerConnUS)
@@ -563,8 +566,12 @@ func (s *suite) measurePeer(ctx context.Context, sc Scenario, name string) (*Run
 func writeRatios(w io.Writer, ratios []Ratio) {
 	rows := [][]string{{"SCENARIO", "FRONTDOOR / PEER", "CPU/REQ", "REQ/S", "P99", "RSS/CONN"}}
 	for _, r := range ratios {
+		peer := "/ " + r.Peer
+		if r.Loadgen != "" {
+			peer += " [" + r.Loadgen + "]"
+		}
 		rows = append(rows, []string{
-			r.Scenario, "/ " + r.Peer,
+			r.Scenario, peer,
 			fmtRatio(r.CPUPerRequest, r.CPUUS, func(v float64) string { return fmt.Sprintf("%.1fus", v) }),
 			fmtRatio(r.RequestsPerSecond, r.ReqPerS, func(v float64) string { return fmt.Sprintf("%.0f", v) }),
 			fmtRatio(r.P99, r.P99US, fmtUS),

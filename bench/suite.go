@@ -222,6 +222,10 @@ type suiteOptions struct {
 	idleConns            int
 	idleHold, idleSettle time.Duration
 	identityAlg          identity.Alg
+	// loadgens are the external load generators --loadgen names,
+	// loadgenAuto adds every one installed (see external.go).
+	loadgens    []string
+	loadgenAuto bool
 }
 
 // Main is `frontdoor bench`: args are the arguments after "bench". It
@@ -235,7 +239,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		o                             suiteOptions
 		scenarioList, targets, source string
 		peers, tlsGroups              string
-		identityAlg                   string
+		identityAlg, loadgen          string
 		list                          bool
 	)
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured duration of each run")
@@ -257,11 +261,15 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.idleHold, "idle-hold", 2*time.Second, "how long the idle-conns scenarios hold the connections before sampling the gateway's RSS")
 	fs.DurationVar(&o.idleSettle, "idle-settle", 15*time.Second, "after --idle-hold, how much longer the idle-conns scenarios wait for the gateway's\nmemory trimmer to act (it trims about a second after the last handshake); 0 = not at all")
 	fs.StringVar(&identityAlg, "identity-alg", "ed25519", "signature `ALGORITHM` of the identity key the auth-* scenarios generate: ed25519 or ml-dsa-44")
+	fs.StringVar(&loadgen, "loadgen", "auto", "comma-separated load generators: builtin (always runs: the reference), wrk, h2load,\n"+
+		"or auto (builtin plus whichever of wrk and h2load is on PATH). The keep-alive scenarios get\n"+
+		"a row per tool and target, e.g. \"gateway [wrk]\", with PROXY CPU/REQ from /proc as for the builtin rows")
 	fs.BoolVar(&list, "list", false, "list the scenarios and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: frontdoor bench [flags]\n\n"+
 			"Starts `frontdoor mailboxd` and `frontdoor run` as child processes on loopback and\n"+
-			"runs each scenario directly against mailboxd and through the gateway.\n"+
+			"runs each scenario directly against mailboxd and through the gateway, with the built-in\n"+
+			"load generator and, for the keep-alive scenarios, wrk and h2load when installed (--loadgen).\n"+
 			"The table goes to stdout, progress and child output to stderr.\n\nflags:\n")
 		fs.PrintDefaults()
 	}
@@ -332,6 +340,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if o.tlsGroups, err = parseTLSGroups(tlsGroups); err != nil {
 		return usage("--tls-groups: %v", err)
 	}
+	if o.loadgens, o.loadgenAuto, err = parseLoadgen(loadgen); err != nil {
+		return usage("--loadgen: %v", err)
+	}
 	if o.pin && o.cpuPin {
 		return usage("--pin and --cpu-pin exclude each other")
 	}
@@ -391,6 +402,8 @@ type Report struct {
 	// Peers describes the established proxies measured side by side with
 	// the gateway (--peers): version, OpenSSL, TLS groups, command line.
 	Peers []PeerInfo `json:"peers,omitempty"`
+	// Loadgens are the external load generators used (--loadgen).
+	Loadgens []LoadgenInfo `json:"loadgens,omitempty"`
 	// Ratios divide the gateway's figures by each peer's, per scenario.
 	Ratios []Ratio `json:"ratios,omitempty"`
 	// Skipped says which scenarios a target could not run, and why.
@@ -418,7 +431,13 @@ type RunReport struct {
 	// Target is "direct" (mailboxd), "gateway", or a peer ("nginx",
 	// "haproxy"). On a peer's row the gateway_* figures are the peer's,
 	// summed over its process tree (nginx's master and workers).
-	Target            string      `json:"target"`
+	Target string `json:"target"`
+	// Loadgen names the external load generator of the row ("wrk",
+	// "h2load"); empty for the built-in one. LoadgenCommand is its
+	// command line, LatencyNote says which latency figures it gave.
+	Loadgen           string      `json:"loadgen,omitempty"`
+	LoadgenCommand    string      `json:"loadgen_command,omitempty"`
+	LatencyNote       string      `json:"latency_note,omitempty"`
 	Conns             int         `json:"conns"`
 	Pipeline          int         `json:"pipeline"`
 	RequestsPerConn   int         `json:"requests_per_conn,omitempty"`
@@ -588,7 +607,9 @@ type suite struct {
 	// peerInfo describes every selected peer.
 	peer     *peerProc
 	peerInfo map[string]*PeerInfo
-	report   Report
+	// ext holds the external load generators found (external.go).
+	ext    *externalState
+	report Report
 }
 
 // backend is a mailboxd child.
@@ -752,6 +773,10 @@ func runSuite(ctx context.Context, o suiteOptions, stdout, stderr io.Writer) (co
 			} else if ctx.Err() == nil { // an interrupted run's numbers are not comparable
 				s.report.Results = append(s.report.Results, *rr)
 				if rr.Requests == 0 {
+					code = 1
+				}
+				// The same load from wrk/h2load (--loadgen), rows of their own.
+				if rr.Error == "" && !s.measureExternal(ctx, sc, target) {
 					code = 1
 				}
 			}
@@ -1171,11 +1196,7 @@ func (s *suite) measure(ctx context.Context, sc Scenario, target string) (*RunRe
 		defer func() { fmt.Fprintf(s.stderr, "%s -> %s: background channels: %s\n", sc.Name, target, bg.stop()) }()
 	}
 
-	px := s.proxyFor(target)
-	proxySample := func() (ProcSample, error) { return ProcSample{}, errors.New("no proxy") }
-	if px != nil {
-		proxySample = px.sample
-	}
+	px, proxySample := s.proxySampler(target)
 	mbx := s.mbx
 	authStats := target == "gateway" && sc.Auth != AuthNone && s.gwAdminAddr != ""
 	var authBefore map[string]int64
@@ -1242,30 +1263,11 @@ func (s *suite) measure(ctx context.Context, sc Scenario, target string) (*RunRe
 			rr.StatusClasses[strconv.Itoa(class)+"xx"] = n
 		}
 	}
-	perN := func(i int, n int64) *float64 {
-		if before[i].err != nil || after[i].err != nil {
-			return nil
-		}
-		v := CPUPerRequest(before[i].ProcSample, after[i].ProcSample, n)
-		return &v
-	}
-	if px != nil {
-		rr.GatewayCPUPerRequestUS = perN(0, res.Requests)
-		if after[0].err == nil {
-			rss := after[0].RSS
-			rr.GatewayRSSBytes = &rss
-		}
-	}
-	rr.MailboxdCPUPerRequestUS = perN(1, res.Requests)
+	perN := func(i int, n int64) *float64 { return cpuPer(before, after, i, n) }
+	rr.setProcFigures(before, after, px != nil, res.Requests)
 	rr.LoadgenCPUPerRequestUS = perN(2, res.Requests)
 	if statsErr == nil {
-		base := int64(0)
-		if px != nil {
-			base = px.baseOpen
-		}
-		open := max(statsAfter.ConnectionsOpen-mbx.probeOpen-base, 0)
-		created := max(statsAfter.ConnectionsAccepted-statsBefore.ConnectionsAccepted-mbx.probeAccepted, 0)
-		rr.BackendConnectionsOpen, rr.BackendConnectionsNew = &open, &created
+		rr.setBackendConns(statsBefore, statsAfter, mbx, px)
 	}
 	if opts.TLS != nil {
 		rr.Handshakes, rr.HandshakesResumed = res.Handshakes, res.Resumed
@@ -1278,6 +1280,52 @@ func (s *suite) measure(ctx context.Context, sc Scenario, target string) (*RunRe
 		}
 	}
 	return rr, nil
+}
+
+// proxySampler returns the proxy under test for target (nil for direct)
+// and the sampler of its processes, which fails when there is none.
+func (s *suite) proxySampler(target string) (*proxyUnder, func() (ProcSample, error)) {
+	px := s.proxyFor(target)
+	if px == nil {
+		return nil, func() (ProcSample, error) { return ProcSample{}, errors.New("no proxy") }
+	}
+	return px, px.sample
+}
+
+// cpuPer is the CPU per event (request, handshake) of process sample i
+// over a run, or nil when either sample failed.
+func cpuPer(before, after []procSampleErr, i int, n int64) *float64 {
+	if before[i].err != nil || after[i].err != nil {
+		return nil
+	}
+	v := CPUPerRequest(before[i].ProcSample, after[i].ProcSample, n)
+	return &v
+}
+
+// setProcFigures sets the proxy's (sample 0, when proxied) and mailboxd's
+// (sample 1) CPU per request and the proxy's RSS from a run's samples.
+func (rr *RunReport) setProcFigures(before, after []procSampleErr, proxied bool, requests int64) {
+	if proxied {
+		rr.GatewayCPUPerRequestUS = cpuPer(before, after, 0, requests)
+		if after[0].err == nil {
+			rss := after[0].RSS
+			rr.GatewayRSSBytes = &rss
+		}
+	}
+	rr.MailboxdCPUPerRequestUS = cpuPer(before, after, 1, requests)
+}
+
+// setBackendConns sets the connections to mailboxd the proxy held at the
+// end of a run and opened during it, less the suite's own probes and, for
+// a peer, the connections it held before.
+func (rr *RunReport) setBackendConns(before, after mailboxdStatsJSON, mbx *backend, px *proxyUnder) {
+	base := int64(0)
+	if px != nil {
+		base = px.baseOpen
+	}
+	open := max(after.ConnectionsOpen-mbx.probeOpen-base, 0)
+	created := max(after.ConnectionsAccepted-before.ConnectionsAccepted-mbx.probeAccepted, 0)
+	rr.BackendConnectionsOpen, rr.BackendConnectionsNew = &open, &created
 }
 
 func latencyOf(h *Histogram) LatencyUS {
@@ -1742,6 +1790,9 @@ func writeTable(w io.Writer, r *Report) {
 		if rr.NoAuthCeiling {
 			target = "direct (no auth)"
 		}
+		if rr.Loadgen != "" {
+			target += " [" + rr.Loadgen + "]"
+		}
 		authRows = authRows || rr.Auth != ""
 		loginRows = loginRows || rr.Auth == AuthLogin.String()
 		if rr.Error != "" {
@@ -1755,7 +1806,7 @@ func writeTable(w io.Writer, r *Report) {
 			continue
 		}
 		hs := "-"
-		if rr.TLS {
+		if rr.TLS && rr.Loadgen == "" {
 			hs = fmt.Sprintf("%.0f", rr.HandshakesPerSecond)
 		}
 		if rr.Idle != nil {
@@ -1788,7 +1839,7 @@ func writeTable(w io.Writer, r *Report) {
 			notes = append(notes, fmt.Sprintf("%s/%s errors: %s", rr.Scenario, rr.Target, rr.Errors))
 		}
 		for class, n := range rr.StatusClasses {
-			if class != "2xx" && class != "5xx" && n > 0 {
+			if class != "2xx" && class != "5xx" && n > 0 && rr.Loadgen == "" { // wrk, h2load count them as errors
 				notes = append(notes, fmt.Sprintf("%s/%s: %d %s responses (counted as successes; check routing)", rr.Scenario, rr.Target, n, class))
 			}
 		}
@@ -1857,6 +1908,7 @@ func writeTable(w io.Writer, r *Report) {
 		}
 	}
 	notes = append(notes, r.Skipped...)
+	notes = append(notes, externalNotes(r)...)
 
 	if plainCeiling {
 		notes = append(notes, "direct (no TLS): mailboxd has no TLS, so the ceiling of a tls-* scenario is the same load in plaintext straight to mailboxd")

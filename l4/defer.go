@@ -2,10 +2,6 @@ package l4
 
 import (
 	"context"
-	"fmt"
-	"net"
-	"os"
-	"sync/atomic"
 	"syscall"
 
 	"github.com/panjf2000/gnet/v2"
@@ -64,8 +60,6 @@ type deferQueue struct {
 	spare  []Deferred // the other buffer: tasks deferred while running
 }
 
-var deferPairs atomic.Int64
-
 // startDeferQueue sets up the wakeup socket pair of sl's loop. It runs in
 // its own goroutine: Enroll and the dial block. Until the read end is live
 // on the loop, Defer returns false.
@@ -90,49 +84,6 @@ func (sl *loopSlot) startDeferQueue() {
 			sl.server.log.Warn("loop runs without deferred writes", "loop", sl.index, "err", err)
 		}
 	}()
-}
-
-// wakePair returns the connected read end of a Unix stream socket pair and
-// the non-blocking descriptor of its write end. The pair is made through an
-// abstract-namespace listener (Linux) because gnet only registers
-// connections whose peer has an address.
-func wakePair() (*net.UnixConn, int, error) {
-	name := fmt.Sprintf("@frontdoor-wake-%d-%d", os.Getpid(), deferPairs.Add(1))
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: name, Net: "unix"})
-	if err != nil {
-		return nil, -1, err
-	}
-	defer ln.Close()
-	r, err := net.DialUnix("unix", nil, ln.Addr().(*net.UnixAddr))
-	if err != nil {
-		return nil, -1, err
-	}
-	w, err := ln.AcceptUnix()
-	if err != nil {
-		r.Close()
-		return nil, -1, err
-	}
-	defer w.Close()
-	wfd := -1
-	rc, err := w.SyscallConn()
-	if err == nil {
-		cerr := rc.Control(func(fd uintptr) { wfd, err = syscall.Dup(int(fd)) })
-		if err == nil {
-			err = cerr
-		}
-	}
-	if err == nil {
-		syscall.CloseOnExec(wfd)
-		err = syscall.SetNonblock(wfd, true)
-	}
-	if err != nil {
-		r.Close()
-		if wfd >= 0 {
-			syscall.Close(wfd)
-		}
-		return nil, -1, err
-	}
-	return r, wfd, nil
 }
 
 // OnOpen implements Opener: the read end is live on the loop.

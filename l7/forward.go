@@ -171,6 +171,21 @@ func (ls *loopState) appendResponseHead(dst []byte, resp *fasthttp.ResponseHeade
 		dst = append(dst, v...)
 		dst = append(dst, "\r\n"...)
 	}
+	return ls.appendGatewayFields(dst, st, sawHSTS)
+}
+
+// appendPlainResponseHead relays a plain response head (scanPlainResponse)
+// as the server sent it: lines is its status line and fields. Only the
+// gateway's own fields are added.
+func (ls *loopState) appendPlainResponseHead(dst []byte, lines []byte, hsts bool, st *stream) []byte {
+	dst = append(dst, lines...)
+	return ls.appendGatewayFields(dst, st, hsts)
+}
+
+// appendGatewayFields ends a relayed response head with the fields the
+// gateway adds (HSTS, its framing of relayed chunks, its connection
+// management) and the empty line.
+func (ls *loopState) appendGatewayFields(dst []byte, st *stream, sawHSTS bool) []byte {
 	if s := st.sess; s != nil && s.https && !sawHSTS {
 		// RFC 6797: HSTS only over a secure transport.
 		if ln := ls.h.listener(s.Listener.Index); ln != nil && ln.TLS != nil && ln.TLS.HSTS() != "" {

@@ -280,15 +280,21 @@ func (st *stream) receiveHead(c *poolmux.Conn, p []byte) (int, error) {
 		return 0, nil
 	}
 	resp := &ls.resp
-	resp.Reset()
-	resp.SetNoDefaultContentType(true)
-	ls.rd.Reset(p[:end])
-	ls.br.Reset(&ls.rd)
-	if err := resp.Read(ls.br); err != nil {
-		st.failBadResponse(rejBadResponse)
-		return end, errBadResponse
+	plain, isPlain := scanPlainResponse(p[:end])
+	var status, cl int
+	if isPlain {
+		status, cl = plain.status, int(plain.contentLength)
+	} else {
+		resp.Reset()
+		resp.SetNoDefaultContentType(true)
+		ls.rd.Reset(p[:end])
+		ls.br.Reset(&ls.rd)
+		if err := resp.Read(ls.br); err != nil {
+			st.failBadResponse(rejBadResponse)
+			return end, errBadResponse
+		}
+		status, cl = resp.StatusCode(), resp.ContentLength()
 	}
-	status := resp.StatusCode()
 	if status < 200 {
 		// Informational responses (100 Continue: the gateway answered
 		// Expect itself) are consumed; 101 would switch protocols on a
@@ -300,7 +306,7 @@ func (st *stream) receiveHead(c *poolmux.Conn, p []byte) (int, error) {
 		return end, nil
 	}
 	st.observeStatus(status)
-	switch cl := resp.ContentLength(); {
+	switch {
 	case st.isHEAD || status == 204 || status == 304:
 		st.respFraming = FramingNone
 	case cl == -1:
@@ -327,7 +333,11 @@ func (st *stream) receiveHead(c *poolmux.Conn, p []byte) (int, error) {
 		if st.dechunk {
 			st.keepAlive = false
 		}
-		ls.out = ls.appendResponseHead(ls.out[:0], resp, st)
+		if isPlain {
+			ls.out = ls.appendPlainResponseHead(ls.out[:0], p[:plain.fieldsEnd], plain.hsts, st)
+		} else {
+			ls.out = ls.appendResponseHead(ls.out[:0], resp, st)
+		}
 		if st.respFraming == FramingLength && st.respLeft <= maxInlineBody && int64(len(p)-end) >= st.respLeft {
 			// The whole body is here and small: send head and body in one
 			// write. Each write to a socket is a system call (and over

@@ -112,7 +112,7 @@ func TestDefaults(t *testing.T) {
 		Timeouts: Timeouts{HeaderRead: s(10 * time.Second), BodyRead: s(30 * time.Second), Idle: s(75 * time.Second), Write: s(30 * time.Second), Drain: s(15 * time.Second),
 			RPCChannelIdle: s(15 * time.Minute), MAPINotificationWaitIdle: s(6 * time.Minute)},
 		Backend: Backend{
-			ConnsPerLoop: 2, MaxPipeline: 16, MaxQueue: 1024,
+			ConnsPerLoop: 2, MaxPipeline: 16, MaxQueue: 16384,
 			ConnectTimeout: s(3 * time.Second), ResponseTimeout: s(60 * time.Second), QueueTimeout: s(10 * time.Second),
 			ReconnectMin: s(100 * time.Millisecond), ReconnectMax: s(5 * time.Second), RetryAfter: s(2 * time.Second),
 			MaxChannelsPerServer: 2000,
