@@ -280,9 +280,14 @@ func (s *session) startChannel(h *RequestHead, req *fasthttp.RequestHeader, prot
 	ch.in.Add(int64(len(ch.rest)))
 	client, raw, err := s.detach()
 	if err != nil {
+		// The request's bytes may be gone already (detach discards
+		// them): close, and the client retries on a new connection.
 		slots.Add(-1)
+		hd.stats.reject(rejChannelSetup.Reason)
 		hd.log.Warn("channel: the client connection could not leave its event loop", "err", err)
-		return refuse(rejChannelSetup, "the connection could not be turned into a channel: retry")
+		s.Disarm()
+		s.state = stClosed
+		return gnet.Close, false
 	}
 	if h.ExpectContinue {
 		// As for any request: the gateway answers the expectation.
