@@ -746,3 +746,33 @@ func TestChannelAccessLog(t *testing.T) {
 		t.Errorf("record %+v (query %v)", e, e.Query)
 	}
 }
+
+// Taking a protocol out of service (component state inactive, after the
+// drain grace) closes its channels, which have no next request to end
+// keep-alive on; the other protocols' channels stay.
+func TestChannelComponentDrain(t *testing.T) {
+	b := startChannelBed(t, "[state]\ndrain_grace = \"0s\"", false)
+	rpc := b.dial(t)
+	rpc.send(t, rpcHead("RPC_OUT_DATA", "alice", "alice@example.test", "", 0, ""))
+	if r := rpc.head(t, "RPC_OUT_DATA"); r.StatusCode != 200 {
+		t.Fatalf("rpc: %d", r.StatusCode)
+	}
+	mapi := b.dial(t)
+	mapi.send(t, "POST /mapi/emsmdb/ HTTP/1.1\r\nHost: h\r\n"+authHeader("alice")+
+		"X-RequestType: NotificationWait\r\nX-Mailboxd-Hold: 30s\r\nContent-Length: 0\r\n\r\n")
+	if r := mapi.head(t, "POST"); r.StatusCode != 200 {
+		t.Fatalf("mapi: %d", r.StatusCode)
+	}
+	waitChannels(t, b, 2)
+	if _, err := b.g.SetComponentState("rpc", "inactive", "test"); err != nil {
+		t.Fatal(err)
+	}
+	_ = rpc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := rpc.r.ReadByte(); err == nil || isTimeout(err) {
+		t.Fatalf("rpc channel still open after its protocol was taken out: %v", err)
+	}
+	waitChannels(t, b, 1)
+	if n := b.g.Snapshot().Rejects["channel_closed"]; n != 1 {
+		t.Errorf("channel_closed = %d", n)
+	}
+}

@@ -205,7 +205,12 @@ func (g *Gateway) endKeepAlive(protocols []bool) {
 	live := slices.Clone(g.live)
 	g.mu.Unlock()
 	for _, gen := range live {
-		gen.handler.EndKeepAlive(gen.endedProtocols(g.comps, protocols))
+		ended := gen.endedProtocols(g.comps, protocols)
+		gen.handler.EndKeepAlive(ended)
+		// A long-lived channel has no next request to answer as the
+		// last: it is closed, and its client reconnects through the
+		// load balancer, which no longer sends it here.
+		gen.handler.CloseChannels(func(ci l7.ChannelInfo) bool { return ci.Protocol < len(ended) && ended[ci.Protocol] })
 	}
 }
 
