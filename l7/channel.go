@@ -414,8 +414,12 @@ func (ch *channel) dial(ep *Endpoint) (conn, raw net.Conn, err error) {
 	if ep.TLS == nil {
 		return nc, nc, nil
 	}
+	// As the pool: connect_timeout for the dial, and again for the
+	// handshake.
+	hctx, hcancel := context.WithTimeout(context.Background(), timeout)
+	defer hcancel()
 	tc := tls.Client(nc, ep.TLS.Current())
-	if err := tc.HandshakeContext(ctx); err != nil {
+	if err := tc.HandshakeContext(hctx); err != nil {
 		_ = nc.Close()
 		return nil, nil, err
 	}
