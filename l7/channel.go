@@ -171,8 +171,8 @@ type channel struct {
 	backendAt time.Time // the backend connection is ready
 	status    int
 	in, out   atomic.Int64 // bytes read from and written to the client
-	reason atomic.Pointer[Reject]
-	mu     sync.Mutex
+	reason    atomic.Pointer[Reject]
+	mu        sync.Mutex
 }
 
 // channels is the handler's registry of open channels, for CloseChannels.
