@@ -24,11 +24,14 @@ run: build
 
 # Every test: unit, end-to-end over loopback (mailboxd as a separate
 # process), allocation gates, then the race detector over the packages
-# with concurrency, then a short fuzz pass.
+# with concurrency, then a short fuzz pass. The mail tests need Dovecot:
+# scripts/install-dovecot.sh installs it from Debian when missing (they
+# skip, saying so, where it cannot be installed).
 test:
+	./scripts/install-dovecot.sh
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 8m ./...
-	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 8m ./l4/... ./poolmux/... ./l7/... ./tlsterm/... ./gateway/... ./identity/... ./directory/... ./auth/... ./accesslog/...
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 8m ./l4/... ./poolmux/... ./l7/... ./tlsterm/... ./gateway/... ./identity/... ./directory/... ./auth/... ./accesslog/... ./mailproxy/...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=100000x
 
 # The benchmark suite: mailboxd and the gateway as separate processes, the
@@ -71,6 +74,8 @@ fuzz:
 	$(GO) test ./l4/proxyproto/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./l4/proxyproto/ -run '^$$' -fuzz '^FuzzParseVsGoProxyproto$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./l4/proxyproto/ -run '^$$' -fuzz '^FuzzIPv6VsNetip$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./mailproxy/ -run '^$$' -fuzz '^FuzzParseIMAPLine$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./mailproxy/ -run '^$$' -fuzz '^FuzzDecodePlain$$' -fuzztime $(FUZZTIME)
 
 # testssl.sh (installed from Debian when missing) against a TLS listener
 # with a throwaway test CA; fails on any CRITICAL, HIGH or MEDIUM finding.

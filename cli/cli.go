@@ -438,6 +438,13 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%v\n", f.err)
 		failed = failed || !f.warning
 	}
+	if cfg.HasMail() && cfg.Mail.Login == "master" {
+		// Read on start, as the gateway would (docs/mail.md).
+		if _, err := cfg.MasterPassword(); err != nil {
+			fmt.Fprintf(stderr, "%v\n", err)
+			failed = true
+		}
+	}
 	if failed {
 		return exitUsage
 	}

@@ -162,7 +162,7 @@ func checkTLSFiles(cfg *config.Config) []finding {
 	quiet := slog.New(slog.DiscardHandler)
 	anyTLS := false
 	for i, l := range cfg.Listeners {
-		if !l.TLS {
+		if !l.TLS && !(l.StartTLS && l.Mail != "") { // a mail listener's STARTTLS has certificates too
 			continue
 		}
 		anyTLS = true

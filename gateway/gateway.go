@@ -27,6 +27,7 @@ import (
 	"frontdoor/gateway/config"
 	"frontdoor/l4"
 	"frontdoor/l7"
+	"frontdoor/mailproxy"
 	"frontdoor/poolmux"
 	"frontdoor/tlsterm"
 )
@@ -67,6 +68,9 @@ type Gateway struct {
 	comps     *components
 	// ended is the last endKeepAlive, for new generations (guarded by mu).
 	ended []bool
+	// mailStats are the IMAP and POP3 counters every generation adds to
+	// (guarded by mu; nil until a generation has mail listeners).
+	mailStats *mailproxy.Stats
 }
 
 // New builds the runtime structures for cfg and dir without listening.
@@ -115,7 +119,7 @@ func New(cfg *config.Config, dir *directory.Directory, log *slog.Logger) (*Gatew
 		ProxyHeaderTimeout: cfg.Timeouts.HeaderRead.D(),
 		Log:                log,
 		Released:           g.released,
-	}, gen.handler)
+	}, gen.acceptor())
 	if err != nil {
 		g.commit(gen)
 		g.closeAll()
@@ -275,6 +279,7 @@ func (g *Gateway) SetDirectory(dir *directory.Directory) {
 	g.mu.Unlock()
 	for _, gen := range live {
 		gen.router.SetDirectory(dir)
+		gen.mailDirectory(dir)
 	}
 }
 
@@ -452,6 +457,9 @@ func (g *Gateway) Reload() error {
 			errs = append(errs, err)
 		}
 	}
+	if err := cur.reloadMailMaster(); err != nil {
+		errs = append(errs, err)
+	}
 	caChanged, err := cur.upstream.reload()
 	if err != nil {
 		g.log.Error("backend CA bundle refused, the previous one stays in service", "file", cur.upstream.caPath, "err", err)
@@ -587,6 +595,9 @@ type Snapshot struct {
 	// dropped_buffer_full, dropped_write_error, write_errors); absent when
 	// the log is off.
 	AccessLog map[string]int64 `json:"access_log,omitempty"`
+	// Mail holds the IMAP and POP3 counters (mailproxy.Stats); absent
+	// without mail listeners.
+	Mail map[string]int64 `json:"mail,omitempty"`
 	// Runtime is the process's memory and the memory trimmer's counters.
 	Runtime RuntimeSummary `json:"runtime"`
 	// Health is what the protocols' health pages answer and why, the
@@ -689,7 +700,7 @@ func (g *Gateway) Snapshot() Snapshot {
 		s.Backends = append(s.Backends, b)
 	}
 	for i, ln := range cur.cfg.Listeners {
-		if ln.TLS && i < len(cur.tls) && cur.tls[i] != nil {
+		if (ln.TLS || ln.StartTLS) && i < len(cur.tls) && cur.tls[i] != nil { // a mail listener's STARTTLS too
 			if s.TLS == nil {
 				s.TLS = map[string]map[string]int64{}
 			}
@@ -720,6 +731,11 @@ func (g *Gateway) Snapshot() Snapshot {
 			"dropped_buffer_full": as.DroppedFull.Load(), "dropped_write_error": as.DroppedError.Load(),
 		}
 	}
+	g.mu.Lock()
+	if g.mailStats != nil {
+		s.Mail = g.mailStats.Snapshot()
+	}
+	g.mu.Unlock()
 	if s.BackendConns > 0 {
 		s.ClientsPerBackendConn = float64(s.ClientsOpen) / float64(s.BackendConns)
 	}

@@ -44,6 +44,8 @@ type collector struct {
 
 	trims, trimmedBytes, component *prometheus.Desc
 
+	mailOpen, mailRelaying, mailEvents, mailBytes *prometheus.Desc
+
 	all []*prometheus.Desc
 }
 
@@ -117,6 +119,11 @@ func newCollector(g *Gateway) *collector {
 	c.trims = d("memory_trims_total", "Memory trims (garbage collected and free pages returned), by trigger (auto, admin).", "trigger")
 	c.trimmedBytes = d("memory_trimmed_bytes_total", "Bytes returned to the kernel by memory trims.")
 	c.component = d("component_active", "1 when a gateway component is active, 0 when it was taken out of service.", "component")
+
+	c.mailOpen = d("mail_sessions_open", "IMAP and POP3 client sessions open now.")
+	c.mailRelaying = d("mail_sessions_relaying", "IMAP and POP3 sessions logged in and relaying now.")
+	c.mailEvents = d("mail_events_total", "IMAP and POP3 events (sessions, logins_ok, logins_failed, throttled, starttls, backend_failed, failover_closed, timeouts, overflow; docs/mail.md).", "event")
+	c.mailBytes = d("mail_relayed_bytes_total", "Bytes relayed after login, by direction (up: client to server).", "direction")
 	return c
 }
 
@@ -243,6 +250,26 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 				counter(c.backendTLSByGroup, v, name)
 			case "failure":
 				counter(c.backendTLSFailures, v, name)
+			}
+		}
+	}
+
+	g.mu.Lock()
+	ms := g.mailStats
+	g.mu.Unlock()
+	if ms != nil {
+		for k, v := range ms.Snapshot() {
+			switch k {
+			case "open":
+				gauge(c.mailOpen, v)
+			case "relaying":
+				gauge(c.mailRelaying, v)
+			case "bytes_up":
+				counter(c.mailBytes, v, "up")
+			case "bytes_down":
+				counter(c.mailBytes, v, "down")
+			default:
+				counter(c.mailEvents, v, k)
 			}
 		}
 	}

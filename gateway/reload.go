@@ -13,6 +13,7 @@ import (
 	"frontdoor/gateway/config"
 	"frontdoor/l4"
 	"frontdoor/l7"
+	"frontdoor/mailproxy"
 	"frontdoor/poolmux"
 	"frontdoor/tlsterm"
 )
@@ -57,6 +58,10 @@ type generation struct {
 	backends   *backendHealth
 	health     *healthPages
 	stopHealth context.CancelFunc
+	// mail serves the IMAP and POP3 listeners (nil without); mux is then
+	// the generation's acceptor (see acceptor).
+	mail *mailproxy.Handler
+	mux  *mailMux
 }
 
 // sharedAuth and sharedTerm are resources generations may share; refs
@@ -108,6 +113,8 @@ func (g *Gateway) newGeneration(cfg *config.Config, dir *directory.Directory, pr
 			StreamMethods: p.StreamMethods}
 		anyAuth = anyAuth || len(p.Auth) > 0
 	}
+	// Mail logins use the authenticator too.
+	anyAuth = anyAuth || cfg.HasMail()
 
 	if prev != nil && prev.upstream != nil && prev.upstream.caPath == cfg.Resolve(cfg.Backend.TLSCA) {
 		gen.upstream = prev.upstream
@@ -143,7 +150,7 @@ func (g *Gateway) newGeneration(cfg *config.Config, dir *directory.Directory, pr
 
 	listeners := make([]l7.Listener, len(cfg.Listeners))
 	for i, ln := range cfg.Listeners {
-		if !ln.TLS {
+		if !ln.TLS && !ln.StartTLS {
 			continue
 		}
 		settings := cfg.TLSSettings(i)
@@ -221,6 +228,12 @@ func (g *Gateway) newGeneration(cfg *config.Config, dir *directory.Directory, pr
 		Stats:     g.statsFor(len(protocols), len(endpoints)),
 		PoolStats: g.poolStatsFor(endpoints),
 	})
+	if gen.mail, err = g.newMailHandler(gen); err != nil {
+		return nil, err
+	}
+	if gen.mail != nil {
+		gen.mux = &mailMux{http: gen.handler, mail: gen.mail}
+	}
 	rt.retire = gen.handler.Retire
 	rt.channels = gen.handler.CloseChannels
 	rt.swapped = gen.health.update
@@ -329,7 +342,7 @@ func (g *Gateway) released(a l4.Acceptor) {
 	g.mu.Lock()
 	var gen *generation
 	g.live = slices.DeleteFunc(g.live, func(x *generation) bool {
-		if l4.Acceptor(x.handler) == a {
+		if x.acceptor() == a {
 			gen = x
 			return true
 		}
@@ -420,7 +433,7 @@ func (g *Gateway) ReloadConfig(cfg *config.Config) (changed bool, err error) {
 		gen.router.SetDirectory(newer)
 	}
 	g.server.SetMaxConnections(cfg.Limits.MaxConnections)
-	g.server.SetAcceptor(gen.handler)
+	g.server.SetAcceptor(gen.acceptor())
 	what := strings.Join(changedSections(cur.cfg, cfg), ",")
 	if what == "" {
 		what = "servers the directory added"
@@ -455,6 +468,7 @@ func needsUpgrade(a, b *config.Config) []string {
 			diff(at+".name", a.Listeners[i].Name, b.Listeners[i].Name, why)
 			diff(at+".address", a.Listeners[i].Address, b.Listeners[i].Address, why)
 			diff(at+".tls", a.Listeners[i].TLS, b.Listeners[i].TLS, why)
+			diff(at+".mail", a.Listeners[i].Mail, b.Listeners[i].Mail, why)
 		}
 	}
 	diff("admin.address", a.Admin.Address, b.Admin.Address, "the admin endpoint is bound at start")
@@ -494,6 +508,7 @@ func changedSections(a, b *config.Config) []string {
 	add("identity", a.Identity, b.Identity)
 	add("listener", a.Listeners, b.Listeners)
 	add("protocol", a.Protocols, b.Protocols)
+	add("mail", a.Mail, b.Mail)
 	add("log.level", a.Log.Level, b.Log.Level)
 	add("site", a.Site, b.Site)
 	add("version", a.Version, b.Version)

@@ -52,6 +52,8 @@ type Config struct {
 	State     State      `toml:"state"`
 	Listeners []Listener `toml:"listener"`
 	Protocols []Protocol `toml:"protocol"`
+	// Mail configures the IMAP and POP3 listeners (mail.go).
+	Mail Mail `toml:"mail"`
 
 	// doc locates the keys of the file, for Line.
 	doc *tomlpos.Doc
@@ -254,6 +256,14 @@ type Listener struct {
 	// headers are believed: CIDR prefixes ("10.0.0.0/8") or single
 	// addresses. Required unless ProxyProtocol is "off".
 	ProxyProtocolFrom []string `toml:"proxy_protocol_from"`
+
+	// Mail makes this an IMAP or POP3 listener ("imap", "pop3"; default ""
+	// for HTTP); see docs/mail.md. StartTLS offers STARTTLS/STLS on a
+	// plaintext mail listener (the TLS keys then apply to it);
+	// AllowPlaintextLogin lets clients log in before TLS there.
+	Mail                string `toml:"mail"`
+	StartTLS            bool   `toml:"starttls"`
+	AllowPlaintextLogin bool   `toml:"allow_plaintext_login"`
 }
 
 // Certificate names the files of one certificate of a TLS listener,

@@ -157,6 +157,7 @@ func ParseLogLevel(s string) (slog.Level, error) {
 // examples/frontdoor.toml (TestExampleSpellsOutDefaults checks).
 func defaults() *Config {
 	return &Config{
+		Mail: mailDefaults(),
 		Engine: Engine{
 			Loops:            0,
 			ReusePort:        true,

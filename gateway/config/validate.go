@@ -135,6 +135,7 @@ func (c *Config) validate(doc *tomlpos.Doc) {
 	c.validateAuth(v)
 	c.validateProtocols(v)
 	c.validateListeners(v)
+	c.validateMail(v)
 }
 
 // authMethods are the values of a protocol's auth list.
@@ -396,7 +397,7 @@ var tlsKeys = []string{"tls_min_version", "tls_client_auth", "tls_client_ca", "h
 
 // validateListenerTLS checks the TLS keys of the listener l at path at.
 func (c *Config) validateListenerTLS(v checker, at string, l *Listener) {
-	if !l.TLS {
+	if !l.TLS && !(l.StartTLS && l.Mail != "") {
 		for _, k := range tlsKeys {
 			if v.Has(at + "." + k) {
 				v.Report(at+"."+k, "only with tls = true")
@@ -432,11 +433,15 @@ func (c *Config) validateListenerTLS(v checker, at string, l *Listener) {
 			v.Report(at+".hsts", "%q: %v", l.HSTS, err)
 		}
 	}
+	mode := "tls = true"
+	if !l.TLS {
+		mode = "starttls = true" // a mail listener's STARTTLS (mail.go)
+	}
 	if len(l.Certificates) == 0 {
 		if v.Has(at + ".certificates") {
-			v.Report(at+".certificates", "at least one certificate is required with tls = true")
+			v.Report(at+".certificates", "at least one certificate is required with %s", mode)
 		} else {
-			v.Report(at+".certificates", `required with tls = true, e.g. certificates = [{ cert = "cert.pem", key = "key.pem" }]`)
+			v.Report(at+".certificates", `required with %s, e.g. certificates = [{ cert = "cert.pem", key = "key.pem" }]`, mode)
 		}
 	}
 	for j, p := range l.Certificates {
