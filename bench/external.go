@@ -170,6 +170,8 @@ func externalFit(sc Scenario, pipeline int) string {
 		return "a new connection every few requests"
 	case pipeline > 1:
 		return "pipelined requests"
+	case sc.Channels != nil:
+		return "long-lived channels in the background (bench/channels.go)"
 	}
 	return ""
 }

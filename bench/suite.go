@@ -77,6 +77,9 @@ type Scenario struct {
 	// scenario (default: the gateway's own); the gateway is restarted when
 	// the next scenario needs another.
 	AuthCacheTTL time.Duration
+	// Channels, when set, runs Outlook's long-lived channels to the same
+	// server in the background of the measured run (bench/channels.go).
+	Channels *ChannelLoad
 	// IMAP makes the scenario an IMAP one (bench/imap.go): Dovecot behind
 	// the gateway's mail listeners; TLS picks the implicit-TLS listener.
 	IMAP IMAPMode
@@ -127,6 +130,13 @@ var Scenarios = []Scenario{
 		Pipeline:    1,
 		SourceAddrs: true,
 		Header:      []Header{{"X-Mailboxd-Size", "100"}},
+	},
+	{
+		Name: "keepalive-get-channels",
+		Description: "keepalive-get while 1000 MAPI NotificationWait long polls and 50 RPC over HTTP channel pairs to the " +
+			"same server stream in the background: its p99 against keepalive-get's is what the channels cost ordinary requests",
+		Header:   []Header{{"X-Mailboxd-Size", "100"}},
+		Channels: &ChannelLoad{Polls: 1000, RPCPairs: 50},
 	},
 	{
 		Name:        "tls-keepalive-get",
@@ -1291,6 +1301,10 @@ func (s *suite) measure(ctx context.Context, sc Scenario, target string) (*RunRe
 	// Let the warm-up's churn settle (closing connections, TIME_WAIT) so
 	// it is not billed to the measured run.
 	sleepCtx(ctx, 100*time.Millisecond)
+	if sc.Channels != nil {
+		bg := startChannels(ctx, opts.Addr, opts.Request.Path, anchorMailbox, *sc.Channels, 30*time.Second)
+		defer func() { fmt.Fprintf(s.stderr, "%s -> %s: background channels: %s\n", sc.Name, target, bg.stop()) }()
+	}
 
 	px, proxySample := s.proxySampler(target)
 	mbx := s.mbx

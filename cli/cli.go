@@ -465,6 +465,7 @@ func cmdMailboxd(args []string, stdout, stderr io.Writer) int {
 	name := fs.String("name", "", "server `NAME` reported in every answer, as in the directory (required)")
 	identityKeys := fs.String("identity-keys", "", "require identity assertions that verify with the public key set `FILE`")
 	identityHeader := fs.String("identity-header", "", "request header `NAME` that carries the assertion (default "+mailboxd.DefaultIdentityHeader+")")
+	notificationWait := fs.Duration("notification-wait", 0, "how long a MAPI NotificationWait is held (default 5s; X-Mailboxd-Hold overrides)")
 	if code, done := parse(fs, args, stdout, stderr); done {
 		return code
 	}
@@ -484,7 +485,8 @@ func cmdMailboxd(args []string, stdout, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, nil)).With("server", *name)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	opts := mailboxd.Options{Listen: *listen, Name: *name, IdentityKeys: *identityKeys, IdentityHeader: *identityHeader}
+	opts := mailboxd.Options{Listen: *listen, Name: *name, IdentityKeys: *identityKeys, IdentityHeader: *identityHeader,
+		NotificationWait: *notificationWait}
 	if err := runMailboxd(ctx, opts, log); err != nil {
 		log.Error("mailboxd failed", "err", err)
 		return exitFailure

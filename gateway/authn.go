@@ -312,6 +312,17 @@ func (a *authenticator) route(r *router, t *routeTable, p *protoPolicy, req *l7.
 			mb = target
 		}
 	}
+	if named, ok := requestMailbox(t.dir, req, &scratch); ok {
+		// The mailbox the request names (an RPC channel's target,
+		// MAPI's MailboxId): the user's own or one it is a delegate
+		// of. Unknown and forbidden look alike, so the answer tells
+		// nothing about which mailboxes exist.
+		target := t.dir.LookupMailbox(named)
+		if !e.user.MayOpen(target) {
+			return l7.Route{Endpoint: -1, Status: 403, Body: bodyForbiddenMbx, User: e.user.Login}
+		}
+		mb = target
+	}
 	route := r.toMailbox(t, p, req, mb, line)
 	// For the access log: the login string is the directory's, so this
 	// costs no allocation.

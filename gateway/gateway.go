@@ -209,7 +209,12 @@ func (g *Gateway) endKeepAlive(protocols []bool) {
 	live := slices.Clone(g.live)
 	g.mu.Unlock()
 	for _, gen := range live {
-		gen.handler.EndKeepAlive(gen.endedProtocols(g.comps, protocols))
+		ended := gen.endedProtocols(g.comps, protocols)
+		gen.handler.EndKeepAlive(ended)
+		// A long-lived channel has no next request to answer as the
+		// last: it is closed, and its client reconnects through the
+		// load balancer, which no longer sends it here.
+		gen.handler.CloseChannels(func(ci l7.ChannelInfo) bool { return ci.Protocol < len(ended) && ended[ci.Protocol] })
 	}
 }
 
@@ -503,6 +508,9 @@ func (g *Gateway) Serve(ctx context.Context, ready func()) error {
 	g.comps.start()
 	defer g.comps.close()
 	err := g.server.Serve(ctx, g.drainOptions, ready)
+	// Long-lived channels left the loops, so the drain did not wait for
+	// them: close them now, and their clients reconnect elsewhere.
+	g.closeChannels()
 	if g.accessLog != nil {
 		// The loops have stopped: what they formatted is written now.
 		if cerr := g.accessLog.Close(); cerr != nil {
@@ -513,6 +521,20 @@ func (g *Gateway) Serve(ctx context.Context, ready func()) error {
 	g.log.Info("stopped", "requests", snap.Requests, "client_conns_accepted", snap.ClientsAccepted,
 		"backend_conns_open", snap.BackendConns)
 	return err
+}
+
+// closeChannels closes the long-lived channels of every generation.
+func (g *Gateway) closeChannels() {
+	g.mu.Lock()
+	live := slices.Clone(g.live)
+	g.mu.Unlock()
+	n := 0
+	for _, gen := range live {
+		n += gen.handler.CloseChannels(nil)
+	}
+	if n > 0 {
+		g.log.Info("closed long-lived channels", "channels", n)
+	}
 }
 
 // handoffMinListen is how long an upgraded process keeps its listening
@@ -616,6 +638,9 @@ type BackendSummary struct {
 	QueueFull    int64 `json:"queue_full"`
 	QueueTimeout int64 `json:"queue_timeout"`
 	Failed       int64 `json:"failed"`
+	// Channels is the number of open long-lived channels (RPC over HTTP,
+	// MAPI NotificationWait) on dedicated connections to the endpoint.
+	Channels int64 `json:"channels"`
 	// Health is the endpoint's health (active checks and outlier
 	// detection).
 	Health BackendHealth `json:"health"`
@@ -669,6 +694,7 @@ func (g *Gateway) Snapshot() Snapshot {
 			Requests: ps.Requests.Load(), Writes: ps.Writes.Load(), Retries: ps.Retries.Load(), Detached: ps.Detached.Load(), Retired: ps.Retired.Load(),
 			Queued: ps.Queued.Load(), QueueFull: ps.QueueFull.Load(), QueueTimeout: ps.QueueTimeout.Load(),
 			Failed: ps.Failed.Load(), Health: cur.backends.summary(i),
+			Channels: cur.handler.OpenChannels(i),
 		}
 		s.BackendConns += b.ConnsOpen
 		s.Backends = append(s.Backends, b)

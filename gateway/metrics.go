@@ -30,6 +30,7 @@ type collector struct {
 	backendConns, backendInFlight, backendQueued, backendDials, backendDialFailures,
 	backendRequests, backendWrites, backendRetries, backendDetached, backendRetired, backendQueueRejections,
 	backendFailures, backendLatency *prometheus.Desc
+	backendChannels, channelsTotal *prometheus.Desc
 
 	authResults, authChallenges, authThrottled, authOverloaded, authCoalesced, authCacheHits, authCacheMisses,
 	authCacheEntries, authVerifications, identitySigned *prometheus.Desc
@@ -80,6 +81,8 @@ func newCollector(g *Gateway) *collector {
 	c.backendRetired = d("backend_connections_retired_total", "Backend connections drained because the server lost its active databases.", be...)
 	c.backendQueueRejections = d("backend_queue_rejections_total", "Requests answered 503 by the backend queue, by reason (full, timeout).", "server", "address", "reason")
 	c.backendFailures = d("backend_failures_total", "Requests failed with 502 or 504 by the backend pool.", be...)
+	c.backendChannels = d("backend_channels_open", "Long-lived channels (RPC over HTTP, MAPI NotificationWait) open now on dedicated backend connections.", be...)
+	c.channelsTotal = d("channels_total", "Long-lived channels opened (RPC over HTTP, MAPI NotificationWait, protocol stream methods).")
 	c.backendLatency = d("backend_response_duration_seconds", "Time from a request being written to a backend connection to the server's response being complete.", be...)
 
 	c.authResults = d("auth_results_total", "Authenticated requests by method and result (accepted, refused).", "method", "result")
@@ -172,6 +175,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.rejections, v.Load(), reason)
 	}
 
+	counter(c.channelsTotal, st.ChannelsTotal.Load())
 	for i, ep := range cur.handler.Endpoints() {
 		ps := cur.handler.PoolStats(i)
 		gauge(c.backendConns, ps.ConnsOpen.Load(), ep.Name, ep.Addr)
@@ -187,6 +191,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.backendQueueRejections, ps.QueueFull.Load(), ep.Name, ep.Addr, "full")
 		counter(c.backendQueueRejections, ps.QueueTimeout.Load(), ep.Name, ep.Addr, "timeout")
 		counter(c.backendFailures, ps.Failed.Load(), ep.Name, ep.Addr)
+		gauge(c.backendChannels, cur.handler.OpenChannels(i), ep.Name, ep.Addr)
 		histogram(ch, c.backendLatency, &st.BackendLatency[i], ep.Name, ep.Addr)
 	}
 

@@ -109,7 +109,8 @@ func (g *Gateway) newGeneration(cfg *config.Config, dir *directory.Directory, pr
 	protocols := make([]l7.Protocol, len(cfg.Protocols))
 	anyAuth := false
 	for i, p := range cfg.Protocols {
-		protocols[i] = l7.Protocol{Name: p.Name, Prefix: p.PathPrefix, Index: i, StripFields: stripFields(cfg, p)}
+		protocols[i] = l7.Protocol{Name: p.Name, Prefix: p.PathPrefix, Index: i, StripFields: stripFields(cfg, p),
+			StreamMethods: p.StreamMethods}
 		anyAuth = anyAuth || len(p.Auth) > 0
 	}
 	// Mail logins use the authenticator too.
@@ -207,6 +208,10 @@ func (g *Gateway) newGeneration(cfg *config.Config, dir *directory.Directory, pr
 		IdleTimeout:            t.Idle.D(),
 		WriteTimeout:           t.Write.D(),
 		RetryAfter:             b.RetryAfter.D(),
+		MaxChannelsPerServer:   b.MaxChannelsPerServer,
+		ChannelBufferBytes:     lim.ChannelBufferBytes,
+		RPCChannelIdle:         t.RPCChannelIdle.D(),
+		NotificationWaitIdle:   t.MAPINotificationWaitIdle.D(),
 		Health:                 gen.health,
 		Pool: poolmux.Options{
 			ConnsPerLoop:    b.ConnsPerLoop,
@@ -230,6 +235,7 @@ func (g *Gateway) newGeneration(cfg *config.Config, dir *directory.Directory, pr
 		gen.mux = &mailMux{http: gen.handler, mail: gen.mail}
 	}
 	rt.retire = gen.handler.Retire
+	rt.channels = gen.handler.CloseChannels
 	rt.swapped = gen.health.update
 	gen.backends.changed = gen.health.update
 	gen.backends.revive = gen.handler.Revive

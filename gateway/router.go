@@ -55,6 +55,10 @@ type router struct {
 	// retire, set by the gateway, drains the backend connections of the
 	// endpoints marked true (servers no longer active for any database).
 	retire func(endpoints []bool)
+	// channels, set by the gateway, closes the long-lived channels the
+	// filter picks (l7.Handler.CloseChannels): those whose mailbox
+	// database moved to another server.
+	channels func(func(l7.ChannelInfo) bool) int
 	// swapped, set by the gateway, runs after a new table is in place
 	// (the health pages depend on which servers are active).
 	swapped func()
@@ -226,6 +230,11 @@ func (r *router) SetDirectory(dir *directory.Directory) {
 	r.table.Store(t)
 	if r.swapped != nil {
 		r.swapped()
+	}
+	if r.channels != nil {
+		if n := r.channels(t.channelMoved); n > 0 {
+			r.log.Info("closed long-lived channels to servers that lost their mailbox database", "channels", n)
+		}
 	}
 	if r.retire == nil {
 		return

@@ -39,6 +39,9 @@ type Protocol struct {
 	// assertion a client must never supply, an untrusted routing hint,
 	// credentials the gateway consumed.
 	StripFields []string
+	// StreamMethods are request methods the protocol streams on a channel
+	// of their own (channel.go), besides RPC_IN_DATA and RPC_OUT_DATA.
+	StreamMethods []string
 }
 
 // Request is what a Router sees of a request. It is valid only during Route.
@@ -58,6 +61,10 @@ type Request struct {
 	Client netip.Addr
 	// Waker resumes this request after the Router answered Pending.
 	Waker Waker
+	// Channel says whether the request will be streamed on a channel of
+	// its own (channel.go), and which kind: a router routes channels by
+	// the mailbox they name.
+	Channel Channel
 }
 
 // Waker resumes a request whose Route was Pending. Wake may be called from
@@ -165,6 +172,13 @@ type Config struct {
 	WriteTimeout  time.Duration
 	RetryAfter    time.Duration
 
+	// Channels (channel.go): streamed exchanges on dedicated backend
+	// connections. Zero values take the defaults.
+	MaxChannelsPerServer int           // per endpoint, all loops together
+	ChannelBufferBytes   int           // per direction and channel
+	RPCChannelIdle       time.Duration // RPC channels and StreamMethods
+	NotificationWaitIdle time.Duration // MAPI NotificationWait
+
 	// Reroute, when set, is asked where a replayable request whose backend
 	// failed before answering should go now (the mailbox database moved):
 	// it gets the Route.Key and the protocol's index, and returns an
@@ -213,6 +227,8 @@ type Handler struct {
 
 	mu    sync.Mutex
 	loops []*loopState // for Retire
+
+	chans channels // open channels (channel.go)
 }
 
 var _ l4.Acceptor = (*Handler)(nil)
@@ -222,6 +238,7 @@ func NewHandler(cfg Config) *Handler {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
+	cfg.channelDefaults()
 	h := &Handler{cfg: cfg, log: cfg.Log, stats: cfg.Stats, endKeepAlive: make([]atomic.Bool, len(cfg.Protocols))}
 	if h.stats == nil || !h.stats.fits(len(cfg.Protocols), len(cfg.Endpoints)) {
 		h.stats = NewStats(len(cfg.Protocols), len(cfg.Endpoints))
@@ -459,6 +476,11 @@ type Stats struct {
 	// time from a request being written to a server connection to the
 	// server's response being complete.
 	BackendLatency []Histogram
+	// ChannelsOpen counts, by endpoint (indexing Config.Endpoints), the
+	// open channels (channel.go): the count MaxChannelsPerServer bounds.
+	// ChannelsTotal counts every channel opened.
+	ChannelsOpen  []atomic.Int64
+	ChannelsTotal atomic.Int64
 	// HealthOK and HealthFailed count the health probes answered 2xx
 	// and otherwise (HealthPages). Probes are not requests: they are
 	// not in Requests or Responses.
@@ -475,7 +497,8 @@ func NewStats(protocols, endpoints int) *Stats {
 	st := &Stats{Rejects: make(map[string]*atomic.Int64),
 		ByProtocol:     make([][6]atomic.Int64, protocols+1),
 		Latency:        make([]Histogram, protocols+1),
-		BackendLatency: make([]Histogram, endpoints)}
+		BackendLatency: make([]Histogram, endpoints),
+		ChannelsOpen:   make([]atomic.Int64, endpoints)}
 	for _, r := range allRejects {
 		st.Rejects[r.Reason] = new(atomic.Int64)
 	}
@@ -486,7 +509,7 @@ func NewStats(protocols, endpoints int) *Stats {
 // protocols and endpoints: a reload that changes either starts new ones
 // (the per-protocol and per-endpoint arrays are sized at creation).
 func (st *Stats) fits(protocols, endpoints int) bool {
-	return len(st.ByProtocol) == protocols+1 && len(st.BackendLatency) >= endpoints
+	return len(st.ByProtocol) == protocols+1 && len(st.BackendLatency) >= endpoints && len(st.ChannelsOpen) >= endpoints
 }
 
 func (st *Stats) reject(reason string) {

@@ -70,6 +70,9 @@ type session struct {
 	// isHEAD: the current request is a HEAD, whose local answers carry no
 	// body.
 	isHEAD bool
+	// inTraffic: OnTraffic is running, so returning gnet.Close closes the
+	// connection synchronously (a channel takes its socket, channel.go).
+	inTraffic bool
 }
 
 // armIdle starts the keep-alive wait once the last response is flushed;
@@ -98,6 +101,8 @@ var (
 // OnTraffic implements l4.Handler.
 func (s *session) OnTraffic(gnet.Conn) gnet.Action {
 	s.Loop.Tick()
+	s.inTraffic = true
+	defer func() { s.inTraffic = false }()
 	if s.tls != nil {
 		// Ciphertext in, plaintext out; nothing to do for HTTP until the
 		// handshake (on its own goroutine) has finished.
@@ -203,7 +208,13 @@ func (s *session) readHead() (act gnet.Action, more bool) {
 		return s.reject(rejHeaderTooLarge), false
 	}
 	h := &ls.head
-	if rej := ScanRequestHead(buf, end, cfg.MaxBodyBytes, h); rej != nil {
+	rej := ScanRequestHead(buf, end, cfg.MaxBodyBytes, h)
+	if rej == rejBodyTooLarge && ls.h.mayStream(h.Method) {
+		// A channel's body is streamed, not buffered: it may declare
+		// more (channel.go). Whether it is one is settled below.
+		rej = ScanRequestHead(buf, end, maxChannelBody, h)
+	}
+	if rej != nil {
 		return s.reject(rej), false
 	}
 	// The framing is settled; fasthttp now parses the fields the gateway
@@ -224,6 +235,7 @@ func (s *session) readHead() (act gnet.Action, more bool) {
 		path = path[:i]
 	}
 	var route Route
+	kind := ChannelNone
 	proto := ls.h.matchProtocol(path, s.Listener.Index)
 	switch {
 	case proto == nil:
@@ -241,8 +253,9 @@ func (s *session) readHead() (act gnet.Action, more bool) {
 		}
 		// The Request lives in the loop's scratch space: passed to an
 		// interface method, a fresh one would escape to the heap.
+		kind = channelOf(proto, h.Method, req)
 		ls.request = Request{Protocol: proto, Header: req, Path: path, AfterPrefix: path[len(proto.Prefix):],
-			TLS: s.tls, Client: s.Remote.Addr(), Waker: Waker{s: s, seq: s.authSeq}}
+			TLS: s.tls, Client: s.Remote.Addr(), Waker: Waker{s: s, seq: s.authSeq}, Channel: kind}
 		route = cfg.Router.Route(&ls.request)
 		ls.request = Request{}
 		if route.Pending {
@@ -272,6 +285,14 @@ func (s *session) readHead() (act gnet.Action, more bool) {
 		ls.finishNoStream(s, h.Method, target, route.User, int64(end), s.sent-sent, route.Status, "", true)
 		c.Discard(end)
 		return s.finishLocal()
+	}
+	if kind != ChannelNone {
+		return s.startChannel(h, req, proto, route, kind, end)
+	}
+	if h.ContentLength > cfg.MaxBodyBytes {
+		// Declared beyond the limit by a method that may stream, but
+		// this request is not a channel.
+		return s.reject(rejBodyTooLarge), false
 	}
 	st := ls.newStream(s, h, route.Endpoint)
 	st.key, st.protocol = route.Key, int16(proto.Index)

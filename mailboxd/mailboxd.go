@@ -195,6 +195,9 @@ type Options struct {
 	// IdentityHeader names the header that carries the assertion. Default
 	// DefaultIdentityHeader. Ignored without IdentityKeys.
 	IdentityHeader string
+	// NotificationWait is how long a MAPI NotificationWait is held before
+	// it is answered (HeaderHold overrides it per request). Default 5s.
+	NotificationWait time.Duration
 }
 
 // Echo is the JSON body of an ordinary response: what mailboxd received.
@@ -316,7 +319,7 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 		}
 	}
 
-	s := &server{name: opts.Name, requestLog: opts.RequestLog}
+	s := &server{name: opts.Name, requestLog: opts.RequestLog, notifyWait: opts.NotificationWait}
 	s.conns.stats = &s.stats
 	s.byMethod = make(map[string]int64)
 	if verifier != nil {
@@ -407,6 +410,11 @@ type server struct {
 	identity *identityCheck
 
 	conns connTracker
+
+	// pairs joins RPC_IN_DATA and RPC_OUT_DATA channels (channels.go);
+	// notifyWait is Options.NotificationWait.
+	pairs      pairs
+	notifyWait time.Duration
 }
 
 type counters struct {
@@ -437,6 +445,7 @@ func (s *server) handle(ctx *fasthttp.RequestCtx) {
 		s.control(ctx, string(path))
 	case isProbe:
 		s.healthcheck(ctx)
+	case s.channel(ctx):
 	default:
 		s.echo(ctx)
 	}

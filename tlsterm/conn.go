@@ -156,6 +156,9 @@ type Conn struct {
 	wbuf  *[]byte
 	err   error // the fatal error, once there is one
 	flags uint16
+	// off, once set by Detach, is the wire: the connection has left the
+	// loop and is read and written by goroutines with blocking calls.
+	off *offWire
 }
 
 // handshake is the state shared between the loop and the handshake
@@ -663,6 +666,9 @@ type wire Conn
 
 func (w *wire) Read(p []byte) (int, error) {
 	c := (*Conn)(w)
+	if o := c.off; o != nil {
+		return o.read(p)
+	}
 	if h := c.hs; h != nil {
 		return h.read(p)
 	}
@@ -686,6 +692,9 @@ func (w *wire) Read(p []byte) (int, error) {
 
 func (w *wire) Write(p []byte) (int, error) {
 	c := (*Conn)(w)
+	if o := c.off; o != nil {
+		return o.nc.Write(p)
+	}
 	if h := c.hs; h != nil {
 		return h.write(p)
 	}
@@ -707,6 +716,9 @@ func (w *wire) Write(p []byte) (int, error) {
 // does not use; it fails a running handshake or closes the connection.
 func (w *wire) Close() error {
 	c := (*Conn)(w)
+	if o := c.off; o != nil {
+		return o.nc.Close()
+	}
 	if h := c.hs; h != nil {
 		if h.nc != nil {
 			return h.nc.Close()
@@ -721,6 +733,9 @@ func (w *wire) Close() error {
 }
 
 func (w *wire) LocalAddr() net.Addr {
+	if o := w.off; o != nil {
+		return o.nc.LocalAddr()
+	}
 	if h := w.hs; h != nil {
 		return h.local
 	}
@@ -728,6 +743,9 @@ func (w *wire) LocalAddr() net.Addr {
 }
 
 func (w *wire) RemoteAddr() net.Addr {
+	if o := w.off; o != nil {
+		return o.nc.RemoteAddr()
+	}
 	if h := w.hs; h != nil {
 		return h.remote
 	}
@@ -736,9 +754,27 @@ func (w *wire) RemoteAddr() net.Addr {
 
 // Deadlines are not supported by gnet; crypto/tls only sets a write
 // deadline around close_notify, and the wire's writes never block.
-func (w *wire) SetDeadline(time.Time) error      { return nil }
-func (w *wire) SetReadDeadline(time.Time) error  { return nil }
-func (w *wire) SetWriteDeadline(time.Time) error { return nil }
+// A detached connection's deadlines are its socket's.
+func (w *wire) SetDeadline(t time.Time) error {
+	if o := w.off; o != nil {
+		return o.setDeadline(t, true, true)
+	}
+	return nil
+}
+
+func (w *wire) SetReadDeadline(t time.Time) error {
+	if o := w.off; o != nil {
+		return o.setDeadline(t, true, false)
+	}
+	return nil
+}
+
+func (w *wire) SetWriteDeadline(t time.Time) error {
+	if o := w.off; o != nil {
+		return o.setDeadline(t, false, true)
+	}
+	return nil
+}
 
 // read serves the handshake goroutine: it blocks until the loop has fed
 // ciphertext, the connection closed, or the timeout passed.

@@ -98,6 +98,10 @@ type Limits struct {
 	// MaxUploadBufferBytes caps request-body bytes waiting to be written to
 	// a backend connection.
 	MaxUploadBufferBytes int `toml:"max_upload_buffer_bytes"`
+	// ChannelBufferBytes is the buffer of each direction of a long-lived
+	// channel (RPC over HTTP, MAPI NotificationWait; docs/outlook.md): what
+	// the gateway holds for one channel whatever its two sides do.
+	ChannelBufferBytes int `toml:"channel_buffer_bytes"`
 }
 
 // Timeouts are enforced by a per-loop sweep, since gnet has no deadlines.
@@ -114,6 +118,12 @@ type Timeouts struct {
 	Write Duration `toml:"write"`
 	// Drain is how long a graceful stop waits for in-flight requests.
 	Drain Duration `toml:"drain"`
+	// RPCChannelIdle closes an RPC over HTTP channel (or a protocol's
+	// stream_methods channel) when nothing moved either way for that long.
+	RPCChannelIdle Duration `toml:"rpc_channel_idle"`
+	// MAPINotificationWaitIdle is the same for a MAPI NotificationWait
+	// long poll: the server's hold time plus a margin.
+	MAPINotificationWaitIdle Duration `toml:"mapi_notification_wait_idle"`
 }
 
 // Backend configures the pools of connections to mailbox servers.
@@ -140,6 +150,10 @@ type Backend struct {
 	ReconnectMax Duration `toml:"reconnect_max"`
 	// RetryAfter is the value of Retry-After on 503 answers.
 	RetryAfter Duration `toml:"retry_after"`
+	// MaxChannelsPerServer bounds the dedicated connections of long-lived
+	// channels to one mailbox server endpoint, all loops together; beyond
+	// it a channel gets 503 with Retry-After.
+	MaxChannelsPerServer int `toml:"max_channels_per_server"`
 	// TLSCA is the PEM bundle of the CAs that mailbox servers declared with
 	// tls = true in the directory must chain to, relative to the config
 	// file; empty means the system roots. Reloaded on SIGHUP.
@@ -418,6 +432,10 @@ type Protocol struct {
 	// the mailbox server. Off (default): the server gets the identity
 	// assertion instead of the client's password or token.
 	ForwardAuthorization bool `toml:"forward_authorization"`
+	// StreamMethods are request methods streamed on a channel of their own
+	// like RPC_IN_DATA and RPC_OUT_DATA (which always are), e.g. for a
+	// protocol with its own long-lived methods (docs/outlook.md).
+	StreamMethods []string `toml:"stream_methods"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("15s", "2m").

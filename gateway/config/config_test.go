@@ -107,13 +107,16 @@ func TestDefaults(t *testing.T) {
 		Limits: Limits{
 			MaxConnections: 100000, MaxHeaderBytes: 16384, MaxBodyBytes: 104857600, MaxPipelineBytes: 65536,
 			ClientBufferBytes: 262144, MaxResponseBufferBytes: 8388608, MaxUploadBufferBytes: 1048576,
+			ChannelBufferBytes: 32768,
 		},
-		Timeouts: Timeouts{HeaderRead: s(10 * time.Second), BodyRead: s(30 * time.Second), Idle: s(75 * time.Second), Write: s(30 * time.Second), Drain: s(15 * time.Second)},
+		Timeouts: Timeouts{HeaderRead: s(10 * time.Second), BodyRead: s(30 * time.Second), Idle: s(75 * time.Second), Write: s(30 * time.Second), Drain: s(15 * time.Second),
+			RPCChannelIdle: s(15 * time.Minute), MAPINotificationWaitIdle: s(6 * time.Minute)},
 		Backend: Backend{
 			ConnsPerLoop: 2, MaxPipeline: 16, MaxQueue: 16384,
 			ConnectTimeout: s(3 * time.Second), ResponseTimeout: s(60 * time.Second), QueueTimeout: s(10 * time.Second),
 			ReconnectMin: s(100 * time.Millisecond), ReconnectMax: s(5 * time.Second), RetryAfter: s(2 * time.Second),
-			HealthInterval: s(5 * time.Second), HealthTimeout: s(2 * time.Second),
+			MaxChannelsPerServer: 2000,
+			HealthInterval:       s(5 * time.Second), HealthTimeout: s(2 * time.Second),
 			UnhealthyThreshold: 3, HealthyThreshold: 2, OutlierConsecutiveFailures: 5,
 		},
 		State: State{File: "", DrainGrace: s(10 * time.Second)},
@@ -420,7 +423,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown table", withBase(`[limitz]`, `x = 1`),
 			[]string{`f.toml:9: limitz: unknown table (did you mean "limits"?)`}},
 		{"unknown dotted key", doc(`limits.nope = 1`),
-			[]string{`f.toml:1: limits.nope: unknown key (valid keys: max_connections, max_header_bytes, max_body_bytes, max_pipeline_bytes, client_buffer_bytes, max_response_buffer_bytes, max_upload_buffer_bytes)`}},
+			[]string{`f.toml:1: limits.nope: unknown key (valid keys: max_connections, max_header_bytes, max_body_bytes, max_pipeline_bytes, client_buffer_bytes, max_response_buffer_bytes, max_upload_buffer_bytes, channel_buffer_bytes)`}},
 		{"Path is not a key", doc(append([]string{`Path = "x"`}, base...)...),
 			[]string{`f.toml:1: Path: unknown key (did you mean "auth"?)`}},
 
@@ -554,6 +557,24 @@ func TestParseErrors(t *testing.T) {
 		{"prefix with query", doc(`directory = "d"`, `[[protocol]]`, `name = "owa"`, `path_prefix = "/owa?x"`, `backend_port = 1`, `[[listener]]`, `name = "a"`, `address = ":80"`),
 			[]string{`f.toml:4: protocol[0].path_prefix: "/owa?x": character '?' is not allowed in a path prefix`}},
 		{"nested prefix is fine", withBase(`[[protocol]]`, `name = "owa-cal"`, `path_prefix = "/owa/calendar"`, `backend_port = 443`), nil},
+
+		// Long-lived channels (docs/outlook.md).
+		{"channel settings", withBase(`[[protocol]]`, `name = "rpc"`, `path_prefix = "/rpc"`, `backend_port = 443`,
+			`stream_methods = ["SLOW_POST"]`, `[limits]`, `channel_buffer_bytes = 65536`, `[timeouts]`, `rpc_channel_idle = "30m"`,
+			`mapi_notification_wait_idle = "10m"`, `[backend]`, `max_channels_per_server = 10`), nil},
+		{"bad stream methods", withBase(`[[protocol]]`, `name = "rpc"`, `path_prefix = "/rpc"`, `backend_port = 443`,
+			`stream_methods = ["GET", "BAD METHOD", ""]`),
+			[]string{
+				`f.toml:13: protocol[1].stream_methods[0]: "GET": must be a request method (a token), not GET, HEAD or CONNECT`,
+				`f.toml:13: protocol[1].stream_methods[1]: "BAD METHOD": must be a request method (a token), not GET, HEAD or CONNECT`,
+				`f.toml:13: protocol[1].stream_methods[2]: "": must be a request method (a token), not GET, HEAD or CONNECT`,
+			}},
+		{"bad channel limits", withBase(`[limits]`, `channel_buffer_bytes = 100`, `[timeouts]`, `rpc_channel_idle = "0s"`, `[backend]`, `max_channels_per_server = 0`),
+			[]string{
+				`f.toml:10: limits.channel_buffer_bytes: must be between 4096 and 16777216, got 100`,
+				`f.toml:12: timeouts.rpc_channel_idle: must be at least 1ms, got 0s`,
+				`f.toml:14: backend.max_channels_per_server: must be between 1 and 1048576, got 0`,
+			}},
 
 		// Ranges.
 		{"negative limit", withBase(`[limits]`, `max_connections = -1`),

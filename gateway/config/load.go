@@ -173,6 +173,7 @@ func defaults() *Config {
 			ClientBufferBytes:      256 << 10,
 			MaxResponseBufferBytes: 8 << 20,
 			MaxUploadBufferBytes:   1 << 20,
+			ChannelBufferBytes:     32 << 10,
 		},
 		Timeouts: Timeouts{
 			HeaderRead: Duration(10 * time.Second),
@@ -180,6 +181,9 @@ func defaults() *Config {
 			Idle:       Duration(75 * time.Second),
 			Write:      Duration(30 * time.Second),
 			Drain:      Duration(15 * time.Second),
+
+			RPCChannelIdle:           Duration(15 * time.Minute),
+			MAPINotificationWaitIdle: Duration(6 * time.Minute),
 		},
 		Backend: Backend{
 			ConnsPerLoop:    2,
@@ -191,6 +195,8 @@ func defaults() *Config {
 			ReconnectMin:    Duration(100 * time.Millisecond),
 			ReconnectMax:    Duration(5 * time.Second),
 			RetryAfter:      Duration(2 * time.Second),
+
+			MaxChannelsPerServer: 2000,
 
 			HealthInterval:             Duration(5 * time.Second),
 			HealthTimeout:              Duration(2 * time.Second),

@@ -48,6 +48,7 @@ func (c *Config) validate(doc *tomlpos.Doc) {
 		v.intIn("limits.max_response_buffer_bytes", int64(l.MaxResponseBufferBytes), 4096, 1<<30)
 	}
 	v.intIn("limits.max_upload_buffer_bytes", int64(l.MaxUploadBufferBytes), 4096, 1<<30)
+	v.intIn("limits.channel_buffer_bytes", int64(l.ChannelBufferBytes), 4096, 16<<20)
 
 	t := &c.Timeouts
 	v.durIn("timeouts.header_read", t.HeaderRead, time.Millisecond, 0)
@@ -55,11 +56,14 @@ func (c *Config) validate(doc *tomlpos.Doc) {
 	v.durIn("timeouts.idle", t.Idle, time.Millisecond, 0)
 	v.durIn("timeouts.write", t.Write, time.Millisecond, 0)
 	v.durIn("timeouts.drain", t.Drain, 0, 0)
+	v.durIn("timeouts.rpc_channel_idle", t.RPCChannelIdle, time.Millisecond, 0)
+	v.durIn("timeouts.mapi_notification_wait_idle", t.MAPINotificationWaitIdle, time.Millisecond, 0)
 
 	b := &c.Backend
 	v.intIn("backend.conns_per_loop", int64(b.ConnsPerLoop), 1, 64)
 	v.intIn("backend.max_pipeline", int64(b.MaxPipeline), 1, 1024)
 	v.intIn("backend.max_queue", int64(b.MaxQueue), 0, 1<<20)
+	v.intIn("backend.max_channels_per_server", int64(b.MaxChannelsPerServer), 1, 1<<20)
 	v.durIn("backend.connect_timeout", b.ConnectTimeout, time.Millisecond, 0)
 	v.durIn("backend.response_timeout", b.ResponseTimeout, time.Millisecond, 0)
 	v.durIn("backend.queue_timeout", b.QueueTimeout, time.Millisecond, 0)
@@ -257,6 +261,16 @@ func (c *Config) validateProtocols(v checker) {
 		for j, ap := range p.AnonymousPaths {
 			if !strings.HasPrefix(ap, "/") || strings.ContainsAny(ap, "?#%") || strings.IndexFunc(ap, func(r rune) bool { return r <= ' ' || r >= 0x7f }) >= 0 {
 				v.Report(fmt.Sprintf("%s.anonymous_paths[%d]", at, j), "%q: must be a path starting with \"/\", without query, fragment, escapes or spaces", ap)
+			}
+		}
+		for j, m := range p.StreamMethods {
+			// A method is a token (RFC 9110 9.1); GET and HEAD answer
+			// ordinary requests and CONNECT is refused.
+			ok := m != "" && strings.IndexFunc(m, func(r rune) bool {
+				return r > 0x7e || r <= ' ' || strings.ContainsRune("\"(),/:;<=>?@[\\]{}", r)
+			}) < 0
+			if !ok || m == "GET" || m == "HEAD" || m == "CONNECT" {
+				v.Report(fmt.Sprintf("%s.stream_methods[%d]", at, j), "%q: must be a request method (a token), not GET, HEAD or CONNECT", m)
 			}
 		}
 		switch p.CrossSite {
