@@ -18,7 +18,7 @@ import (
 // clients send, names no mailbox) or a MailboxId query parameter (MAPI
 // over HTTP). ok is false when it names none.
 func requestMailbox(dir *directory.Directory, req *l7.Request, scratch *[auth.BasicScratchSize]byte) ([]byte, bool) {
-	uri := req.Header.RequestURI()
+	uri := req.Target
 	q := bytes.IndexByte(uri, '?')
 	if q < 0 {
 		return nil, false
@@ -28,7 +28,7 @@ func requestMailbox(dir *directory.Directory, req *l7.Request, scratch *[auth.Ba
 		query = query[:i]
 	}
 	buf := scratch[:min(len(scratch), maxMailboxLen)]
-	if m := req.Header.Method(); string(m) == "RPC_IN_DATA" || string(m) == "RPC_OUT_DATA" {
+	if m := req.Method; string(m) == "RPC_IN_DATA" || string(m) == "RPC_OUT_DATA" {
 		target := query
 		if i := bytes.LastIndexByte(target, ':'); i >= 0 {
 			target = target[:i]

@@ -342,7 +342,7 @@ func redirect(activeSync bool, site *directory.Site, req *l7.Request) l7.Route {
 		return l7.Route{Endpoint: -1, Status: 503, Body: bodyNotRoutable}
 	}
 	base := strings.TrimSuffix(site.ExternalURL, "/")
-	target := req.Header.RequestURI()
+	target := req.Target
 	var h []byte
 	if activeSync {
 		h = fmt.Appendf(h, "X-MS-Location: %s%s\r\n", base, req.Path)

@@ -87,7 +87,7 @@ func BenchmarkAppendRequestHead(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(browserRequest)))
 	for b.Loop() {
-		f.dst = f.ls.appendRequestHead(f.dst[:0], &f.head, &f.req, f.sess, "mbx1.example.test", nil, nil)
+		f.dst = f.ls.appendRequestHead(f.dst[:0], &f.head, f.fields, f.sess, "mbx1.example.test", nil, nil)
 	}
 }
 
@@ -100,7 +100,7 @@ func BenchmarkReadHeadPath(b *testing.B) {
 	b.SetBytes(int64(len(browserRequest)))
 	for b.Loop() {
 		f.parse(b, browserRequest)
-		f.dst = f.ls.appendRequestHead(f.dst[:0], &f.head, &f.req, f.sess, "mbx1.example.test", nil, nil)
+		f.dst = f.ls.appendRequestHead(f.dst[:0], &f.head, f.fields, f.sess, "mbx1.example.test", nil, nil)
 	}
 }
 

@@ -100,7 +100,7 @@ func (cfg *Config) channelDefaults() {
 var errChannelIdle = errors.New("l7: channel idle")
 
 // channelOf tells whether a request is streamed, and how.
-func channelOf(p *Protocol, method []byte, req *fasthttp.RequestHeader) Channel {
+func channelOf(p *Protocol, method []byte, fields Fields) Channel {
 	switch string(method) {
 	case "RPC_IN_DATA", "RPC_OUT_DATA":
 		return ChannelRPC
@@ -112,10 +112,8 @@ func channelOf(p *Protocol, method []byte, req *fasthttp.RequestHeader) Channel 
 			}
 		}
 	}
-	for k, v := range req.AllInOrder() {
-		if equalFold(k, "x-requesttype") && asciiEqualFold(v, "NotificationWait") {
-			return ChannelNotificationWait
-		}
+	if asciiEqualFold(fields.Get("x-requesttype"), "NotificationWait") {
+		return ChannelNotificationWait
 	}
 	return ChannelNone
 }
@@ -219,7 +217,7 @@ func (h *Handler) OpenChannels(i int) int64 {
 
 // startChannel hands a routed request to a channel. It runs in readHead,
 // with the head at buf[:end] still in the connection's buffer.
-func (s *session) startChannel(h *RequestHead, req *fasthttp.RequestHeader, proto *Protocol, route Route, kind Channel, end int) (gnet.Action, bool) {
+func (s *session) startChannel(h *RequestHead, fields Fields, proto *Protocol, route Route, kind Channel, end int) (gnet.Action, bool) {
 	ls := s.ls
 	hd := ls.h
 	cfg := &hd.cfg
@@ -239,7 +237,7 @@ func (s *session) startChannel(h *RequestHead, req *fasthttp.RequestHeader, prot
 		s.closeAfter = true
 		s.Disarm()
 		s.writeLocal(r.Status, body, hd.retryAfter)
-		ls.finishNoStream(s, h.Method, req.RequestURI(), route.User, int64(end), 0, r.Status, r.Reason, true)
+		ls.finishNoStream(s, h.Method, h.Target, route.User, int64(end), 0, r.Status, r.Reason, true)
 		s.io.Discard(end)
 		return s.linger(), false
 	}
@@ -261,11 +259,11 @@ func (s *session) startChannel(h *RequestHead, req *fasthttp.RequestHeader, prot
 	if kind == ChannelNotificationWait {
 		ch.idle = cfg.NotificationWaitIdle
 	}
-	ch.head = ls.appendRequestHead(nil, h, req, s, ep.Addr, proto.StripFields, route.Identity)
+	ch.head = ls.appendRequestHead(nil, h, fields, s, ep.Addr, proto.StripFields, route.Identity)
 	ch.start = time.Now()
 	ch.in.Store(int64(end))
 	if ls.alog != nil {
-		target := req.RequestURI()
+		target := h.Target
 		if len(target) > maxLoggedTarget {
 			target = target[:maxLoggedTarget]
 		}

@@ -1,12 +1,6 @@
 package l7
 
-import (
-	"bufio"
-	"bytes"
-	"testing"
-
-	"github.com/valyala/fasthttp"
-)
+import "testing"
 
 func TestChannelOf(t *testing.T) {
 	p := &Protocol{Name: "x", StreamMethods: []string{"SYNCSTREAM"}}
@@ -26,12 +20,12 @@ func TestChannelOf(t *testing.T) {
 		{"GET /owa/ HTTP/1.1\r\nHost: h\r\n\r\n", p, ChannelNone},
 	}
 	for _, c := range cases {
-		var req fasthttp.RequestHeader
-		req.DisableNormalizing()
-		if err := req.Read(bufio.NewReader(bytes.NewReader([]byte(c.head)))); err != nil {
-			t.Fatalf("%q: %v", c.head, err)
+		var rh RequestHead
+		buf := []byte(c.head)
+		if rej := ScanRequestHead(buf, FindHeadEnd(buf, 0), 1<<20, &rh); rej != nil {
+			t.Fatalf("%q: %v", c.head, rej.Reason)
 		}
-		if got := channelOf(c.proto, req.Method(), &req); got != c.want {
+		if got := channelOf(c.proto, rh.Method, rh.FieldLines(buf)); got != c.want {
 			t.Errorf("%q: %d, want %d", c.head, got, c.want)
 		}
 	}

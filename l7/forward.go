@@ -57,8 +57,8 @@ func namedIn(name []byte, names [][]byte) bool {
 	return false
 }
 
-// appendRequestHead serializes the request for the server from fasthttp's
-// parsed fields: the request line in HTTP/1.1, every end-to-end field in the
+// appendRequestHead serializes the request for the server from its checked
+// field lines: the request line in HTTP/1.1, every end-to-end field in the
 // order received, X-Forwarded-For (the client's address appended to what
 // came in), X-Forwarded-Proto, and framing the gateway chose. An HTTP/1.0
 // request without Host goes out as HTTP/1.1, which requires one (RFC 9112
@@ -66,10 +66,10 @@ func namedIn(name []byte, names [][]byte) bool {
 //
 // Fields named in strip (Protocol.StripFields) are dropped; identity, the
 // router's signed identity line, is added in their place.
-func (ls *loopState) appendRequestHead(dst []byte, h *RequestHead, req *fasthttp.RequestHeader, s *session, fallbackHost string, strip []string, identity []byte) []byte {
-	dst = append(dst, req.Method()...)
+func (ls *loopState) appendRequestHead(dst []byte, h *RequestHead, fields Fields, s *session, fallbackHost string, strip []string, identity []byte) []byte {
+	dst = append(dst, h.Method...)
 	dst = append(dst, ' ')
-	dst = append(dst, req.RequestURI()...)
+	dst = append(dst, h.Target...)
 	dst = append(dst, " HTTP/1.1\r\n"...)
 	if !h.HasHost {
 		dst = append(dst, "Host: "...)
@@ -78,7 +78,7 @@ func (ls *loopState) appendRequestHead(dst []byte, h *RequestHead, req *fasthttp
 	}
 	connNames := h.ConnectionNames[:h.NumConnNames]
 	var xff []byte
-	for k, v := range req.AllInOrder() {
+	for k, v := range fields.All() {
 		if isRequestHopField(k) || namedIn(k, connNames) || stripped(k, strip) {
 			continue
 		}

@@ -1,7 +1,7 @@
 // Package l7 is HTTP/1.1 on the event loop. It reads requests from a client
 // connection's buffer as they arrive (never blocking the loop, never keeping
 // peeked bytes past the callback), checks their framing strictly (RFC 9112),
-// parses them with fasthttp's types, asks a Router where each one goes,
+// reads their fields from the lines it checked, asks a Router where each one goes,
 // re-serializes it from the parsed fields without hop-by-hop fields, hands
 // it to the backend pool (poolmux) and streams the response back.
 //
@@ -47,7 +47,10 @@ type Protocol struct {
 // Request is what a Router sees of a request. It is valid only during Route.
 type Request struct {
 	Protocol *Protocol
-	Header   *fasthttp.RequestHeader
+	// Method and Target are the request line's, as received.
+	Method, Target []byte
+	// Fields are the request's field lines, as received; Field reads them.
+	Fields Fields
 	// Path is the request target's path (before '?'), as received.
 	Path []byte
 	// AfterPrefix is Path after the protocol prefix ("" or starting with '/').
@@ -89,16 +92,7 @@ func (w Waker) Wake() {
 
 // Field returns the value of the first field named name (given in lower
 // case), compared case-insensitively as field names are (RFC 9110 5.1).
-// Request fields are kept as received, not normalized, so fasthttp's
-// exact-match Peek would miss "x-anchormailbox".
-func (r *Request) Field(name string) []byte {
-	for k, v := range r.Header.AllInOrder() {
-		if equalFold(k, name) {
-			return v
-		}
-	}
-	return nil
-}
+func (r *Request) Field(name string) []byte { return r.Fields.Get(name) }
 
 // Route is a Router's answer: a backend endpoint, a local response, or
 // "pending" while the router verifies credentials off the loop.
@@ -277,7 +271,6 @@ type loopState struct {
 	lp *l4.Loop
 
 	head    RequestHead
-	req     fasthttp.RequestHeader
 	request Request
 	resp    fasthttp.ResponseHeader
 	rd      bytes.Reader

@@ -1,6 +1,9 @@
 package l7
 
-import "bytes"
+import (
+	"bytes"
+	"iter"
+)
 
 // Framing is how a message body is delimited (RFC 9112 section 6).
 type Framing uint8
@@ -56,6 +59,10 @@ type RequestHead struct {
 	HasHost bool
 	// ZeroLength is set for an explicit "Content-Length: 0".
 	ZeroLength bool
+
+	// FieldsStart is where the first field line starts (after the request
+	// line); FieldLines returns them.
+	FieldsStart int
 
 	// ConnectionNames are the field names listed in Connection other than
 	// close and keep-alive: hop-by-hop fields to drop (RFC 9110 7.6.1).
@@ -123,6 +130,7 @@ func ScanRequestHead(buf []byte, end int, maxBody int64, h *RequestHead) *Reject
 		return rej
 	}
 	p = next
+	h.FieldsStart = p
 
 	var (
 		hosts, lengths, encodings, lines int
@@ -470,7 +478,6 @@ var (
 	rejExpectation         = &Reject{417, "expectation"}
 	rejConnectionNames     = &Reject{400, "too_many_connection_options"}
 	rejBadChunk            = &Reject{400, "bad_chunk"}
-	rejParse               = &Reject{400, "parse"}
 
 	// Not about framing, but counted and logged the same way.
 	rejHeaderTimeout    = &Reject{408, "header_timeout"}
@@ -506,9 +513,56 @@ var allRejects = []*Reject{
 	rejTooManyFields, rejHeaderTooLarge, rejHost, rejBadContentLength,
 	rejDupContentLength, rejDupTransferEncoding, rejTEHTTP10, rejCLAndTE,
 	rejBadTransferEncoding, rejChunkedNotLast, rejTransferCoding, rejBodyTooLarge,
-	rejExpectation, rejConnectionNames, rejBadChunk, rejParse,
+	rejExpectation, rejConnectionNames, rejBadChunk,
 	rejHeaderTimeout, rejBodyTimeout, rejPipelineOverflow, rejUploadOverflow,
 	rejSlowClient, rejWriteTimeout, rejBadResponse, rejUnframedResponse,
 	rejBackendDown, rejBackendClosed, rejQueueFull, rejQueueTimeout, rejResponseTimeout,
 	rejAuthTimeout, rejMailboxMoved, rejClientClosed,
+}
+
+// FieldLines returns the field lines of the head ScanRequestHead accepted
+// in buf (the same buf, unchanged).
+func (h *RequestHead) FieldLines(buf []byte) Fields { return Fields(buf[h.FieldsStart:h.Len]) }
+
+// Fields are the field lines of a request head that ScanRequestHead
+// accepted, up to and including the empty line: every line ends in CRLF,
+// has a token name and a colon right after it, no obs-fold (RFC 9112 5).
+// The gateway reads names and values straight from the client's bytes:
+// ScanRequestHead has already checked every line, so parsing them again
+// into fasthttp's header type (as the gateway did) only copied them.
+// FuzzScanVsFasthttp holds the two views of a head to the same fields.
+type Fields []byte
+
+// All yields every field's name and value (without surrounding
+// whitespace, RFC 9112 5.1) in the order received. The slices point into
+// the head.
+func (f Fields) All() iter.Seq2[[]byte, []byte] {
+	return func(yield func([]byte, []byte) bool) {
+		rest := []byte(f)
+		for {
+			i := bytes.IndexByte(rest, '\n')
+			if i < 1 {
+				return
+			}
+			line := rest[:i-1]
+			rest = rest[i+1:]
+			if len(line) == 0 {
+				return // the empty line
+			}
+			c := bytes.IndexByte(line, ':')
+			if c < 0 || !yield(line[:c], trimOWS(line[c+1:])) {
+				return
+			}
+		}
+	}
+}
+
+// Get returns the value of the first field named name (any case), or nil.
+func (f Fields) Get(name string) []byte {
+	for k, v := range f.All() {
+		if equalFold(k, name) {
+			return v
+		}
+	}
+	return nil
 }

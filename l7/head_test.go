@@ -416,9 +416,10 @@ func TestExpectContinueIgnoredForHTTP10(t *testing.T) {
 	}
 }
 
-// The headers the table accepts must also parse with fasthttp exactly the
-// way session.readHead parses them; otherwise the session answers
-// 400 "parse" to a request the scanner found valid.
+// The headers the table accepts must also parse with fasthttp, the
+// reference HTTP/1.1 parser: the gateway reads fields from the lines the
+// scanner checked (Fields), and a head fasthttp would refuse or read
+// differently is one a server might too.
 func TestFasthttpParsesWhatScanAccepts(t *testing.T) {
 	extra := []scanCase{
 		{name: "lower-case host", in: "GET / HTTP/1.1\r\nhost: mail.example.com\r\n\r\n"},

@@ -217,19 +217,11 @@ func (s *session) readHead() (act gnet.Action, more bool) {
 	if rej != nil {
 		return s.reject(rej), false
 	}
-	// The framing is settled; fasthttp now parses the fields the gateway
-	// routes on and forwards.
-	req := &ls.req
-	req.Reset()
-	req.DisableSpecialHeader()
-	req.DisableNormalizing()
-	ls.rd.Reset(buf[h.Start:end])
-	ls.br.Reset(&ls.rd)
-	if err := req.Read(ls.br); err != nil {
-		return s.reject(rejParse), false
-	}
+	// The framing is settled and every field line checked: the gateway
+	// routes on and forwards the fields as they are in the buffer.
+	fields := h.FieldLines(buf)
 	s.isHEAD = string(h.Method) == "HEAD"
-	target := req.RequestURI()
+	target := h.Target
 	path := target
 	if i := bytes.IndexByte(path, '?'); i >= 0 {
 		path = path[:i]
@@ -253,8 +245,8 @@ func (s *session) readHead() (act gnet.Action, more bool) {
 		}
 		// The Request lives in the loop's scratch space: passed to an
 		// interface method, a fresh one would escape to the heap.
-		kind = channelOf(proto, h.Method, req)
-		ls.request = Request{Protocol: proto, Header: req, Path: path, AfterPrefix: path[len(proto.Prefix):],
+		kind = channelOf(proto, h.Method, fields)
+		ls.request = Request{Protocol: proto, Method: h.Method, Target: target, Fields: fields, Path: path, AfterPrefix: path[len(proto.Prefix):],
 			TLS: s.tls, Client: s.Remote.Addr(), Waker: Waker{s: s, seq: s.authSeq}, Channel: kind}
 		route = cfg.Router.Route(&ls.request)
 		ls.request = Request{}
@@ -287,7 +279,7 @@ func (s *session) readHead() (act gnet.Action, more bool) {
 		return s.finishLocal()
 	}
 	if kind != ChannelNone {
-		return s.startChannel(h, req, proto, route, kind, end)
+		return s.startChannel(h, fields, proto, route, kind, end)
 	}
 	if h.ContentLength > cfg.MaxBodyBytes {
 		// Declared beyond the limit by a method that may stream, but
@@ -300,7 +292,7 @@ func (s *session) readHead() (act gnet.Action, more bool) {
 	if ls.alog != nil {
 		st.keepTarget(h.Method, target)
 	}
-	st.head = ls.appendRequestHead(st.head[:0], h, req, s, cfg.Endpoints[route.Endpoint].Addr, proto.StripFields, route.Identity)
+	st.head = ls.appendRequestHead(st.head[:0], h, fields, s, cfg.Endpoints[route.Endpoint].Addr, proto.StripFields, route.Identity)
 	c.Discard(end)
 	s.Disarm()
 	s.cur = st
