@@ -29,9 +29,10 @@ type plainResponse struct {
 // maxContentLengthDigits keeps a Content-Length value far from overflow.
 const maxContentLengthDigits = 18
 
-// scanPlainResponse checks whether head (a complete response head, as
-// FindHeadEnd delimits it) is plain, and returns what the relay needs.
-// ok is false for anything else: another version, a status below 200, bare
+// scanPlainResponse checks whether buf starts with a complete plain
+// response head, and returns what the relay needs; the head ends at
+// fieldsEnd+2. ok is false for a head not complete in buf and for anything
+// else: another version, a status below 200, bare
 // LF or obs-fold (RFC 9112 5.2), a field name that is not a token or a
 // value with control characters (RFC 9110 5.5), Transfer-Encoding or
 // another hop-by-hop field (RFC 9110 7.6.1), no Content-Length or more

@@ -63,6 +63,7 @@ func TestScanPlainResponse(t *testing.T) {
 func FuzzPlainResponseVsFasthttp(f *testing.F) {
 	for _, tc := range plainResponseCases {
 		f.Add([]byte(tc.head))
+		f.Add([]byte(tc.head + "hello" + tc.head)) // a body, the next response
 	}
 	fx := newForwardFixture("http", "192.0.2.1")
 	st := &stream{ls: fx.ls, keepAlive: true}
@@ -74,8 +75,16 @@ func FuzzPlainResponseVsFasthttp(f *testing.F) {
 		}
 		head := buf[:end]
 		plain, ok := scanPlainResponse(head)
+		// The relay scans the whole read (the head and what follows):
+		// the same verdict, and the same end as FindHeadEnd's.
+		if whole, wok := scanPlainResponse(buf); wok != ok || ok && whole.fieldsEnd != plain.fieldsEnd {
+			t.Fatalf("%q: scan of the head %v at %d, of the buffer %v at %d", buf, ok, plain.fieldsEnd, wok, whole.fieldsEnd)
+		}
 		if !ok {
 			return
+		}
+		if plain.fieldsEnd+2 != end {
+			t.Fatalf("%q: plain head ends at %d, FindHeadEnd says %d", buf, plain.fieldsEnd+2, end)
 		}
 		resp.Reset()
 		resp.SetNoDefaultContentType(true)

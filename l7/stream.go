@@ -271,16 +271,20 @@ func (st *stream) Receive(c *poolmux.Conn, p []byte) (int, bool, error) {
 
 func (st *stream) receiveHead(c *poolmux.Conn, p []byte) (int, error) {
 	ls := st.ls
-	end := FindHeadEnd(p, 0)
-	if end < 0 {
-		if len(p) > maxResponseHead {
-			st.failBadResponse(rejBadResponse)
-			return 0, errBadResponse
-		}
-		return 0, nil
-	}
 	resp := &ls.resp
-	plain, isPlain := scanPlainResponse(p[:end])
+	// A plain head is found and checked in one pass; anything else (or a
+	// head not complete yet) is delimited by FindHeadEnd.
+	plain, isPlain := scanPlainResponse(p)
+	end := plain.fieldsEnd + 2
+	if !isPlain {
+		if end = FindHeadEnd(p, 0); end < 0 {
+			if len(p) > maxResponseHead {
+				st.failBadResponse(rejBadResponse)
+				return 0, errBadResponse
+			}
+			return 0, nil
+		}
+	}
 	var status, cl int
 	if isPlain {
 		status, cl = plain.status, int(plain.contentLength)
