@@ -87,12 +87,13 @@ func (s *session) healthProbe(protocol, end int, h *RequestHead) (gnet.Action, b
 	_, _ = s.io.Discard(end)
 	s.Disarm()
 	page := ls.h.cfg.Health.HealthPage(protocol, draining)
-	s.write(page.response(string(h.Method) == "HEAD", s.closeAfter))
+	// Counted before the write, which lets the prober read the counters.
 	if page.status/100 == 2 {
 		ls.h.stats.HealthOK.Add(1)
 	} else {
 		ls.h.stats.HealthFailed.Add(1)
 	}
+	s.write(page.response(string(h.Method) == "HEAD", s.closeAfter))
 	return s.finishLocal()
 }
 

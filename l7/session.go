@@ -401,8 +401,8 @@ func (s *session) write(p []byte) {
 func (s *session) writeLocal(status int, body string, retryAfter []byte) {
 	ls := s.ls
 	ls.out = appendLocalResponse(ls.out[:0], status, body, retryAfter, nil, s.closeAfter)
+	ls.h.stats.response(s.proto, status) // before the client can see it
 	s.write(s.dropHEADBody(ls.out, body))
-	ls.h.stats.response(s.proto, status)
 }
 
 // writeLocalHeader sends a response made by the gateway with extra header
@@ -410,8 +410,8 @@ func (s *session) writeLocal(status int, body string, retryAfter []byte) {
 func (s *session) writeLocalHeader(status int, body string, header []byte) {
 	ls := s.ls
 	ls.out = appendLocalResponse(ls.out[:0], status, body, nil, header, s.closeAfter)
+	ls.h.stats.response(s.proto, status) // before the client can see it
 	s.write(s.dropHEADBody(ls.out, body))
-	ls.h.stats.response(s.proto, status)
 }
 
 // dropHEADBody cuts the body off a local response (appendLocalResponse

@@ -351,8 +351,10 @@ func (st *stream) receiveHead(c *poolmux.Conn, p []byte) (int, error) {
 			st.respLeft = 0
 			st.respFraming = FramingNone
 		}
-		s.write(ls.out)
+		// Counted before the write: once the client has the response it
+		// may read the counters, and must find it there.
 		s.ls.h.stats.response(s.proto, status)
+		s.write(ls.out)
 		st.respStarted = true
 		st.status = int16(status)
 	}
