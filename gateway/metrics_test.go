@@ -39,6 +39,28 @@ func scrape(t *testing.T, admin string) map[string]*dto.MetricFamily {
 	return fams
 }
 
+// scrapeSettled scrapes until no backend request is in flight, for at most
+// two seconds. A client can have read its whole response a moment before
+// the loop has finished the exchange's bookkeeping (latency histograms,
+// the in-flight gauge), which follows the write; the gauge falls last.
+func scrapeSettled(t *testing.T, admin string) map[string]*dto.MetricFamily {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		fams := scrape(t, admin)
+		busy := false
+		if f := fams["frontdoor_backend_requests_in_flight"]; f != nil {
+			for _, m := range f.Metric {
+				busy = busy || m.GetGauge().GetValue() != 0
+			}
+		}
+		if !busy || time.Now().After(deadline) {
+			return fams
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // metric finds the sample of family name whose labels include want
 // ("k=v" pairs); nil when there is none.
 func metric(fams map[string]*dto.MetricFamily, name string, want ...string) *dto.Metric {
@@ -110,7 +132,7 @@ func TestMetricsMatchTraffic(t *testing.T) {
 	}
 	expectClosed(t, bad)
 
-	fams := scrape(t, g.AdminAddr())
+	fams := scrapeSettled(t, g.AdminAddr())
 	checks := []struct {
 		name   string
 		labels []string
@@ -264,7 +286,7 @@ func TestMetricsInFlightAndComponents(t *testing.T) {
 			t.Fatalf("slow request: %d", s)
 		}
 	}
-	fams := scrape(t, g.AdminAddr())
+	fams := scrapeSettled(t, g.AdminAddr())
 	if v := value(fams, "frontdoor_backend_requests_in_flight", "server=mbx1"); v != 0 {
 		t.Errorf("in flight after the responses: %v", v)
 	}
@@ -294,7 +316,7 @@ func TestMetricsTLS(t *testing.T) {
 		}
 		c.Close()
 	}
-	fams := scrape(t, g.AdminAddr())
+	fams := scrapeSettled(t, g.AdminAddr())
 	for _, ck := range []struct {
 		name   string
 		labels []string
