@@ -720,46 +720,8 @@ func (ch *channel) downstream() {
 // loop: hop-by-hop fields dropped, HSTS added on TLS listeners, and always
 // Connection: close.
 func (h *Handler) appendChannelResponseHead(dst []byte, resp *fasthttp.ResponseHeader, ch *channel, chunked bool) []byte {
-	status := resp.StatusCode()
-	dst = append(dst, "HTTP/1.1 "...)
-	dst = fasthttp.AppendUint(dst, status)
-	dst = append(dst, ' ')
-	if msg := resp.StatusMessage(); len(msg) > 0 {
-		dst = append(dst, msg...)
-	} else {
-		dst = append(dst, fasthttp.StatusMessage(status)...)
-	}
-	dst = append(dst, "\r\n"...)
-	var connNames [][]byte
-	for v := resp.Peek("Connection"); len(v) > 0; {
-		var tok []byte
-		if i := bytes.IndexByte(v, ','); i >= 0 {
-			tok, v = trimOWS(v[:i]), v[i+1:]
-		} else {
-			tok, v = trimOWS(v), nil
-		}
-		if len(tok) > 0 && len(connNames) < maxConnectionNames {
-			connNames = append(connNames, tok)
-		}
-	}
-	sawHSTS := false
-	for k, v := range resp.All() {
-		if isResponseHopField(k) || namedIn(k, connNames) {
-			continue
-		}
-		sawHSTS = sawHSTS || equalFold(k, "strict-transport-security")
-		dst = append(dst, k...)
-		dst = append(dst, ": "...)
-		dst = append(dst, v...)
-		dst = append(dst, "\r\n"...)
-	}
-	if ch.https && !sawHSTS {
-		if ln := h.listener(ch.listener); ln != nil && ln.TLS != nil && ln.TLS.HSTS() != "" {
-			dst = append(dst, "Strict-Transport-Security: "...)
-			dst = append(dst, ln.TLS.HSTS()...)
-			dst = append(dst, "\r\n"...)
-		}
-	}
+	dst, sawHSTS := appendRelayedHead(dst, resp, nil)
+	dst = h.appendHSTS(dst, ch.https, ch.listener, sawHSTS)
 	if chunked {
 		dst = append(dst, "Transfer-Encoding: chunked\r\n"...)
 	}

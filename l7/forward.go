@@ -137,6 +137,16 @@ func (ls *loopState) appendRequestHead(dst []byte, h *RequestHead, fields Fields
 // status line, end-to-end fields, and the gateway's own connection
 // management (RFC 9112 section 9.6).
 func (ls *loopState) appendResponseHead(dst []byte, resp *fasthttp.ResponseHeader, st *stream) []byte {
+	dst, sawHSTS := appendRelayedHead(dst, resp, ls.respConnNames[:0])
+	return ls.appendGatewayFields(dst, st, sawHSTS)
+}
+
+// appendRelayedHead writes the status line and the end-to-end fields of a
+// server's response parsed by fasthttp: hop-by-hop fields and the fields
+// its Connection names are dropped (RFC 9110 7.6.1). It reports whether a
+// Strict-Transport-Security field was among them. connNames is scratch
+// for the names (up to maxConnectionNames).
+func appendRelayedHead(dst []byte, resp *fasthttp.ResponseHeader, connNames [][]byte) ([]byte, bool) {
 	status := resp.StatusCode()
 	dst = append(dst, "HTTP/1.1 "...)
 	dst = fasthttp.AppendUint(dst, status)
@@ -147,8 +157,6 @@ func (ls *loopState) appendResponseHead(dst []byte, resp *fasthttp.ResponseHeade
 		dst = append(dst, fasthttp.StatusMessage(status)...)
 	}
 	dst = append(dst, "\r\n"...)
-	// Fields the server's Connection names are hop-by-hop too.
-	connNames := ls.respConnNames[:0]
 	for v := resp.Peek("Connection"); len(v) > 0; {
 		var tok []byte
 		if i := bytes.IndexByte(v, ','); i >= 0 {
@@ -156,7 +164,7 @@ func (ls *loopState) appendResponseHead(dst []byte, resp *fasthttp.ResponseHeade
 		} else {
 			tok, v = trimOWS(v), nil
 		}
-		if len(tok) > 0 && len(connNames) < cap(connNames) {
+		if len(tok) > 0 && len(connNames) < maxConnectionNames {
 			connNames = append(connNames, tok)
 		}
 	}
@@ -171,7 +179,22 @@ func (ls *loopState) appendResponseHead(dst []byte, resp *fasthttp.ResponseHeade
 		dst = append(dst, v...)
 		dst = append(dst, "\r\n"...)
 	}
-	return ls.appendGatewayFields(dst, st, sawHSTS)
+	return dst, sawHSTS
+}
+
+// appendHSTS adds the listener's Strict-Transport-Security field to a
+// response on a TLS listener whose server sent none (RFC 6797: HSTS only
+// over a secure transport).
+func (h *Handler) appendHSTS(dst []byte, https bool, listener int, sawHSTS bool) []byte {
+	if !https || sawHSTS {
+		return dst
+	}
+	if ln := h.listener(listener); ln != nil && ln.TLS != nil && ln.TLS.HSTS() != "" {
+		dst = append(dst, "Strict-Transport-Security: "...)
+		dst = append(dst, ln.TLS.HSTS()...)
+		dst = append(dst, "\r\n"...)
+	}
+	return dst
 }
 
 // appendPlainResponseHead relays a plain response head (scanPlainResponse)
@@ -186,13 +209,8 @@ func (ls *loopState) appendPlainResponseHead(dst []byte, lines []byte, hsts bool
 // gateway adds (HSTS, its framing of relayed chunks, its connection
 // management) and the empty line.
 func (ls *loopState) appendGatewayFields(dst []byte, st *stream, sawHSTS bool) []byte {
-	if s := st.sess; s != nil && s.https && !sawHSTS {
-		// RFC 6797: HSTS only over a secure transport.
-		if ln := ls.h.listener(s.Listener.Index); ln != nil && ln.TLS != nil && ln.TLS.HSTS() != "" {
-			dst = append(dst, "Strict-Transport-Security: "...)
-			dst = append(dst, ln.TLS.HSTS()...)
-			dst = append(dst, "\r\n"...)
-		}
+	if s := st.sess; s != nil {
+		dst = ls.h.appendHSTS(dst, s.https, s.Listener.Index, sawHSTS)
 	}
 	if st.respFraming == FramingChunked && !st.dechunk {
 		dst = append(dst, "Transfer-Encoding: chunked\r\n"...)
