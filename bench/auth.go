@@ -168,6 +168,12 @@ auth = ["basic"]
 
 // gatewayAuthStats reads the auth section of the gateway's admin /stats.
 func gatewayAuthStats(adminAddr string) (map[string]int64, error) {
+	return gatewayStatsSection(adminAddr, "auth")
+}
+
+// gatewayStatsSection reads one section of counters (auth, mail) of the
+// gateway's admin /stats.
+func gatewayStatsSection(adminAddr, section string) (map[string]int64, error) {
 	resp, err := probeClient.Get("http://" + adminAddr + "/stats")
 	if err != nil {
 		return nil, err
@@ -176,16 +182,20 @@ func gatewayAuthStats(adminAddr string) (map[string]int64, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET /stats: %s", resp.Status)
 	}
-	var st struct {
-		Auth map[string]int64 `json:"auth"`
-	}
+	var st map[string]json.RawMessage
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(&st); err != nil {
 		return nil, err
 	}
-	if st.Auth == nil {
-		return nil, fmt.Errorf("GET /stats: no auth section")
+	var counters map[string]int64
+	if raw, ok := st[section]; ok {
+		if err := json.Unmarshal(raw, &counters); err != nil {
+			return nil, fmt.Errorf("GET /stats: %s: %w", section, err)
+		}
 	}
-	return st.Auth, nil
+	if counters == nil {
+		return nil, fmt.Errorf("GET /stats: no %s section", section)
+	}
+	return counters, nil
 }
 
 // authDelta returns after - before for the gateway's auth counters, and

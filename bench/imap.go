@@ -6,12 +6,10 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -642,24 +640,7 @@ func (s *suite) primeIMAP(ctx context.Context) error {
 
 // gatewayMailStats reads the mail section of the gateway's /stats.
 func gatewayMailStats(admin string) (map[string]int64, error) {
-	resp, err := probeClient.Get("http://" + admin + "/stats")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /stats: %s", resp.Status)
-	}
-	var st struct {
-		Mail map[string]int64 `json:"mail"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(&st); err != nil {
-		return nil, err
-	}
-	if st.Mail == nil {
-		return nil, errors.New("GET /stats: no mail section")
-	}
-	return st.Mail, nil
+	return gatewayStatsSection(admin, "mail")
 }
 
 // imapTarget is where a row's connections go, and how.
