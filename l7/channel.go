@@ -112,7 +112,9 @@ func channelOf(p *Protocol, method []byte, fields Fields) Channel {
 			}
 		}
 	}
-	if asciiEqualFold(fields.Get("x-requesttype"), "NotificationWait") {
+	// MAPI over HTTP sends every request as a POST ([MS-OXCMAPIHTTP]
+	// 2.2.1): a GET, the common case, need not have its fields searched.
+	if string(method) == "POST" && asciiEqualFold(fields.Get("x-requesttype"), "NotificationWait") {
 		return ChannelNotificationWait
 	}
 	return ChannelNone

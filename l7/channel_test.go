@@ -15,6 +15,7 @@ func TestChannelOf(t *testing.T) {
 		{"rpc_in_data /rpc/ HTTP/1.1\r\nHost: h\r\n\r\n", nil, ChannelNone}, // methods are case-sensitive
 		{"POST /mapi/emsmdb/ HTTP/1.1\r\nHost: h\r\nx-requesttype: notificationwait\r\n\r\n", nil, ChannelNotificationWait},
 		{"POST /mapi/emsmdb/ HTTP/1.1\r\nHost: h\r\nX-RequestType: Execute\r\n\r\n", nil, ChannelNone},
+		{"GET /mapi/emsmdb/ HTTP/1.1\r\nHost: h\r\nX-RequestType: NotificationWait\r\n\r\n", nil, ChannelNone}, // MAPI is POST only
 		{"SYNCSTREAM /x HTTP/1.1\r\nHost: h\r\n\r\n", p, ChannelRPC},
 		{"SYNCSTREAM /x HTTP/1.1\r\nHost: h\r\n\r\n", nil, ChannelNone},
 		{"GET /owa/ HTTP/1.1\r\nHost: h\r\n\r\n", p, ChannelNone},
