@@ -406,24 +406,8 @@ func itoa(n int) string {
 // relayDown moves the server's bytes to the client.
 func (b *backend) relayDown() gnet.Action {
 	s := b.s
-	// As in relayUp: over TLS, Peek after a Discard decrypts the rest.
-	for moved := 0; ; {
-		buf, _ := b.io.Peek(-1)
-		if len(buf) == 0 {
-			if moved > 0 {
-				s.h.stats.BytesDown.Add(int64(moved))
-				s.armIdle()
-			}
-			return gnet.None
-		}
-		_, _ = s.io.Write(buf)
-		_, _ = b.io.Discard(len(buf))
-		moved += len(buf)
-		if s.io.OutboundBuffered() > s.h.cfg.MaxRelayBufferBytes {
-			s.h.stats.BytesDown.Add(int64(moved))
-			s.h.stats.Overflow.Add(1)
-			s.closeNow()
-			return gnet.Close
-		}
+	if !s.relay(b.io, s.io, &s.h.stats.BytesDown) {
+		return gnet.Close
 	}
+	return gnet.None
 }

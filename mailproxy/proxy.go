@@ -727,25 +727,33 @@ func (s *session) relayUp() gnet.Action {
 	if be == nil || be.state != beRelay {
 		return gnet.None
 	}
-	// Over TLS, Peek after a Discard decrypts what the plaintext bound
-	// left as ciphertext: loop until nothing is left, or the rest would
-	// wait for the next readable event, which may never come.
-	for moved := 0; ; {
-		buf, _ := s.io.Peek(-1)
+	s.relay(s.io, be.io, &s.h.stats.BytesUp)
+	return gnet.None
+}
+
+// relay moves what from holds to to, counting the bytes in moved. Over TLS,
+// Peek after a Discard decrypts what the plaintext bound left as
+// ciphertext: it loops until nothing is left, or the rest would wait for
+// the next readable event, which may never come. It returns false when
+// to's unsent bytes passed max_relay_buffer_bytes: the session is closed.
+func (s *session) relay(from, to l4.Transport, moved *atomic.Int64) bool {
+	for n := 0; ; {
+		buf, _ := from.Peek(-1)
 		if len(buf) == 0 {
-			if moved > 0 {
-				s.h.stats.BytesUp.Add(int64(moved))
+			if n > 0 {
+				moved.Add(int64(n))
 				s.armIdle()
 			}
-			return gnet.None
+			return true
 		}
-		_, _ = be.io.Write(buf)
-		_, _ = s.io.Discard(len(buf))
-		moved += len(buf)
-		if be.io.OutboundBuffered() > s.h.cfg.MaxRelayBufferBytes {
-			s.h.stats.BytesUp.Add(int64(moved))
+		_, _ = to.Write(buf)
+		_, _ = from.Discard(len(buf))
+		n += len(buf)
+		if to.OutboundBuffered() > s.h.cfg.MaxRelayBufferBytes {
+			moved.Add(int64(n))
 			s.h.stats.Overflow.Add(1)
-			return s.closeNow()
+			s.closeNow()
+			return false
 		}
 	}
 }
