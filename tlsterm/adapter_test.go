@@ -752,3 +752,54 @@ func TestPlaintextAlert(t *testing.T) {
 		}
 	}
 }
+
+// TestRecordsInOneRead: several whole records and the start of one more
+// arrive in one read, after the loop has learnt the record framing (the
+// first OnTraffic after the handshake reads until crypto/tls would block;
+// later ones stop once every whole record is decrypted, records.go). One
+// OnTraffic must surface every whole record, and the rest of the last one
+// its message when it comes, in every split of that record.
+func TestRecordsInOneRead(t *testing.T) {
+	l, client, _ := fakeSetup(t, Settings{}, nil)
+	l.handshake(t, client)
+	l.setHold(true)
+	deliver := func(b []byte) (got string, err error) {
+		l.do(func() {
+			l.fc.in = append(l.fc.in, b...)
+			var ready bool
+			if ready, err = l.tc.OnTraffic(); err == nil && !ready {
+				err = errors.New("not ready")
+			}
+			p, _ := l.tc.Peek(-1)
+			got = string(p)
+			l.tc.Discard(len(p))
+		})
+		return got, err
+	}
+	client.Write([]byte("first"))
+	if got, err := deliver(l.takeC2S()); err != nil || got != "first" {
+		t.Fatalf("first record: %q, %v", got, err)
+	}
+	for _, k := range []int{0, 1, 4, 5, -1} {
+		var batch []byte
+		want := ""
+		for i := 0; i < 4; i++ {
+			msg := fmt.Sprintf("k%d.%d;", k, i)
+			client.Write([]byte(msg))
+			batch = append(batch, l.takeC2S()...)
+			want += msg
+		}
+		client.Write([]byte("tail"))
+		tail := l.takeC2S()
+		if k < 0 {
+			k = len(tail) - 1
+		}
+		got, err := deliver(append(batch, tail[:k]...))
+		if err != nil || got != want {
+			t.Fatalf("4 records and %d bytes of a fifth: %q, %v; want %q", k, got, err, want)
+		}
+		if got, err = deliver(tail[k:]); err != nil || got != "tail" {
+			t.Fatalf("the fifth record's last %d bytes: %q, %v", len(tail)-k, got, err)
+		}
+	}
+}

@@ -131,6 +131,8 @@ const (
 	fPeerEOF                    // the client's close_notify was read
 	fFailed                     // the handshake failed or was refused
 	fEOFWake                    // a Wake was sent to report close_notify later
+	fSynced                     // recs is exact: a Read would-blocked since the handshake
+	fFilled                     // the last Read filled its buffer: crypto/tls may hold more plaintext
 )
 
 // Conn is one TLS connection on an event loop. Its methods must be called
@@ -156,6 +158,11 @@ type Conn struct {
 	wbuf  *[]byte
 	err   error // the fatal error, once there is one
 	flags uint16
+	// cur follows the record framing of the ciphertext given to
+	// crypto/tls, and recs counts the whole records among it that no Read
+	// has decrypted yet (or more; see records.go).
+	cur  recordCursor
+	recs uint32
 	// off, once set by Detach, is the wire: the connection has left the
 	// loop and is read and written by goroutines with blocking calls.
 	off *offWire
@@ -420,18 +427,35 @@ func (c *Conn) fill() {
 				c.pbuf, b = nb, *nb
 			}
 		}
-		n, err := c.tc.Read(b[c.pw:min(len(b), c.pr+bound)])
+		dst := b[c.pw:min(len(b), c.pr+bound)]
+		n, err := c.tc.Read(dst)
 		c.pw += n
 		if err != nil {
 			switch {
 			case errors.Is(err, errWouldBlock):
-				c.flags &^= fMore
+				// crypto/tls decrypted every whole record it was given.
+				c.recs = 0
+				c.flags |= fSynced
+				c.flags &^= fMore | fFilled
 			case err == io.EOF:
 				c.flags |= fPeerEOF // close_notify (RFC 8446 section 6.1)
 				c.flags &^= fMore
 			default:
 				c.err = err
 			}
+			break
+		}
+		if n > 0 && c.flags&fFilled == 0 && c.recs > 0 {
+			c.recs-- // this Read decrypted a record (records.go)
+		}
+		if n == len(dst) {
+			c.flags |= fFilled
+			continue
+		}
+		c.flags &^= fFilled
+		if c.flags&fSynced != 0 && c.recs == 0 && len(c.in) == 0 && c.gc.InboundBuffered() == 0 {
+			// Another Read could only fetch from an empty wire.
+			c.flags &^= fMore
 			break
 		}
 	}
@@ -677,6 +701,7 @@ func (w *wire) Read(p []byte) (int, error) {
 		if c.in = c.in[n:]; len(c.in) == 0 {
 			c.in = nil
 		}
+		c.recs += uint32(c.cur.advance(p[:n]))
 		return n, nil
 	}
 	if len(p) == 0 {
@@ -685,6 +710,7 @@ func (w *wire) Read(p []byte) (int, error) {
 	// gnet's Read copies from its inbound ring and the loop's read buffer
 	// and consumes what it copied.
 	if n, _ := c.gc.Read(p); n > 0 {
+		c.recs += uint32(c.cur.advance(p[:n]))
 		return n, nil
 	}
 	return 0, errWouldBlock
@@ -780,7 +806,9 @@ func (w *wire) SetWriteDeadline(t time.Time) error {
 // ciphertext, the connection closed, or the timeout passed.
 func (h *handshake) read(p []byte) (int, error) {
 	if h.nc != nil {
-		return h.nc.Read(p)
+		n, err := h.nc.Read(p)
+		h.c.cur.advance(p[:n])
+		return n, err
 	}
 	h.mu.Lock()
 	for len(h.in) == 0 && !h.closed && !h.expired {
@@ -806,14 +834,12 @@ func (h *handshake) read(p []byte) (int, error) {
 	// Hand over at most the rest of the current record: crypto/tls's
 	// raw-input buffer grows to what it is given and is never shrunk, so
 	// it stays sized for the largest handshake record (the ClientHello)
-	// even when a flight and early application data are queued.
-	n := len(h.in)
-	if n >= 5 {
-		if end := 5 + (int(h.in[3])<<8 | int(h.in[4])); end < n {
-			n = end
-		}
-	}
-	n = copy(p, h.in[:n])
+	// even when a flight and early application data are queued. It also
+	// leaves crypto/tls holding nothing past the client's Finished when
+	// the loop takes over.
+	c := h.c
+	n := copy(p, h.in[:c.cur.rest(h.in)])
+	c.cur.advance(p[:n])
 	h.in = h.in[:copy(h.in, h.in[n:])]
 	h.mu.Unlock()
 	return n, nil
