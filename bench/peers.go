@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"text/template"
@@ -304,43 +305,114 @@ type Ratio struct {
 	ReqPerS  *[2]float64 `json:"req_per_s,omitempty"`
 	P99US    *[2]float64 `json:"p99_us,omitempty"`
 	RSSBytes *[2]float64 `json:"rss_per_conn_bytes,omitempty"`
+	// Rounds is how many rounds the medians above are of (--rounds); 0
+	// for a single run. CPURange is the lowest and highest CPU ratio of
+	// one round's rows.
+	Rounds   int         `json:"rounds,omitempty"`
+	CPURange *[2]float64 `json:"cpu_ratio_range,omitempty"`
 }
 
 // computeRatios pairs every gateway row with the same scenario's row of each
 // peer (in peers' order) and divides their figures. Rows that were not
-// measured (Error) are skipped.
+// measured (Error) are skipped. With --rounds, a scenario has a row per
+// round for each target: the ratio divides the medians of the rounds, and
+// CPURange holds the lowest and highest ratio of one round's rows.
 func computeRatios(results []RunReport, peers []string) []Ratio {
-	var out []Ratio
-	find := func(scenario, target, loadgen string) *RunReport {
-		for i := range results {
-			if r := &results[i]; r.Scenario == scenario && r.Target == target && r.Loadgen == loadgen && r.Error == "" {
-				return r
-			}
-		}
-		return nil
-	}
-	for _, gw := range results {
-		if gw.Target != "gateway" || gw.Error != "" {
+	type key struct{ scenario, target, loadgen string }
+	var gateways []key
+	rows := map[key][]*RunReport{}
+	for i := range results {
+		r := &results[i]
+		if r.Error != "" {
 			continue
 		}
+		k := key{r.Scenario, r.Target, r.Loadgen}
+		if r.Target == "gateway" && rows[k] == nil {
+			gateways = append(gateways, k)
+		}
+		rows[k] = append(rows[k], r)
+	}
+	var out []Ratio
+	for _, gk := range gateways {
+		gw := rows[gk]
 		for _, p := range peers {
-			pr := find(gw.Scenario, p, gw.Loadgen)
+			pr := rows[key{gk.scenario, p, gk.loadgen}]
 			if pr == nil {
 				continue
 			}
-			r := Ratio{Scenario: gw.Scenario, Peer: p, Loadgen: gw.Loadgen}
-			if gw.Idle != nil && pr.Idle != nil {
-				r.RSSPerConn, r.RSSBytes = ratioOf(&gw.Idle.RSSPerConnBytes, &pr.Idle.RSSPerConnBytes)
-				r.CPUPerRequest, r.CPUUS = ratioOf(gw.Idle.GatewayCPUPerConnUS, pr.Idle.GatewayCPUPerConnUS)
+			r := Ratio{Scenario: gk.scenario, Peer: p, Loadgen: gk.loadgen}
+			if gw[0].Idle != nil && pr[0].Idle != nil {
+				rss := func(rr *RunReport) *float64 { return &rr.Idle.RSSPerConnBytes }
+				cpu := func(rr *RunReport) *float64 { return rr.Idle.GatewayCPUPerConnUS }
+				r.RSSPerConn, r.RSSBytes = ratioOf(medianOf(gw, rss), medianOf(pr, rss))
+				r.CPUPerRequest, r.CPUUS = ratioOf(medianOf(gw, cpu), medianOf(pr, cpu))
+				r.CPURange = roundRange(gw, pr, cpu)
 			} else {
-				r.CPUPerRequest, r.CPUUS = ratioOf(gw.GatewayCPUPerRequestUS, pr.GatewayCPUPerRequestUS)
-				r.RequestsPerSecond, r.ReqPerS = ratioOf(&gw.RequestsPerSecond, &pr.RequestsPerSecond)
-				r.P99, r.P99US = ratioOf(&gw.Latency.P99, &pr.Latency.P99)
+				cpu := func(rr *RunReport) *float64 { return rr.GatewayCPUPerRequestUS }
+				rps := func(rr *RunReport) *float64 { return &rr.RequestsPerSecond }
+				p99 := func(rr *RunReport) *float64 { return &rr.Latency.P99 }
+				r.CPUPerRequest, r.CPUUS = ratioOf(medianOf(gw, cpu), medianOf(pr, cpu))
+				r.RequestsPerSecond, r.ReqPerS = ratioOf(medianOf(gw, rps), medianOf(pr, rps))
+				r.P99, r.P99US = ratioOf(medianOf(gw, p99), medianOf(pr, p99))
+				r.CPURange = roundRange(gw, pr, cpu)
+			}
+			if len(gw) > 1 || len(pr) > 1 {
+				r.Rounds = min(len(gw), len(pr))
 			}
 			out = append(out, r)
 		}
 	}
 	return out
+}
+
+// medianOf returns the median of a figure over rows (the mean of the middle
+// two for an even count), or nil when no row has it.
+func medianOf(rows []*RunReport, figure func(*RunReport) *float64) *float64 {
+	var v []float64
+	for _, r := range rows {
+		if f := figure(r); f != nil {
+			v = append(v, *f)
+		}
+	}
+	if len(v) == 0 {
+		return nil
+	}
+	slices.Sort(v)
+	m := v[len(v)/2]
+	if len(v)%2 == 0 {
+		m = (v[len(v)/2-1] + m) / 2
+	}
+	return &m
+}
+
+// roundRange returns the lowest and highest ratio of a figure between the
+// gateway's and the peer's rows of the same round, or nil with fewer than
+// two rounds measured on both.
+func roundRange(gw, peer []*RunReport, figure func(*RunReport) *float64) *[2]float64 {
+	var lo, hi float64
+	n := 0
+	for _, g := range gw {
+		for _, p := range peer {
+			if g.Round == 0 || g.Round != p.Round {
+				continue
+			}
+			r, _ := ratioOf(figure(g), figure(p))
+			if r == nil {
+				continue
+			}
+			if n == 0 || *r < lo {
+				lo = *r
+			}
+			if n == 0 || *r > hi {
+				hi = *r
+			}
+			n++
+		}
+	}
+	if n < 2 {
+		return nil
+	}
+	return &[2]float64{lo, hi}
 }
 
 // ratioOf returns a/b and the pair, or nils when either is missing or b is
@@ -570,9 +642,16 @@ func writeRatios(w io.Writer, ratios []Ratio) {
 		if r.Loadgen != "" {
 			peer += " [" + r.Loadgen + "]"
 		}
+		cpu := fmtRatio(r.CPUPerRequest, r.CPUUS, func(v float64) string { return fmt.Sprintf("%.1fus", v) })
+		if r.CPURange != nil {
+			cpu += fmt.Sprintf(" [%.2f-%.2f]", r.CPURange[0], r.CPURange[1])
+		}
+		if r.Rounds > 1 {
+			peer += fmt.Sprintf(" (median of %d)", r.Rounds)
+		}
 		rows = append(rows, []string{
 			r.Scenario, peer,
-			fmtRatio(r.CPUPerRequest, r.CPUUS, func(v float64) string { return fmt.Sprintf("%.1fus", v) }),
+			cpu,
 			fmtRatio(r.RequestsPerSecond, r.ReqPerS, func(v float64) string { return fmt.Sprintf("%.0f", v) }),
 			fmtRatio(r.P99, r.P99US, fmtUS),
 			fmtRatio(r.RSSPerConn, r.RSSBytes, fmtBytes),

@@ -406,3 +406,44 @@ func newPids(before, after map[int]string) map[int]string {
 	}
 	return after
 }
+
+// TestComputeRatiosRounds: with --rounds, the ratio divides the medians of
+// the rounds (the mean of the middle two for an even count) and the range
+// holds the lowest and highest ratio of one round's rows.
+func TestComputeRatiosRounds(t *testing.T) {
+	row := func(target string, round int, cpu, rps float64) RunReport {
+		return RunReport{Scenario: "keepalive-get", Target: target, Round: round, RequestsPerSecond: rps,
+			Latency: LatencyUS{P99: rps / 10}, GatewayCPUPerRequestUS: ptr(cpu)}
+	}
+	results := []RunReport{
+		row("gateway", 1, 12, 40000), row("nginx", 1, 20, 30000),
+		row("gateway", 2, 11, 50000), row("nginx", 2, 22, 20000),
+		row("gateway", 3, 13, 45000), row("nginx", 3, 18, 25000),
+		row("gateway", 4, 30, 10000), // a round the peer did not finish
+		{Scenario: "keepalive-get", Target: "nginx", Round: 4, Error: "not measured"},
+	}
+	got := computeRatios(results, []string{"nginx"})
+	if len(got) != 1 {
+		t.Fatalf("%d ratios, want 1: %+v", len(got), got)
+	}
+	r := got[0]
+	near := func(p float64, want float64) bool { return p > want-1e-9 && p < want+1e-9 }
+	// gateway CPU 11, 12, 13, 30 -> 12.5; nginx 18, 20, 22 -> 20.
+	if r.CPUPerRequest == nil || !near(*r.CPUPerRequest, 12.5/20) || *r.CPUUS != [2]float64{12.5, 20} {
+		t.Errorf("CPU ratio %v of %v, want 0.625 of 12.5/20", r.CPUPerRequest, r.CPUUS)
+	}
+	// Rounds 1-3: 0.6, 0.5, 0.7222.
+	if r.CPURange == nil || !near(r.CPURange[0], 0.5) || !near(r.CPURange[1], 13.0/18) {
+		t.Errorf("CPU range %v, want [0.5 0.722]", r.CPURange)
+	}
+	if r.Rounds != 3 || r.RequestsPerSecond == nil || !near(*r.RequestsPerSecond, 42500.0/25000) {
+		t.Errorf("rounds %d, req/s ratio %v; want 3 and 1.7", r.Rounds, r.RequestsPerSecond)
+	}
+	var b bytes.Buffer
+	writeRatios(&b, got)
+	for _, w := range []string{"/ nginx (median of 3)", "0.62 (12.5us/20.0us) [0.50-0.72]"} {
+		if !strings.Contains(b.String(), w) {
+			t.Errorf("ratio table lacks %q:\n%s", w, b.String())
+		}
+	}
+}

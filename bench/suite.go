@@ -263,10 +263,13 @@ var idleSourceAddrs = []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5
 type suiteOptions struct {
 	duration, warmup, startupTimeout time.Duration
 	conns, pipeline, loops           int
-	binary, jsonFile                 string
-	scenarios                        []Scenario
-	targets                          map[string]bool
-	cpuPin                           bool
+	// rounds is how many times every row is measured (--rounds): the
+	// targets of a scenario take turns, round after round.
+	rounds           int
+	binary, jsonFile string
+	scenarios        []Scenario
+	targets          map[string]bool
+	cpuPin           bool
 	// pin puts the proxy under test (gateway or peer) on CPU 1 and the
 	// load generator and mailboxd on CPU 0 (--pin).
 	pin bool
@@ -286,6 +289,9 @@ type suiteOptions struct {
 	loadgenAuto bool
 }
 
+// maxRounds bounds --rounds: every round repeats every row.
+const maxRounds = 20
+
 // Main is `frontdoor bench`: args are the arguments after "bench". It
 // returns the process exit code: 0 success, 2 usage error, 1 failure (a
 // child that would not start or died, a run without a single successful
@@ -304,6 +310,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured load before each run (fills pools, warms caches); 0 disables")
 	fs.IntVar(&o.conns, "conns", 50, "client connections, for scenarios that do not fix their own")
 	fs.IntVar(&o.pipeline, "pipeline", 1, "requests outstanding per connection, for scenarios that do not fix their own")
+	fs.IntVar(&o.rounds, "rounds", 1, "measure every row this many times, the targets of a scenario taking turns round\nafter round; the ratio table then divides the medians and shows the per-round range\n(a noisy machine moves a single run's CPU per request by about 10%)")
 	fs.IntVar(&o.loops, "loops", 1, "gateway event loops (engine.loops). 1 leaves the second core of a\n2-core machine to the load generator and mailbox server; 0 = one per CPU")
 	fs.StringVar(&o.binary, "binary", "", "frontdoor binary to run mailboxd and the gateway from (default: this executable)")
 	fs.StringVar(&o.jsonFile, "json", "", "also write all results as JSON to `FILE`")
@@ -354,8 +361,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	if o.duration <= 0 || o.warmup < 0 || o.conns <= 0 || o.pipeline <= 0 || o.loops < 0 || o.startupTimeout <= 0 ||
-		o.idleConns <= 0 || o.idleHold < 0 || o.idleSettle < 0 {
-		return usage("--duration, --conns, --pipeline, --idle-conns and --startup-timeout must be positive, --warmup, --loops, --idle-hold and --idle-settle not negative")
+		o.idleConns <= 0 || o.idleHold < 0 || o.idleSettle < 0 || o.rounds <= 0 || o.rounds > maxRounds {
+		return usage("--duration, --conns, --pipeline, --idle-conns and --startup-timeout must be positive, --rounds 1 to %d, --warmup, --loops, --idle-hold and --idle-settle not negative", maxRounds)
 	}
 	for _, name := range splitList(scenarioList) {
 		if name == "all" {
@@ -449,7 +456,9 @@ type Report struct {
 	// DurationSeconds and WarmupSeconds are per run.
 	DurationSeconds float64 `json:"duration_s"`
 	WarmupSeconds   float64 `json:"warmup_s"`
-	GatewayLoops    int     `json:"gateway_loops"`
+	// Rounds is how many times every row was measured (--rounds).
+	Rounds       int `json:"rounds,omitempty"`
+	GatewayLoops int `json:"gateway_loops"`
 	// CPUPinned is true when the gateway really ran under taskset -c 0.
 	CPUPinned bool `json:"cpu_pinned"`
 	// Pin describes --pin ("proxy on CPU 1, load generator and mailboxd
@@ -487,6 +496,9 @@ type Report struct {
 // or could not be measured.
 type RunReport struct {
 	Scenario string `json:"scenario"`
+	// Round numbers the row's measurement from 1 when --rounds is above
+	// 1; 0 otherwise.
+	Round int `json:"round,omitempty"`
 	// Target is "direct" (mailboxd), "gateway", or a peer ("nginx",
 	// "haproxy"). On a peer's row the gateway_* figures are the peer's,
 	// summed over its process tree (nginx's master and workers).
@@ -689,10 +701,11 @@ type backend struct {
 }
 
 func runSuite(ctx context.Context, o suiteOptions, stdout, stderr io.Writer) (code int) {
+	o.rounds = max(o.rounds, 1)
 	s := &suite{o: o, stdout: stdout, stderr: stderr}
 	s.report = Report{
 		Started: time.Now().UTC().Truncate(time.Second), GoVersion: runtime.Version(), CPUs: runtime.NumCPU(),
-		Binary: o.binary, DurationSeconds: o.duration.Seconds(), WarmupSeconds: o.warmup.Seconds(),
+		Binary: o.binary, DurationSeconds: o.duration.Seconds(), WarmupSeconds: o.warmup.Seconds(), Rounds: o.rounds,
 		GatewayLoops: o.loops,
 	}
 	for i, g := range o.tlsGroups {
@@ -807,7 +820,8 @@ func runSuite(ctx context.Context, o suiteOptions, stdout, stderr io.Writer) (co
 		if sc.IMAP != IMAPNone && s.mail == nil {
 			continue // startIMAPBackend said why, once
 		}
-		for _, target := range order {
+		for i := 0; i < len(order)*o.rounds; i++ {
+			target, round := order[i%len(order)], 1+i/len(order)
 			if sc.IMAP != IMAPNone && isPeer(target) {
 				continue // no IMAP proxy configured for the peers
 			}
@@ -858,6 +872,7 @@ func runSuite(ctx context.Context, o suiteOptions, stdout, stderr io.Writer) (co
 				fmt.Fprintf(stderr, "frontdoor bench: %s %s: %v\n", sc.Name, target, err)
 				code = 1
 			} else if ctx.Err() == nil { // an interrupted run's numbers are not comparable
+				first := len(s.report.Results)
 				s.report.Results = append(s.report.Results, *rr)
 				if rr.Requests == 0 {
 					code = 1
@@ -865,6 +880,11 @@ func runSuite(ctx context.Context, o suiteOptions, stdout, stderr io.Writer) (co
 				// The same load from wrk/h2load (--loadgen), rows of their own.
 				if rr.Error == "" && !s.measureExternal(ctx, sc, target) {
 					code = 1
+				}
+				if o.rounds > 1 {
+					for j := first; j < len(s.report.Results); j++ {
+						s.report.Results[j].Round = round
+					}
 				}
 			}
 			for _, b := range s.backends() {
@@ -1908,6 +1928,9 @@ func writeTable(w io.Writer, r *Report) {
 		}
 		if rr.Loadgen != "" {
 			target += " [" + rr.Loadgen + "]"
+		}
+		if rr.Round > 0 {
+			target += fmt.Sprintf(" #%d", rr.Round)
 		}
 		authRows = authRows || rr.Auth != ""
 		loginRows = loginRows || rr.Auth == AuthLogin.String()

@@ -386,6 +386,39 @@ func TestSuiteWithFakeFrontdoor(t *testing.T) {
 	}
 }
 
+// TestSuiteRounds: --rounds 2 measures every row twice, the targets taking
+// turns (direct, gateway, direct, gateway), and numbers the rows.
+func TestSuiteRounds(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts child processes")
+	}
+	t.Setenv(fakeEnv, "1")
+	o := testSuiteOptions(t, "keepalive-get")
+	o.rounds = 2
+	var stdout, stderr bytes.Buffer
+	if code := runSuite(context.Background(), o, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit code %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	b, err := os.ReadFile(o.jsonFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range rep.Results {
+		got = append(got, fmt.Sprintf("%s#%d", r.Target, r.Round))
+	}
+	if want := "direct#1 gateway#1 direct#2 gateway#2"; strings.Join(got, " ") != want || rep.Rounds != 2 {
+		t.Fatalf("rows %v, rounds %d; want %s in 2 rounds", got, rep.Rounds, want)
+	}
+	if !strings.Contains(stdout.String(), "gateway #2") {
+		t.Errorf("table lacks the round numbers:\n%s", stdout.String())
+	}
+}
+
 func TestSuiteGatewayFailsToStart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts child processes")
