@@ -729,11 +729,11 @@ func externalNotes(r *Report) []string {
 		}
 		used[rr.Loadgen] = true
 		if rr.Error == "" && rr.LatencyNote != "" && rr.Loadgen == loadgenH2load && rr.LatencyNote == "mean and max only" {
-			notes = append(notes, fmt.Sprintf("%s/%s [%s]: no per-request log, so P50/P99 are missing; mean %s, max %s",
-				rr.Scenario, rr.Target, rr.Loadgen, fmtUS(rr.Latency.Mean), fmtUS(rr.Latency.Max)))
+			notes = append(notes, fmt.Sprintf("%s [%s]: no per-request log, so P50/P99 are missing; mean %s, max %s",
+				rr.rowName(), rr.Loadgen, fmtUS(rr.Latency.Mean), fmtUS(rr.Latency.Max)))
 		}
 		if rr.Error == "" && rr.TLSParams != "" {
-			notes = append(notes, fmt.Sprintf("%s/%s [%s]: %s", rr.Scenario, rr.Target, rr.Loadgen, rr.TLSParams))
+			notes = append(notes, fmt.Sprintf("%s [%s]: %s", rr.rowName(), rr.Loadgen, rr.TLSParams))
 		}
 	}
 	if len(used) == 0 {

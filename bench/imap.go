@@ -876,7 +876,7 @@ func imapNotes(rr *RunReport) []string {
 	var notes []string
 	switch {
 	case m.BytesFetched > 0:
-		n := fmt.Sprintf("%s/%s: %s, %.0f MiB/s relayed (%d MiB in %d FETCHes)", rr.Scenario, rr.Target, m.Listener,
+		n := fmt.Sprintf("%s: %s, %.0f MiB/s relayed (%d MiB in %d FETCHes)", rr.rowName(), m.Listener,
 			m.MiBPerSecond, m.BytesFetched>>20, rr.Requests)
 		if m.GatewayCPUPerMiBUS != nil {
 			n += fmt.Sprintf(", gateway CPU %.0fus per MiB", *m.GatewayCPUPerMiBUS)
@@ -888,15 +888,15 @@ func imapNotes(rr *RunReport) []string {
 			if strings.Contains(rr.Scenario, "prelogin") {
 				what = "connections held before login (1 gateway descriptor each)"
 			}
-			notes = append(notes, fmt.Sprintf("%s/%s: %d %s, %.2f GiB extrapolated to 1M",
-				rr.Scenario, rr.Target, ir.Held, what, ir.Extrapolated1MGiB))
+			notes = append(notes, fmt.Sprintf("%s: %d %s, %.2f GiB extrapolated to 1M",
+				rr.rowName(), ir.Held, what, ir.Extrapolated1MGiB))
 		}
 	default:
 		cache := "auth cache warm"
 		if m.CacheTTL != "" {
 			cache = "auth.cache_ttl " + m.CacheTTL + ", users cycled: cache misses, argon2id per login"
 		}
-		n := fmt.Sprintf("%s/%s: %s, %d users (%s), REQ/S is logins/s", rr.Scenario, rr.Target, m.Listener, m.Users, cache)
+		n := fmt.Sprintf("%s: %s, %d users (%s), REQ/S is logins/s", rr.rowName(), m.Listener, m.Users, cache)
 		if rr.GatewayCPUPerRequestUS != nil {
 			n += fmt.Sprintf(", gateway CPU %.0fus per login", *rr.GatewayCPUPerRequestUS)
 		}
@@ -910,8 +910,8 @@ func imapNotes(rr *RunReport) []string {
 		notes = append(notes, fmt.Sprintf("%s/direct: %s, the ceiling; MBX CPU/REQ is Dovecot's whole process tree per login or FETCH", rr.Scenario, ceiling))
 	}
 	if g := m.GatewayMail; g != nil {
-		notes = append(notes, fmt.Sprintf("%s/%s: gateway mail counters over the run: %d logins ok, %d failed",
-			rr.Scenario, rr.Target, g["logins_ok"], g["logins_failed"]))
+		notes = append(notes, fmt.Sprintf("%s: gateway mail counters over the run: %d logins ok, %d failed",
+			rr.rowName(), g["logins_ok"], g["logins_failed"]))
 	}
 	return notes
 }

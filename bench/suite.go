@@ -1941,7 +1941,7 @@ func writeTable(w io.Writer, r *Report) {
 			} else {
 				rows = append(rows, row)
 			}
-			notes = append(notes, fmt.Sprintf("%s/%s: %s", rr.Scenario, rr.Target, rr.Error))
+			notes = append(notes, fmt.Sprintf("%s: %s", rr.rowName(), rr.Error))
 			continue
 		}
 		hs := "-"
@@ -1975,16 +1975,16 @@ func writeTable(w io.Writer, r *Report) {
 		}
 
 		if rr.ErrorsTotal > 0 {
-			notes = append(notes, fmt.Sprintf("%s/%s errors: %s", rr.Scenario, rr.Target, rr.Errors))
+			notes = append(notes, fmt.Sprintf("%s errors: %s", rr.rowName(), rr.Errors))
 		}
 		for class, n := range rr.StatusClasses {
 			if class != "2xx" && class != "5xx" && n > 0 && rr.Loadgen == "" { // wrk, h2load count them as errors
-				notes = append(notes, fmt.Sprintf("%s/%s: %d %s responses (counted as successes; check routing)", rr.Scenario, rr.Target, n, class))
+				notes = append(notes, fmt.Sprintf("%s: %d %s responses (counted as successes; check routing)", rr.rowName(), n, class))
 			}
 		}
 		if a := rr.GatewayAuth; a != nil {
-			n := fmt.Sprintf("%s/%s: gateway auth counters over the run: %d verifications, %d assertions signed, %d cache misses, %d hits, %d refused, %d overloaded",
-				rr.Scenario, rr.Target, a["verifications"], a["signed"], a["cache_misses"], a["cache_hits"], a["refused_basic"], a["overloaded"])
+			n := fmt.Sprintf("%s: gateway auth counters over the run: %d verifications, %d assertions signed, %d cache misses, %d hits, %d refused, %d overloaded",
+				rr.rowName(), a["verifications"], a["signed"], a["cache_misses"], a["cache_hits"], a["refused_basic"], a["overloaded"])
 			if rr.Requests > 0 {
 				n += fmt.Sprintf(" for %d requests (%.3f verifications per request)", rr.Requests, float64(a["verifications"])/float64(rr.Requests))
 				if rr.Auth == AuthLogin.String() && float64(a["verifications"]) < 0.99*float64(rr.Requests) {
@@ -1994,8 +1994,8 @@ func writeTable(w io.Writer, r *Report) {
 			notes = append(notes, n)
 		}
 		if rr.TLS && rr.HandshakeLatency != nil {
-			n := fmt.Sprintf("%s/%s: %s, %d handshakes (%d resumed), connect+handshake p50 %s p99 %s",
-				rr.Scenario, rr.Target, orDash(rr.TLSParams), rr.Handshakes, rr.HandshakesResumed,
+			n := fmt.Sprintf("%s: %s, %d handshakes (%d resumed), connect+handshake p50 %s p99 %s",
+				rr.rowName(), orDash(rr.TLSParams), rr.Handshakes, rr.HandshakesResumed,
 				fmtUS(rr.HandshakeLatency.P50), fmtUS(rr.HandshakeLatency.P99))
 			if rr.GatewayCPUPerHandshakeUS != nil {
 				n += fmt.Sprintf(", %s CPU %.1fus per handshake", rr.Target, *rr.GatewayCPUPerHandshakeUS)
@@ -2005,13 +2005,13 @@ func writeTable(w io.Writer, r *Report) {
 		notes = append(notes, imapNotes(&rr)...)
 		if ir := rr.Idle; ir != nil {
 			if ir.Limit > 0 && ir.Attempted < ir.Requested {
-				notes = append(notes, fmt.Sprintf("%s/%s: --idle-conns %d capped to %d by the file-descriptor limit (%d kept per process for other descriptors)",
-					rr.Scenario, rr.Target, ir.Requested, ir.Attempted, idleFDHeadroom))
+				notes = append(notes, fmt.Sprintf("%s: --idle-conns %d capped to %d by the file-descriptor limit (%d kept per process for other descriptors)",
+					rr.rowName(), ir.Requested, ir.Attempted, idleFDHeadroom))
 			}
 			if ir.GatewayFDsBefore != nil && ir.GatewayFDsHeld != nil {
 				grew := *ir.GatewayFDsHeld - *ir.GatewayFDsBefore
-				note := fmt.Sprintf("%s/%s: %s descriptors %d -> %d (+%d) for %d connections held",
-					rr.Scenario, rr.Target, rr.Target, *ir.GatewayFDsBefore, *ir.GatewayFDsHeld, grew, ir.Held)
+				note := fmt.Sprintf("%s: %s descriptors %d -> %d (+%d) for %d connections held",
+					rr.rowName(), rr.Target, *ir.GatewayFDsBefore, *ir.GatewayFDsHeld, grew, ir.Held)
 				if ir.ConnsEstablished != nil {
 					note += fmt.Sprintf(", %d established on its listening port", *ir.ConnsEstablished)
 					if float64(*ir.ConnsEstablished) < 0.99*float64(ir.Held) {
@@ -2406,4 +2406,13 @@ func (t *tailBuffer) Bytes() []byte {
 		b = b[len(b)-t.max:]
 	}
 	return bytes.Clone(b)
+}
+
+// rowName names a row in the notes under the table: "scenario/target",
+// with the round when there are several.
+func (rr *RunReport) rowName() string {
+	if rr.Round > 0 {
+		return fmt.Sprintf("%s/%s #%d", rr.Scenario, rr.Target, rr.Round)
+	}
+	return rr.Scenario + "/" + rr.Target
 }
