@@ -356,4 +356,3 @@ func (n *negotiator) snapshot(m map[string]int64) {
 		m["negotiate_refused_"+r.String()] = n.refused[r].Load()
 	}
 }
-
