@@ -1958,6 +1958,7 @@ func writeTable(w io.Writer, r *Report) {
 	idleRows := [][]string{{"SCENARIO", "TARGET", "HELD", "OPENED IN", "HS/S", "ERRORS", "RSS BEFORE", "RSS HELD", "RSS/CONN", "HEAP/CONN", "AT 1M CONNS", px + " CPU/CONN"}}
 	var notes []string
 	plainCeiling, handshakeRows, authRows, loginRows := false, false, false, false
+	negotiateRows := false
 	for _, rr := range r.Results {
 		target := rr.Target
 		if rr.PlaintextCeiling {
@@ -1973,6 +1974,7 @@ func writeTable(w io.Writer, r *Report) {
 			target += fmt.Sprintf(" #%d", rr.Round)
 		}
 		authRows = authRows || rr.Auth != ""
+		negotiateRows = negotiateRows || rr.Auth == AuthNegotiateLogin.String() || rr.Auth == AuthNegotiateKeepalive.String()
 		loginRows = loginRows || rr.Auth == AuthLogin.String()
 		if rr.Error != "" {
 			row := []string{rr.Scenario, target, "NOT MEASURED (see notes)"}
@@ -2102,6 +2104,12 @@ func writeTable(w io.Writer, r *Report) {
 		notes = append(notes, fmt.Sprintf("auth-login: every request is the login of another of %d users (round-robin, gateway auth.cache_ttl 1s), "+
 			"so through the gateway REQ/S is logins/s and GW CPU/REQ is CPU per login (argon2id, signing, the request); "+
 			"a login counts 1 cache miss and 2 hits (the request is routed again after verifying and after signing)", r.AuthUsers))
+	}
+	if negotiateRows {
+		notes = append(notes, "negotiate-*: Kerberos tickets from a KDC the suite runs (MIT krb5kdc), verified by the gateway with its keytab; "+
+			"negotiate-keepalive authenticates each connection once before its measured requests, negotiate-login opens a connection "+
+			"per request with a fresh token, so its GW CPU/REQ is CPU per Negotiate authentication (accept, SPNEGO and AP-REQ "+
+			"verification, replay check, AP-REP, the request, close)")
 	}
 	if handshakeRows {
 		notes = append(notes, "tls-handshake-*: one request per connection, so REQ/S is connections/s, "+px+" CPU/REQ is CPU per connection (accept, handshake, request, close) and latency counts from the start of the dial")
