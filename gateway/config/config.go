@@ -442,7 +442,8 @@ type Protocol struct {
 	BackendPort int `toml:"backend_port"`
 
 	// Auth lists the authentication methods the protocol accepts:
-	// "basic", "bearer", "certificate". Empty (default): the protocol is
+	// "basic", "bearer", "certificate", "negotiate" (Kerberos, needs
+	// [auth] keytab; docs/kerberos.md). Empty (default): the protocol is
 	// anonymous and routed by X-AnchorMailbox or /{prefix}/u/{mailbox}/.
 	Auth []string `toml:"auth"`
 	// AnonymousPaths are path prefixes, after the protocol's own, served
