@@ -19,6 +19,7 @@ import (
 	"frontdoor/directory"
 	"frontdoor/gateway/config"
 	"frontdoor/identity"
+	"frontdoor/kerberos"
 	"frontdoor/l4"
 	"frontdoor/l7"
 )
@@ -130,7 +131,9 @@ type assertion struct {
 	expires int64  // monotonic ns; re-minted before the JWS expires
 }
 
-func newAuthenticator(cfg *config.Config, log *slog.Logger) (*authenticator, error) {
+// replay is the replay cache of the authenticator this one replaces (nil if
+// none): a configuration reload must not forget the authenticators seen.
+func newAuthenticator(cfg *config.Config, log *slog.Logger, replay *kerberos.ReplayCache) (*authenticator, error) {
 	a := &authenticator{log: log, cfg: cfg.Auth, gateway: cfg.GatewayID, audience: cfg.Identity.Audience,
 		header: cfg.Identity.Header, lifetime: cfg.Identity.Lifetime.D(),
 		ttl: int64(cfg.Auth.CacheTTL.D()), failTTL: int64(cfg.Auth.FailureTTL.D()),
@@ -168,7 +171,7 @@ func newAuthenticator(cfg *config.Config, log *slog.Logger) (*authenticator, err
 		return nil, err
 	}
 	if cfg.NegotiateUsed() {
-		n, err := newNegotiator(cfg, log)
+		n, err := newNegotiator(cfg, log, replay)
 		if err != nil {
 			return nil, err
 		}
@@ -271,7 +274,7 @@ func (a *authenticator) route(r *router, t *routeTable, p *protoPolicy, req *l7.
 		return a.routeNegotiate(r, t, p, req, authz)
 	case len(authz) > 0 && p.methods.has(methodNegotiate) && equalFoldASCII(scheme, "ntlm"):
 		return a.refuseNTLM(p, req)
-	case len(authz) == 0 && p.methods.has(methodNegotiate) && *req.Conn != nil:
+	case len(authz) == 0 && p.methods.has(methodNegotiate) && req.Conn != nil && *req.Conn != nil:
 		// Authenticated earlier on this connection (RFC 4559 6).
 		if e, ok := a.connIdentity(t, req); ok {
 			return a.accept(r, t, p, req, e, identity.MethodNegotiate, nil)

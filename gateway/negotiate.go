@@ -47,9 +47,15 @@ type negotiator struct {
 	reused   atomic.Int64 // requests authenticated by their connection's identity
 }
 
-func newNegotiator(cfg *config.Config, log *slog.Logger) (*negotiator, error) {
+// newNegotiator builds the Negotiate side of an authenticator. replay, if
+// not nil, is the replay cache of the negotiator it replaces, kept (when
+// its bound is unchanged) so that a reload opens no replay window.
+func newNegotiator(cfg *config.Config, log *slog.Logger, replay *kerberos.ReplayCache) (*negotiator, error) {
 	a := &cfg.Auth
-	n := &negotiator{log: log, replay: kerberos.NewReplayCache(a.KerberosReplayEntries),
+	if replay == nil || replay.Cap() != a.KerberosReplayEntries {
+		replay = kerberos.NewReplayCache(a.KerberosReplayEntries)
+	}
+	n := &negotiator{log: log, replay: replay,
 		maxB64: base64.StdEncoding.EncodedLen(a.KerberosMaxTokenBytes), done: make(chan struct{})}
 	byPath := map[string]*kerberos.Acceptor{}
 	acceptor := func(path, key string, line int) (*kerberos.Acceptor, error) {
@@ -188,8 +194,12 @@ func (a *authenticator) routeNegotiate(r *router, t *routeTable, p *protoPolicy,
 	if bytes.HasPrefix(tok, ntlmBase64) {
 		return a.refuseNTLM(p, req)
 	}
-	key := a.hasher.Sum2(negotiateDomain, tok)
 	slot := req.Conn
+	if slot == nil {
+		// No connection to hold the context (l7 always provides one).
+		return a.challenge(p)
+	}
+	key := a.hasher.Sum2(negotiateDomain, tok)
 	cs, _ := (*slot).(*negConn)
 	if cs != nil {
 		if res := cs.result.Load(); res != nil && res.key == key {
@@ -233,6 +243,9 @@ func (a *authenticator) routeNegotiate(r *router, t *routeTable, p *protoPolicy,
 // directory (if it changed) still maps the principal to an enabled user.
 // Without a change it allocates nothing.
 func (a *authenticator) connIdentity(t *routeTable, req *l7.Request) (*authEntry, bool) {
+	if req.Conn == nil {
+		return nil, false
+	}
 	cs, _ := (*req.Conn).(*negConn)
 	if cs == nil || cs.entry == nil {
 		return nil, false

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"frontdoor/gateway/config"
 	"frontdoor/internal/gwtest"
 	"frontdoor/internal/krb5kdc"
 )
@@ -203,6 +204,14 @@ func TestNegotiateArray(t *testing.T) {
 		}
 		if resp, _ := dialKrb(t, gws[0].Addr).get(t, "/owa/inbox", negotiate(tok)); resp.StatusCode != 200 {
 			t.Fatalf("first use: %d", resp.StatusCode)
+		}
+		refused(t, gws[0], negotiate(tok), "replay")
+		// A reload that rebuilds the authenticator keeps the replay
+		// cache: the token is still refused.
+		next := *gws[0].Gateway.Config()
+		next.Auth.FailureTTL = config.Duration(29 * time.Second)
+		if changed, err := gws[0].ReloadConfig(&next); err != nil || !changed {
+			t.Fatalf("reload: changed %v, %v", changed, err)
 		}
 		refused(t, gws[0], negotiate(tok), "replay")
 	})

@@ -11,6 +11,7 @@ import (
 
 	"frontdoor/directory"
 	"frontdoor/gateway/config"
+	"frontdoor/kerberos"
 	"frontdoor/l4"
 	"frontdoor/l7"
 	"frontdoor/mailproxy"
@@ -126,7 +127,11 @@ func (g *Gateway) newGeneration(cfg *config.Config, dir *directory.Directory, pr
 		if prev != nil && prev.auth != nil && sameAuthSettings(prev.cfg, cfg) {
 			gen.auth = prev.auth
 		} else {
-			a, err := newAuthenticator(cfg, log)
+			var replay *kerberos.ReplayCache
+			if prev != nil && prev.auth != nil && prev.auth.a.krb != nil {
+				replay = prev.auth.a.krb.replay
+			}
+			a, err := newAuthenticator(cfg, log, replay)
 			if err != nil {
 				return nil, err
 			}

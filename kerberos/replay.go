@@ -71,6 +71,9 @@ func (c *ReplayCache) Check(key ReplayKey, expires, now int64) bool {
 	return true
 }
 
+// Cap is the bound on entries the cache was made with.
+func (c *ReplayCache) Cap() int { return len(c.ring) }
+
 // Len is the number of entries held.
 func (c *ReplayCache) Len() int {
 	c.mu.Lock()
