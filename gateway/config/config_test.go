@@ -838,3 +838,36 @@ func TestAccessLogKeys(t *testing.T) {
 		}
 	}
 }
+
+func TestNegotiateConfig(t *testing.T) {
+	negotiate := func(lines ...string) []byte {
+		return doc(append([]string{`directory = "dir.toml"`, `[[protocol]]`, `name = "owa"`, `path_prefix = "/owa"`,
+			`backend_port = 443`, `auth = ["negotiate", "basic"]`}, lines...)...)
+	}
+	for _, tc := range []struct {
+		name string
+		data []byte
+		want string // "" for valid
+	}{
+		{"global keytab", negotiate(`[auth]`, `keytab = "http.keytab"`, `[[listener]]`, `name = "http"`, `address = ":8080"`), ""},
+		{"listener keytab", negotiate(`[[listener]]`, `name = "http"`, `address = ":8080"`, `keytab = "http.keytab"`), ""},
+		{"no keytab", negotiate(`[[listener]]`, `name = "http"`, `address = ":8080"`),
+			`f.toml:7: listener[0]: a protocol accepts negotiate: set [auth] keytab or this listener's keytab`},
+		{"keytab on a mail listener", negotiate(`[auth]`, `keytab = "http.keytab"`, `[[listener]]`, `name = "http"`, `address = ":8080"`,
+			`[[listener]]`, `name = "imap"`, `address = ":1143"`, `mail = "imap"`, `allow_plaintext_login = true`, `keytab = "x.keytab"`),
+			`f.toml:17: listener[1].keytab: only on HTTP listeners (Negotiate is HTTP authentication)`},
+		{"bad realm and skew", negotiate(`[auth]`, `keytab = "k"`, `kerberos_realms = ["A@B"]`, `kerberos_max_skew = "0s"`,
+			`[[listener]]`, `name = "http"`, `address = ":8080"`),
+			`f.toml:10: auth.kerberos_max_skew: `},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("f.toml", tc.data)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("unexpected error: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("error %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
