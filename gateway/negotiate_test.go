@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"frontdoor/directory"
 	"frontdoor/gateway/config"
 	"frontdoor/internal/gwtest"
 	"frontdoor/internal/krb5kdc"
@@ -182,6 +183,31 @@ func TestNegotiateArray(t *testing.T) {
 		}
 	})
 
+	t.Run("a new token on an authenticated connection is a new context", func(t *testing.T) {
+		k := dialKrb(t, gws[0].Addr)
+		tok, _ := alice.Token(krbSPN)
+		if resp, _ := k.get(t, "/owa/inbox", negotiate(tok)); resp.Header.Get("X-Mailboxd-User") != "alice" {
+			t.Fatalf("alice: %d", resp.StatusCode)
+		}
+		tok, _ = bob.Token(krbSPN)
+		if resp, _ := k.get(t, "/owa/inbox", negotiate(tok)); resp.Header.Get("X-Mailboxd-User") != "bob" {
+			t.Fatalf("bob's token on alice's connection: %d %q", resp.StatusCode, resp.Header.Get("X-Mailboxd-User"))
+		}
+		if resp, _ := k.get(t, "/owa/inbox", ""); resp.Header.Get("X-Mailboxd-User") != "bob" {
+			t.Fatalf("after bob's token: %d %q", resp.StatusCode, resp.Header.Get("X-Mailboxd-User"))
+		}
+		// A refused token ends the connection's identity.
+		if resp, _ := k.get(t, "/owa/inbox", negotiate(tok)); resp.StatusCode != 200 {
+			t.Fatalf("the same token again on its connection: %d", resp.StatusCode)
+		}
+		if resp, _ := k.get(t, "/owa/inbox", "Negotiate YIIBAAYGKwYBBQUCoA=="); resp.StatusCode != 401 {
+			t.Fatalf("a bad token: %d", resp.StatusCode)
+		}
+		if resp, _ := k.get(t, "/owa/inbox", ""); resp.StatusCode != 401 {
+			t.Fatalf("after a refused token: %d, want 401", resp.StatusCode)
+		}
+	})
+
 	refused := func(t *testing.T, g *gwtest.Gateway, authz, reason string) {
 		t.Helper()
 		before := g.Snapshot().Auth["negotiate_refused_"+reason]
@@ -290,6 +316,19 @@ func TestNegotiateArray(t *testing.T) {
 		}
 	})
 
+	t.Run("keytab on the listener instead of [auth]", func(t *testing.T) {
+		b.listenerExtra = fmt.Sprintf("keytab = %q\n", keytab)
+		defer func() { b.listenerExtra = "" }()
+		g := b.startGateway(t, "", false)
+		tok, err := alice.Token(krbSPN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp, body := dialKrb(t, g.Addr).get(t, "/owa/inbox", negotiate(tok)); resp.StatusCode != 200 || resp.Header.Get("X-Mailboxd-User") != "alice" {
+			t.Fatalf("status %d: %s", resp.StatusCode, body)
+		}
+	})
+
 	t.Run("re-keyed service: old and new kvno both accepted", func(t *testing.T) {
 		oldTok, err := alice.Token(krbSPN) // alice's cached ticket: kvno 1
 		if err != nil {
@@ -334,6 +373,31 @@ func TestNegotiateArray(t *testing.T) {
 					t.Fatalf("gateway %d: old kvno refused after the rotation: %d", i, resp.StatusCode)
 				}
 			}
+		}
+	})
+
+	t.Run("a directory that no longer maps the principal ends the identity", func(t *testing.T) {
+		k := dialKrb(t, gws[0].Addr)
+		tok, _ := alice.Token(krbSPN)
+		if resp, _ := k.get(t, "/owa/inbox", negotiate(tok)); resp.StatusCode != 200 {
+			t.Fatalf("alice: %d", resp.StatusCode)
+		}
+		// A reload that keeps alice's mapping keeps the connection.
+		same, err := directory.Parse("directory.toml", []byte(b.dirText))
+		if err != nil {
+			t.Fatal(err)
+		}
+		gws[0].SetDirectory(same)
+		if resp, _ := k.get(t, "/owa/inbox", ""); resp.StatusCode != 200 || resp.Header.Get("X-Mailboxd-User") != "alice" {
+			t.Fatalf("after an unrelated reload: %d", resp.StatusCode)
+		}
+		unmapped, err := directory.Parse("directory.toml", []byte(strings.Replace(b.dirText, `"alice@`+krbRealm+`"`, `"alice2@`+krbRealm+`"`, 1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		gws[0].SetDirectory(unmapped)
+		if resp, _ := k.get(t, "/owa/inbox", ""); resp.StatusCode != 401 {
+			t.Fatalf("after alice's principal left the directory: %d, want 401", resp.StatusCode)
 		}
 	})
 }
