@@ -310,8 +310,11 @@ func TestNegotiateArray(t *testing.T) {
 			if !strings.HasSuffix(s, "200") || !strings.Contains(s, "X-Mailboxd-User: alice") {
 				t.Fatalf("gateway %d: curl got\n%s", i, s)
 			}
-			if strings.Contains(s, "Authentication problem") {
-				t.Fatalf("gateway %d: curl did not accept the mutual authentication:\n%s", i, s)
+			// curl 7.88 does not report a bad mutual-authentication
+			// token (one corrupted on purpose passed); the Go client's
+			// check above is the one that holds.
+			if strings.Contains(s, "Authentication problem") || strings.Contains(s, "gss_") {
+				t.Fatalf("gateway %d: curl reports a GSS-API problem:\n%s", i, s)
 			}
 		}
 	})
