@@ -154,6 +154,23 @@ func TestAcceptWithoutMutual(t *testing.T) {
 	}
 }
 
+func TestAcceptRawKerberos(t *testing.T) {
+	k := startRealm(t)
+	a := newAcceptor(t, realm.keytab)
+	tok, err := login(t, k, "alice", "alice-pw").RawToken(testSPN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := a.Accept(tok, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No SPNEGO to complete and no mutual authentication asked: no answer.
+	if res.Client != "alice@"+testRealm || res.Response != nil {
+		t.Fatalf("result %+v", res)
+	}
+}
+
 func TestRefusals(t *testing.T) {
 	k := startRealm(t)
 	a := newAcceptor(t, realm.keytab)

@@ -80,6 +80,20 @@ func (c *Client) Token(spn string) ([]byte, error) {
 	return tok.Marshal()
 }
 
+// RawToken is a bare Kerberos GSS-API token (RFC 4121 4.1, no SPNEGO
+// around it), which RFC 4559 clients may send too.
+func (c *Client) RawToken(spn string) ([]byte, error) {
+	tkt, key, err := c.cl.GetServiceTicket(spn)
+	if err != nil {
+		return nil, err
+	}
+	mt, err := spnego.NewKRB5TokenAPREQ(c.cl, tkt, key, []int{gssapi.ContextFlagInteg}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return mt.Marshal()
+}
+
 // MutualToken is Token with GSS_C_MUTUAL_FLAG set (RFC 4121 4.1.1.1), as
 // curl and browsers send it. verify checks the acceptor's answer (the
 // SPNEGO negTokenResp from WWW-Authenticate: Negotiate, decoded): that it
