@@ -208,7 +208,9 @@ func (a *authenticator) routeNegotiate(r *router, t *routeTable, p *protoPolicy,
 				a.throttle.Failure(nil, req.Client, l4.Monotonic())
 				return a.refuse(p, identity.MethodNegotiate, 401)
 			}
-			cs.key, cs.entry, cs.principal, cs.gen, cs.expires, cs.mutual = key, res.entry, res.principal, t.gen, res.expires, res.mutual
+			// The entry's generation, not t's: a directory swapped in
+			// while the worker ran is checked by connIdentity.
+			cs.key, cs.entry, cs.principal, cs.gen, cs.expires, cs.mutual = key, res.entry, res.principal, res.entry.gen, res.expires, res.mutual
 		}
 		if cs.entry != nil && cs.key == key {
 			if e, ok := a.connIdentity(t, req); ok {
@@ -292,20 +294,20 @@ func (a *authenticator) verifyNegotiate(tok []byte, listener int, client string)
 	raw := make([]byte, base64.StdEncoding.DecodedLen(len(tok)))
 	m, err := base64.StdEncoding.Decode(raw, tok)
 	if err != nil {
-		return n.refusal(a, client, kerberos.ReasonBadToken, fmt.Errorf("base64: %w", err))
+		return n.refusal(client, kerberos.ReasonBadToken, fmt.Errorf("base64: %w", err))
 	}
 	acc := n.acceptor(listener)
 	if acc == nil {
-		return n.refusal(a, client, kerberos.ReasonWrongService, fmt.Errorf("no keytab for listener %d", listener))
+		return n.refusal(client, kerberos.ReasonWrongService, fmt.Errorf("no keytab for listener %d", listener))
 	}
 	res, err := acc.Accept(raw[:m], time.Now())
 	if err != nil {
-		return n.refusal(a, client, kerberos.ReasonOf(err), err)
+		return n.refusal(client, kerberos.ReasonOf(err), err)
 	}
 	dir, gen := a.dir()
 	u := dir.LookupPrincipal(res.Client)
 	if u == nil || u.Disabled {
-		return n.refusal(a, client, kerberos.ReasonUnknownPrincipal,
+		return n.refusal(client, kerberos.ReasonUnknownPrincipal,
 			fmt.Errorf("principal %s maps to no enabled user of the directory (kerberos_principals)", res.Client))
 	}
 	n.accepted.Add(1)
@@ -322,10 +324,10 @@ func (a *authenticator) verifyNegotiate(tok []byte, listener int, client string)
 	return out
 }
 
-// refusal counts and logs a refused token.
-func (n *negotiator) refusal(a *authenticator, client string, r kerberos.Reason, err error) *negResult {
+// refusal counts and logs a refused token (refused_negotiate is counted
+// when the request is answered).
+func (n *negotiator) refusal(client string, r kerberos.Reason, err error) *negResult {
 	n.refused[r].Add(1)
-	a.stats.Refused[methodIndex(identity.MethodNegotiate)].Add(1)
 	n.log.Info("negotiate refused", "reason", r.String(), "client", client, "err", err)
 	return &negResult{}
 }

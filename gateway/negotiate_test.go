@@ -210,7 +210,8 @@ func TestNegotiateArray(t *testing.T) {
 
 	refused := func(t *testing.T, g *gwtest.Gateway, authz, reason string) {
 		t.Helper()
-		before := g.Snapshot().Auth["negotiate_refused_"+reason]
+		snap := g.Snapshot().Auth
+		before, refusedBefore := snap["negotiate_refused_"+reason], snap["refused_negotiate"]
 		resp, body := dialKrb(t, g.Addr).get(t, "/owa/inbox", authz)
 		if resp.StatusCode != 401 {
 			t.Fatalf("status %d, want 401: %s", resp.StatusCode, body)
@@ -218,8 +219,12 @@ func TestNegotiateArray(t *testing.T) {
 		if resp.Header.Values("WWW-Authenticate")[0] != "Negotiate" {
 			t.Errorf("refusal without a Negotiate challenge: %v", resp.Header)
 		}
-		if after := g.Snapshot().Auth["negotiate_refused_"+reason]; after != before+1 {
+		snap = g.Snapshot().Auth
+		if after := snap["negotiate_refused_"+reason]; after != before+1 {
 			t.Errorf("negotiate_refused_%s %d -> %d, want one more", reason, before, after)
+		}
+		if after := snap["refused_negotiate"]; after != refusedBefore+1 {
+			t.Errorf("refused_negotiate %d -> %d, want one more", refusedBefore, after)
 		}
 	}
 
