@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/jcmturner/gokrb5/v8/keytab"
@@ -49,11 +48,11 @@ type fileStamp struct {
 	mtime    time.Time
 }
 
+// stampOf identifies the file fi describes: a keytab replaced by rename
+// has a new inode even when its size and modification time match.
 func stampOf(fi os.FileInfo) fileStamp {
 	s := fileStamp{size: fi.Size(), mtime: fi.ModTime()}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		s.dev, s.ino = uint64(st.Dev), uint64(st.Ino)
-	}
+	s.dev, s.ino = fileID(fi)
 	return s
 }
 

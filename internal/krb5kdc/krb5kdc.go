@@ -116,7 +116,7 @@ func Start(dir, realm string) (*KDC, error) {
 	k.cmd = exec.Command(kdcBinary, "-n", "-r", realm)
 	k.cmd.Env = k.env()
 	k.cmd.Dir = dir
-	k.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	k.cmd.SysProcAttr = childAttr()
 	var out bytes.Buffer
 	k.cmd.Stdout, k.cmd.Stderr = &out, &out
 	if err := k.cmd.Start(); err != nil {
