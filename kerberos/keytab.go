@@ -1,7 +1,6 @@
 package kerberos
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -20,10 +19,11 @@ import (
 const maxKeytabBytes = 1 << 20
 
 // Keytab is a keytab file kept current: Reload reads it again when it
-// changed on disk (another inode, size or modification time), Watch does
-// so periodically. A file that does not parse, or holds no key, is refused
-// and the keys in service stay, so a half-copied keytab never locks every
-// client out. Readers call Current once per verification.
+// changed on disk (another inode, size or modification time); the gateway
+// calls it periodically (auth.keytab_check_interval) and on SIGHUP. A file
+// that does not parse, or holds no key, is refused and the keys in service
+// stay, so a half-copied keytab never locks every client out. A
+// verification reads the keys in service once.
 type Keytab struct {
 	path string
 	cur  atomic.Pointer[keySet]
@@ -144,38 +144,4 @@ func parseKeytab(data []byte) (*keySet, error) {
 	}
 	sort.Strings(ks.summary)
 	return ks, nil
-}
-
-// Watch reloads the keytab every interval until ctx is done, calling
-// onReload after each reload that swapped new keys in or failed. The
-// shared keytab of an array is rotated by copying a new file over every
-// member's (or onto shared storage): each member picks it up within an
-// interval, with no signal.
-func (k *Keytab) Watch(ctx context.Context, interval time.Duration, onReload func(error)) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	var lastErr string
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		changed, err := k.Reload()
-		switch {
-		case err != nil:
-			// Reported once per distinct error, not every interval.
-			if err.Error() != lastErr && onReload != nil {
-				onReload(err)
-			}
-			lastErr = err.Error()
-		case changed:
-			lastErr = ""
-			if onReload != nil {
-				onReload(nil)
-			}
-		default:
-			lastErr = ""
-		}
-	}
 }
