@@ -26,12 +26,15 @@ run: build
 # process), allocation gates, then the race detector over the packages
 # with concurrency, then a short fuzz pass. The mail tests need Dovecot:
 # scripts/install-dovecot.sh installs it from Debian when missing (they
-# skip, saying so, where it cannot be installed).
+# skip, saying so, where it cannot be installed); the Negotiate tests need
+# MIT Kerberos, which scripts/install-krb5.sh installs the same way (they
+# create a throwaway realm and KDC on a loopback port, docs/kerberos.md).
 test:
 	./scripts/install-dovecot.sh
+	./scripts/install-krb5.sh
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 8m ./...
-	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 8m ./l4/... ./poolmux/... ./l7/... ./tlsterm/... ./gateway/... ./identity/... ./directory/... ./auth/... ./accesslog/... ./mailproxy/...
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 8m ./l4/... ./poolmux/... ./l7/... ./tlsterm/... ./gateway/... ./identity/... ./directory/... ./auth/... ./accesslog/... ./mailproxy/... ./kerberos/...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=100000x
 
 # The benchmark suite: mailboxd and the gateway as separate processes, the

@@ -101,7 +101,7 @@ func TestWrittenAuthConfigLoads(t *testing.T) {
 	if c, err := config.Load(filepath.Join(dir, "frontdoor.toml")); err != nil || c.Auth.CacheTTL.D() != 5*time.Minute {
 		t.Errorf("default cache TTL: %v, %v", err, c.Auth.CacheTTL.D())
 	}
-	if u := directoryUsers(""); strings.Contains(u, "password_hash") || strings.Count(u, "[[user]]") != 1 {
+	if u := directoryUsers("", ""); strings.Contains(u, "password_hash") || strings.Count(u, "[[user]]") != 1 {
 		t.Errorf("directory users without auth:\n%s", u)
 	}
 }

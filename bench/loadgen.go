@@ -146,6 +146,11 @@ type Options struct {
 	// connect and the TLS handshake. Meant for RequestsPerConn = 1, where
 	// it is the latency a client that connects per request sees.
 	LatencyFromDial bool
+	// OnConnect, if set, runs on every new connection before its first
+	// measured request (e.g. authenticating it with HTTP Negotiate, which
+	// holds for the connection); an error counts as a failed connection
+	// attempt (Connect). It runs outside the measured latencies.
+	OnConnect func(net.Conn) error
 }
 
 // ErrorCounts counts failed requests by cause. Every request the generator
@@ -562,6 +567,16 @@ func (w *worker) connect(d *net.Dialer) (net.Conn, time.Duration) {
 		return nil, start
 	}
 	if r.tls == nil {
+		if f := r.opts.OnConnect; f != nil {
+			conn.SetDeadline(time.Now().Add(r.opts.IOTimeout)) // serve pushes its own
+			if err := f(conn); err != nil {
+				conn.Close()
+				if !r.cancelled() {
+					w.errs.Connect++
+				}
+				return nil, start
+			}
+		}
 		w.dials++
 		return conn, start
 	}

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -529,4 +530,43 @@ func silentServer(t *testing.T) string {
 		}
 	}()
 	return ln.Addr().String()
+}
+
+func TestRunOnConnect(t *testing.T) {
+	var hello, served atomic.Int64
+	addr := httpServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hello" {
+			hello.Add(1)
+		} else {
+			served.Add(1)
+		}
+		io.WriteString(w, "ok")
+	})
+	var calls atomic.Int64
+	res := mustRun(t, Options{
+		Addr: addr, Conns: 2, Requests: 40, RequestsPerConn: 10,
+		OnConnect: func(c net.Conn) error {
+			calls.Add(1)
+			if _, err := io.WriteString(c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+				return err
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				return err
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			return resp.Body.Close()
+		},
+	})
+	// One call per connection, outside the counted requests.
+	if res.Requests != 40 || res.Dials != 4 || calls.Load() != 4 || hello.Load() != 4 || served.Load() != 40 || res.Errors.Total() != 0 {
+		t.Errorf("requests %d dials %d calls %d hello %d served %d errors %v",
+			res.Requests, res.Dials, calls.Load(), hello.Load(), served.Load(), res.Errors)
+	}
+	// A failing hook is a failed connection attempt.
+	res = mustRun(t, Options{Addr: addr, Conns: 1, Requests: 3,
+		OnConnect: func(net.Conn) error { return io.ErrUnexpectedEOF }})
+	if res.Errors.Connect == 0 || res.Requests != 0 {
+		t.Errorf("failing hook: requests %d errors %v", res.Requests, res.Errors)
+	}
 }

@@ -104,6 +104,13 @@ var Scenarios = []Scenario{
 		Header: []Header{{"X-Mailboxd-Size", "100"}},
 	},
 	{
+		Name: "negotiate-keepalive",
+		Description: "as auth-keepalive with HTTP Negotiate: each connection authenticated once by a Kerberos token (a KDC the suite " +
+			"runs), then keep-alive requests without credentials: per-request cost after authentication, next to auth-keepalive's Basic cache hit",
+		Auth:   AuthNegotiateKeepalive,
+		Header: []Header{{"X-Mailboxd-Size", "100"}},
+	},
+	{
 		Name:        "keepalive-get-16k",
 		Description: "as keepalive-get with 16 KiB answers: cost of moving body bytes",
 		Header:      []Header{{"X-Mailboxd-Size", "16384"}},
@@ -171,6 +178,16 @@ var Scenarios = []Scenario{
 		Auth:         AuthLogin,
 		AuthCacheTTL: time.Second,
 		Header:       []Header{{"X-Mailboxd-Size", "100"}},
+	},
+	{
+		Name: "negotiate-login",
+		Description: "a new connection per request, each with a fresh Negotiate (Kerberos) token for alice: SPNEGO and AP-REQ " +
+			"verification, replay check, per request; logins/s and gateway CPU per Negotiate authentication (direct row: mailboxd without auth)",
+		Conns:           authLoginConns,
+		Pipeline:        1,
+		RequestsPerConn: 1,
+		Auth:            AuthNegotiateLogin,
+		Header:          []Header{{"X-Mailboxd-Size", "100"}},
 	},
 	{
 		Name:        "idle-conns",
@@ -660,8 +677,11 @@ type suite struct {
 	// mbx is the mailboxd every scenario's direct row and the anonymous
 	// protocol use; auth.mbx, when auth scenarios are selected, the one
 	// that verifies identity assertions.
-	mbx    *backend
-	auth   *authFixture
+	mbx  *backend
+	auth *authFixture
+	// krb is the Kerberos realm of the negotiate scenarios; nil when none
+	// is selected or MIT Kerberos is not installed.
+	krb    *krbFixture
 	gw     *child
 	gwAddr string
 	// gwCacheTTL is the auth.cache_ttl the gateway was started with (0:
@@ -774,6 +794,12 @@ func runSuite(ctx context.Context, o suiteOptions, stdout, stderr io.Writer) (co
 	if imapSelected(o.scenarios) {
 		s.mail = s.startIMAPBackend(ctx)
 	}
+	if negotiateSelected(o.scenarios) {
+		s.krb = s.startKerberos()
+		if s.krb != nil {
+			defer s.krb.stop()
+		}
+	}
 
 	if len(o.peers) > 0 {
 		// The peers serve the certificate the gateway would generate for
@@ -819,6 +845,9 @@ func runSuite(ctx context.Context, o suiteOptions, stdout, stderr io.Writer) (co
 		}
 		if sc.IMAP != IMAPNone && s.mail == nil {
 			continue // startIMAPBackend said why, once
+		}
+		if isNegotiate(sc.Auth) && s.krb == nil {
+			continue // startKerberos said why, once
 		}
 		for i := 0; i < len(order)*o.rounds; i++ {
 			target, round := order[i%len(order)], 1+i/len(order)
@@ -1008,7 +1037,11 @@ backend_port = %d
 `, mbxPort)
 	hash := ""
 	if s.auth != nil {
-		cfg += authConfig(s.auth.keyFile, s.gwCacheTTL, p.MbxID)
+		keytab := ""
+		if s.krb != nil {
+			keytab = s.krb.keytab
+		}
+		cfg += authConfig(s.auth.keyFile, s.gwCacheTTL, p.MbxID, keytab)
 		hash = s.auth.hash
 	} else if s.gwCacheTTL > 0 { // imap-login-miss
 		cfg += fmt.Sprintf("\n[auth]\ncache_ttl = %q\n", s.gwCacheTTL.String())
@@ -1044,7 +1077,7 @@ site = "site-a"
 [[database]]
 name = "DB01"
 active = %q
-`, mailboxdName, mailboxdName) + directoryUsers(hash) + mailUsers
+`, mailboxdName, mailboxdName) + directoryUsers(hash, s.krb.principal()) + mailUsers
 	if err := os.WriteFile(filepath.Join(s.dir, "frontdoor.toml"), []byte(cfg), 0o644); err != nil {
 		return err
 	}
@@ -1165,7 +1198,7 @@ func (s *suite) startGateway(ctx context.Context, withTLS bool) error {
 	}
 	authNote := ""
 	if s.auth != nil {
-		authNote = fmt.Sprintf(", %s requires Basic, admin on %s", authPrefix, s.gwAdminAddr)
+		authNote = fmt.Sprintf(", %s requires Basic (or Negotiate with a realm), admin on %s", authPrefix, s.gwAdminAddr)
 		if s.gwCacheTTL > 0 {
 			authNote += ", auth.cache_ttl " + s.gwCacheTTL.String()
 		}
@@ -1264,6 +1297,9 @@ func (s *suite) loadOptions(sc Scenario, target string) Options {
 	if sc.Auth == AuthLogin {
 		opts.Variants = loginVariants(opts.Request)
 	}
+	if isNegotiate(sc.Auth) && s.krb != nil {
+		s.krb.loadOptions(sc, &opts, s.o.warmup+s.o.duration)
+	}
 	if px := s.proxyFor(target); px != nil {
 		opts.Addr = px.addr
 		if sc.TLS {
@@ -1305,6 +1341,10 @@ func (s *suite) measure(ctx context.Context, sc Scenario, target string) (*RunRe
 		kind += ", Basic as " + authLogin
 	case sc.Auth == AuthLogin:
 		kind += fmt.Sprintf(", Basic, each request another of %d users", authUsers)
+	case sc.Auth == AuthNegotiateKeepalive:
+		kind += ", Negotiate as " + authLogin + " once per connection"
+	case sc.Auth == AuthNegotiateLogin:
+		kind += ", a new connection and Negotiate token per request"
 	}
 	if sc.Auth != AuthNone && target == "direct" {
 		kind += " (mailboxd without identity checks)"
@@ -1918,6 +1958,7 @@ func writeTable(w io.Writer, r *Report) {
 	idleRows := [][]string{{"SCENARIO", "TARGET", "HELD", "OPENED IN", "HS/S", "ERRORS", "RSS BEFORE", "RSS HELD", "RSS/CONN", "HEAP/CONN", "AT 1M CONNS", px + " CPU/CONN"}}
 	var notes []string
 	plainCeiling, handshakeRows, authRows, loginRows := false, false, false, false
+	negotiateRows := false
 	for _, rr := range r.Results {
 		target := rr.Target
 		if rr.PlaintextCeiling {
@@ -1933,6 +1974,7 @@ func writeTable(w io.Writer, r *Report) {
 			target += fmt.Sprintf(" #%d", rr.Round)
 		}
 		authRows = authRows || rr.Auth != ""
+		negotiateRows = negotiateRows || rr.Auth == AuthNegotiateLogin.String() || rr.Auth == AuthNegotiateKeepalive.String()
 		loginRows = loginRows || rr.Auth == AuthLogin.String()
 		if rr.Error != "" {
 			row := []string{rr.Scenario, target, "NOT MEASURED (see notes)"}
@@ -2062,6 +2104,12 @@ func writeTable(w io.Writer, r *Report) {
 		notes = append(notes, fmt.Sprintf("auth-login: every request is the login of another of %d users (round-robin, gateway auth.cache_ttl 1s), "+
 			"so through the gateway REQ/S is logins/s and GW CPU/REQ is CPU per login (argon2id, signing, the request); "+
 			"a login counts 1 cache miss and 2 hits (the request is routed again after verifying and after signing)", r.AuthUsers))
+	}
+	if negotiateRows {
+		notes = append(notes, "negotiate-*: Kerberos tickets from a KDC the suite runs (MIT krb5kdc), verified by the gateway with its keytab; "+
+			"negotiate-keepalive authenticates each connection once before its measured requests, negotiate-login opens a connection "+
+			"per request with a fresh token, so its GW CPU/REQ is CPU per Negotiate authentication (accept, SPNEGO and AP-REQ "+
+			"verification, replay check, AP-REP, the request, close)")
 	}
 	if handshakeRows {
 		notes = append(notes, "tls-handshake-*: one request per connection, so REQ/S is connections/s, "+px+" CPU/REQ is CPU per connection (accept, handshake, request, close) and latency counts from the start of the dial")

@@ -420,7 +420,10 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 			"responses and client CA bundle, and the [tls] ticket_key_file, as the gateway\n"+
 			"would on start (a tls_self_signed listener's missing files are fine: the\n"+
 			"gateway generates them). Certificates that expire within 14 days, have\n"+
-			"expired or cannot be served are reported as warnings, without failing.")
+			"expired or cannot be served are reported as warnings, without failing.\n"+
+			"When a protocol accepts negotiate it loads the Kerberos keytabs too\n"+
+			"([auth] keytab and the listeners' own), and warns about directory principals\n"+
+			"whose realm the gateway would not accept.")
 	if code, done := parse(fs, args, stdout, stderr); done {
 		return code
 	}
@@ -435,6 +438,10 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 	}
 	failed := false
 	for _, f := range checkTLSFiles(cfg) {
+		fmt.Fprintf(stderr, "%v\n", f.err)
+		failed = failed || !f.warning
+	}
+	for _, f := range checkKeytabs(cfg, dir) {
 		fmt.Fprintf(stderr, "%v\n", f.err)
 		failed = failed || !f.warning
 	}

@@ -31,6 +31,8 @@ type Directory struct {
 	byServer   map[string]*Server
 	bySite     map[string]*Site
 	byDatabase map[string]*Database
+	// byPrincipal is keyed by Kerberos principal, exactly as written.
+	byPrincipal map[string]*User
 }
 
 // Site is a datacenter or AD site that mailbox servers belong to.
@@ -81,6 +83,10 @@ type User struct {
 	Disabled bool
 	// Delegates are the other users who may open this user's mailbox.
 	Delegates []*User
+	// KerberosPrincipals are the Kerberos client principals
+	// ("alice@EXAMPLE.TEST") that sign in as this user with HTTP
+	// Negotiate; each names its realm.
+	KerberosPrincipals []string
 	// Index is the user's position in Directory.Users (dense, from 0).
 	Index int
 }

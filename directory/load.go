@@ -55,6 +55,8 @@ type userEntry struct {
 	PasswordHash string   `toml:"password_hash"`
 	Disabled     bool     `toml:"disabled"`
 	Delegates    []string `toml:"delegates"`
+	// KerberosPrincipals map Kerberos client principals to the user.
+	KerberosPrincipals []string `toml:"kerberos_principals"`
 }
 
 // maxLogin is the longest login, as long as an SMTP local part.
@@ -99,11 +101,12 @@ func parse(name string, data []byte) (*Directory, *file, *tomlpos.Doc, error) {
 // Directory. The result is only meaningful when doc has no errors.
 func build(doc *tomlpos.Doc, f *file) *Directory {
 	d := &Directory{
-		byAddress:  make(map[string]*User),
-		byLogin:    make(map[string]*User, len(f.Users)),
-		byServer:   make(map[string]*Server, len(f.Servers)),
-		bySite:     make(map[string]*Site, len(f.Sites)),
-		byDatabase: make(map[string]*Database, len(f.Databases)),
+		byAddress:   make(map[string]*User),
+		byLogin:     make(map[string]*User, len(f.Users)),
+		byServer:    make(map[string]*Server, len(f.Servers)),
+		bySite:      make(map[string]*Site, len(f.Sites)),
+		byDatabase:  make(map[string]*Database, len(f.Databases)),
+		byPrincipal: make(map[string]*User),
 	}
 	v := checker{Doc: doc}
 
@@ -221,7 +224,8 @@ func build(doc *tomlpos.Doc, f *file) *Directory {
 
 	// Users in two passes: delegates may name users defined further down.
 	addressAt := make(map[string]string) // lower-cased address or alias -> path
-	loginAt := make(map[string]string)   // lower-cased login -> path
+	principalAt := make(map[string]string)
+	loginAt := make(map[string]string) // lower-cased login -> path
 	for i, e := range f.Users {
 		at := fmt.Sprintf("user[%d]", i)
 		u := &User{Login: e.Login, Address: e.Address, Aliases: e.Aliases, Disabled: e.Disabled, Index: i}
@@ -246,6 +250,9 @@ func build(doc *tomlpos.Doc, f *file) *Directory {
 			} else {
 				u.PasswordHash = e.PasswordHash
 			}
+		}
+		for j, p := range e.KerberosPrincipals {
+			v.principal(d, principalAt, fmt.Sprintf("%s.kerberos_principals[%d]", at, j), p, u)
 		}
 		d.Users = append(d.Users, u)
 	}
@@ -343,6 +350,35 @@ func (v checker) address(d *Directory, seen map[string]string, path, addr string
 	}
 	seen[key] = path
 	d.byAddress[key] = u
+}
+
+// maxPrincipal bounds a Kerberos principal name as written.
+const maxPrincipal = 256
+
+// principal checks a Kerberos client principal and indexes it. Principal
+// names and realms are case-sensitive (RFC 4120 6.1, 6.2), so it is
+// matched exactly; the realm is required, so that a name from another
+// realm can never match by accident.
+func (v checker) principal(d *Directory, seen map[string]string, path, p string, u *User) {
+	if !v.Required(path, p) {
+		return
+	}
+	at := strings.LastIndexByte(p, '@')
+	switch {
+	case len(p) > maxPrincipal || strings.IndexFunc(p, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0:
+		v.Report(path, "%q: must be at most %d characters, without spaces or control characters", p, maxPrincipal)
+		return
+	case at <= 0 || at == len(p)-1:
+		v.Report(path, "%q: must be name@REALM (the realm is required)", p)
+		return
+	}
+	if first, dup := seen[p]; dup {
+		v.Report(path, "principal %q is already used (line %d, %s)", p, v.Line(first), first)
+		return
+	}
+	seen[p] = path
+	d.byPrincipal[p] = u
+	u.KerberosPrincipals = append(u.KerberosPrincipals, p)
 }
 
 // defined lists the names defined in a section, for "unknown" messages.

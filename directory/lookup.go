@@ -72,6 +72,11 @@ func (u *User) MayOpen(mailbox *User) bool {
 	return u == mailbox || slices.Contains(mailbox.Delegates, u)
 }
 
+// LookupPrincipal returns the user a Kerberos client principal
+// ("alice@EXAMPLE.TEST") signs in as, or nil. Principals match exactly,
+// realm included (RFC 4120 6.1: names are case-sensitive).
+func (d *Directory) LookupPrincipal(principal string) *User { return d.byPrincipal[principal] }
+
 // Server returns the server named name (exact match), or nil. It does not
 // allocate.
 func (d *Directory) Server(name string) *Server { return d.byServer[name] }

@@ -171,3 +171,59 @@ func TestUserErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) { checkErrors(t, tc.data, tc.want) })
 	}
 }
+
+func TestKerberosPrincipals(t *testing.T) {
+	const base = `
+[[site]]
+name = "s"
+[[server]]
+name = "m1"
+address = "127.0.0.1"
+site = "s"
+[[database]]
+name = "db"
+active = "m1"
+`
+	d, err := Parse("d.toml", []byte(base+`
+[[user]]
+login = "alice"
+address = "alice@example.test"
+database = "db"
+kerberos_principals = ["alice@EXAMPLE.TEST", "alice@OLD.TEST"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := d.LookupPrincipal("alice@EXAMPLE.TEST"); u == nil || u.Login != "alice" {
+		t.Fatalf("lookup: %v", u)
+	}
+	for _, p := range []string{"alice@example.test", "ALICE@EXAMPLE.TEST", "alice", "alice@OTHER.TEST"} {
+		if d.LookupPrincipal(p) != nil {
+			t.Errorf("%q matched: principals match exactly", p)
+		}
+	}
+	_, err = Parse("d.toml", []byte(base+`
+[[user]]
+login = "alice"
+address = "alice@example.test"
+database = "db"
+kerberos_principals = ["alice", "a b@X", "bob@EXAMPLE.TEST"]
+[[user]]
+login = "bob"
+address = "bob@example.test"
+database = "db"
+kerberos_principals = ["bob@EXAMPLE.TEST"]
+`))
+	if err == nil {
+		t.Fatal("bad principals accepted")
+	}
+	for _, want := range []string{
+		`user[0].kerberos_principals[0]: "alice": must be name@REALM`,
+		`user[0].kerberos_principals[1]: "a b@X": must be at most`,
+		`user[1].kerberos_principals[0]: principal "bob@EXAMPLE.TEST" is already used`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in\n%v", want, err)
+		}
+	}
+}

@@ -42,6 +42,8 @@ type accessBed struct {
 	ca         *testCA
 	// listenerExtra is appended to the gateway's [[listener]] table.
 	listenerExtra string
+	// owaAuth, when set, replaces the owa protocol's auth list.
+	owaAuth string
 }
 
 const (
@@ -168,12 +170,16 @@ func (b *accessBed) startGateway(t *testing.T, authExtra string, tlsListener boo
 			filepath.Join(b.dir, "cert.pem"), filepath.Join(b.dir, "key.pem"), filepath.Join(b.dir, "client-ca.pem"))
 	}
 	c.WriteString(b.listenerExtra)
+	owaAuth := b.owaAuth
+	if owaAuth == "" {
+		owaAuth = `["basic", "bearer", "certificate"]`
+	}
 	c.WriteString(`
 [[protocol]]
 name = "owa"
 path_prefix = "/owa"
 backend_port = 1
-auth = ["basic", "bearer", "certificate"]
+auth = ` + owaAuth + `
 cross_site = "redirect"
 [[protocol]]
 name = "ews"

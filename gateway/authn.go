@@ -19,6 +19,7 @@ import (
 	"frontdoor/directory"
 	"frontdoor/gateway/config"
 	"frontdoor/identity"
+	"frontdoor/kerberos"
 	"frontdoor/l4"
 	"frontdoor/l7"
 )
@@ -30,6 +31,7 @@ const (
 	methodBasic authMethods = 1 << iota
 	methodBearer
 	methodCertificate
+	methodNegotiate
 )
 
 func parseMethods(names []string) authMethods {
@@ -42,6 +44,8 @@ func parseMethods(names []string) authMethods {
 			m |= methodBearer
 		case "certificate":
 			m |= methodCertificate
+		case "negotiate":
+			m |= methodNegotiate
 		}
 	}
 	return m
@@ -72,6 +76,7 @@ type authenticator struct {
 	throttle *auth.Throttle
 	pool     *auth.Pool
 	jwt      *auth.JWTVerifier // nil unless a protocol accepts bearer
+	krb      *negotiator       // nil unless a protocol accepts negotiate
 	signer   atomic.Pointer[identity.Signer]
 
 	// inflight holds the credentials being verified and the requests
@@ -89,7 +94,7 @@ type authenticator struct {
 
 // authStats counts authentication outcomes; exported through /stats.
 type authStats struct {
-	Accepted      [4]atomic.Int64 // by method: basic, bearer, certificate, (unused)
+	Accepted      [4]atomic.Int64 // by method: basic, bearer, certificate, negotiate
 	Refused       [4]atomic.Int64
 	CacheHits     atomic.Int64
 	CacheMisses   atomic.Int64
@@ -126,7 +131,9 @@ type assertion struct {
 	expires int64  // monotonic ns; re-minted before the JWS expires
 }
 
-func newAuthenticator(cfg *config.Config, log *slog.Logger) (*authenticator, error) {
+// replay is the replay cache of the authenticator this one replaces (nil if
+// none): a configuration reload must not forget the authenticators seen.
+func newAuthenticator(cfg *config.Config, log *slog.Logger, replay *kerberos.ReplayCache) (*authenticator, error) {
 	a := &authenticator{log: log, cfg: cfg.Auth, gateway: cfg.GatewayID, audience: cfg.Identity.Audience,
 		header: cfg.Identity.Header, lifetime: cfg.Identity.Lifetime.D(),
 		ttl: int64(cfg.Auth.CacheTTL.D()), failTTL: int64(cfg.Auth.FailureTTL.D()),
@@ -162,6 +169,13 @@ func newAuthenticator(cfg *config.Config, log *slog.Logger) (*authenticator, err
 	}
 	if err := a.loadSigner(cfg); err != nil {
 		return nil, err
+	}
+	if cfg.NegotiateUsed() {
+		n, err := newNegotiator(cfg, log, replay)
+		if err != nil {
+			return nil, err
+		}
+		a.krb = n
 	}
 	a.pool = auth.NewPool(workers, cfg.Auth.Queue)
 	return a, nil
@@ -212,8 +226,13 @@ func (a *authenticator) dir() (*directory.Directory, uint64) {
 	return t.dir, t.gen
 }
 
-// close stops the verification workers.
-func (a *authenticator) close() { a.pool.Close() }
+// close stops the verification workers and the keytab watchers.
+func (a *authenticator) close() {
+	a.pool.Close()
+	if a.krb != nil {
+		a.krb.close()
+	}
+}
 
 // Local answers of authentication.
 const (
@@ -251,6 +270,22 @@ func (a *authenticator) route(r *router, t *routeTable, p *protoPolicy, req *l7.
 		}
 		method, secret = identity.MethodBearer, tok
 		key = a.hasher.Sum2(bearerDomain, tok)
+	case len(authz) > 0 && p.methods.has(methodNegotiate) && equalFoldASCII(scheme, "negotiate"):
+		return a.routeNegotiate(r, t, p, req, authz)
+	case len(authz) > 0 && p.methods.has(methodNegotiate) && equalFoldASCII(scheme, "ntlm"):
+		return a.refuseNTLM(p, req)
+	case len(authz) == 0 && p.methods.has(methodNegotiate) && req.Conn != nil && *req.Conn != nil:
+		// Authenticated earlier on this connection (RFC 4559 6).
+		if e, ok := a.connIdentity(t, req); ok {
+			return a.accept(r, t, p, req, e, identity.MethodNegotiate, nil)
+		}
+		if p.methods.has(methodCertificate) && req.TLS != nil && req.TLS.VerifiedLeaf() != nil {
+			leaf = req.TLS.VerifiedLeaf()
+			method = identity.MethodCertificate
+			key = a.hasher.Sum2(certificateDomain, leaf.Raw)
+			break
+		}
+		return a.challenge(p)
 	case p.methods.has(methodCertificate) && req.TLS != nil:
 		if leaf = req.TLS.VerifiedLeaf(); leaf == nil {
 			return a.challenge(p)
@@ -292,7 +327,15 @@ func (a *authenticator) route(r *router, t *routeTable, p *protoPolicy, req *l7.
 		// failures of this user from this address.
 		a.throttle.Success(user, req.Client)
 	}
-	line, ok := e.identityFor(req.Client, now)
+	return a.accept(r, t, p, req, e, method, nil)
+}
+
+// accept routes req of the authenticated user of e to the mailbox it may
+// open, with e's identity assertion; respHeader goes to the client with
+// the response (the Negotiate mutual-authentication token).
+func (a *authenticator) accept(r *router, t *routeTable, p *protoPolicy, req *l7.Request, e *authEntry, method identity.Method, respHeader []byte) l7.Route {
+	var scratch [auth.BasicScratchSize]byte
+	line, ok := e.identityFor(req.Client, l4.Monotonic())
 	if !ok && a.signer.Load() != nil {
 		// First request of this user from this address: mint its
 		// assertion off the loop, then route.
@@ -327,6 +370,9 @@ func (a *authenticator) route(r *router, t *routeTable, p *protoPolicy, req *l7.
 	// For the access log: the login string is the directory's, so this
 	// costs no allocation.
 	route.User = e.user.Login
+	if route.Endpoint >= 0 {
+		route.ResponseHeader = respHeader
+	}
 	return route
 }
 
@@ -603,7 +649,7 @@ func methodIndex(m identity.Method) int {
 	case identity.MethodCertificate:
 		return 2
 	}
-	return 3
+	return 3 // negotiate
 }
 
 func equalFoldASCII(b []byte, s string) bool {
@@ -635,9 +681,12 @@ func (a *authenticator) snapshot() map[string]int64 {
 		"coalesced":     a.stats.Coalesced.Load(),
 		"challenged":    a.stats.Challenged.Load(),
 	}
-	for i, name := range []string{"basic", "bearer", "certificate"} {
+	for i, name := range []string{"basic", "bearer", "certificate", "negotiate"} {
 		m["accepted_"+name] = a.stats.Accepted[i].Load()
 		m["refused_"+name] = a.stats.Refused[i].Load()
+	}
+	if a.krb != nil {
+		a.krb.snapshot(m)
 	}
 	return m
 }

@@ -451,6 +451,11 @@ func (g *Gateway) Reload() error {
 		if err := a.reloadSigner(); err != nil {
 			errs = append(errs, err)
 		}
+		if a.krb != nil {
+			// Also watched (auth.keytab_check_interval); SIGHUP
+			// makes a rotation take effect at once.
+			a.krb.reload()
+		}
 	}
 	if g.accessLog != nil {
 		if err := g.accessLog.Reopen(); err != nil {

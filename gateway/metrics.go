@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"frontdoor/kerberos"
 	"frontdoor/l7"
 )
 
@@ -34,6 +35,7 @@ type collector struct {
 
 	authResults, authChallenges, authThrottled, authOverloaded, authCoalesced, authCacheHits, authCacheMisses,
 	authCacheEntries, authVerifications, identitySigned *prometheus.Desc
+	negotiateRefused, negotiateReuse, negotiateReplayEntries, negotiateReplayEvicted *prometheus.Desc
 
 	tlsHandshakes, tlsResumed, tlsPostQuantum, tlsClientCerts, tlsByGroup, tlsByVersion,
 	tlsByCipher, tlsFailures, tlsRunning, tlsQueued *prometheus.Desc
@@ -95,6 +97,10 @@ func newCollector(g *Gateway) *collector {
 	c.authCacheEntries = d("auth_cache_entries", "Verdicts in the auth cache now.")
 	c.authVerifications = d("auth_verifications_total", "Expensive credential verifications run (argon2id, bcrypt, JWT).")
 	c.identitySigned = d("identity_assertions_signed_total", "Identity assertions signed for mailbox servers.")
+	c.negotiateRefused = d("auth_negotiate_refused_total", "Negotiate (Kerberos) tokens refused, by reason (bad_token, too_large, ntlm, wrong_service, no_key, expired, skew, replay, unknown_principal).", "reason")
+	c.negotiateReuse = d("auth_negotiate_connection_reuse_total", "Requests authenticated by their connection's earlier Negotiate authentication.")
+	c.negotiateReplayEntries = d("auth_negotiate_replay_entries", "Kerberos authenticators held by the replay cache now.")
+	c.negotiateReplayEvicted = d("auth_negotiate_replay_evicted_total", "Live replay-cache entries dropped because the cache was full.")
 
 	c.tlsHandshakes = d("tls_handshakes_total", "TLS handshakes completed, full and resumed.", "listener")
 	c.tlsResumed = d("tls_handshakes_resumed_total", "TLS handshakes that resumed a session from a ticket.", "listener")
@@ -197,9 +203,17 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 
 	if a := cur.router.auth; a != nil {
 		s := &a.stats
-		for i, m := range []string{"basic", "bearer", "certificate"} {
+		for i, m := range []string{"basic", "bearer", "certificate", "negotiate"} {
 			counter(c.authResults, s.Accepted[i].Load(), m, "accepted")
 			counter(c.authResults, s.Refused[i].Load(), m, "refused")
+		}
+		if n := a.krb; n != nil {
+			for r := kerberos.Reason(0); r < kerberos.NumReasons; r++ {
+				counter(c.negotiateRefused, n.refused[r].Load(), r.String())
+			}
+			counter(c.negotiateReuse, n.reused.Load())
+			gauge(c.negotiateReplayEntries, int64(n.replay.Len()))
+			counter(c.negotiateReplayEvicted, n.replay.Evicted())
 		}
 		counter(c.authChallenges, s.Challenged.Load())
 		counter(c.authThrottled, s.Throttled.Load())

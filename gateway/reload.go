@@ -11,6 +11,7 @@ import (
 
 	"frontdoor/directory"
 	"frontdoor/gateway/config"
+	"frontdoor/kerberos"
 	"frontdoor/l4"
 	"frontdoor/l7"
 	"frontdoor/mailproxy"
@@ -126,7 +127,11 @@ func (g *Gateway) newGeneration(cfg *config.Config, dir *directory.Directory, pr
 		if prev != nil && prev.auth != nil && sameAuthSettings(prev.cfg, cfg) {
 			gen.auth = prev.auth
 		} else {
-			a, err := newAuthenticator(cfg, log)
+			var replay *kerberos.ReplayCache
+			if prev != nil && prev.auth != nil && prev.auth.a.krb != nil {
+				replay = prev.auth.a.krb.replay
+			}
+			a, err := newAuthenticator(cfg, log, replay)
 			if err != nil {
 				return nil, err
 			}
@@ -306,7 +311,21 @@ func sameAuthSettings(a, b *config.Config) bool {
 	return reflect.DeepEqual(a.Auth, b.Auth) && reflect.DeepEqual(a.Identity, b.Identity) &&
 		a.GatewayID == b.GatewayID && usesBearer(a) == usesBearer(b) &&
 		a.Resolve(a.Auth.JWKSFile) == b.Resolve(b.Auth.JWKSFile) &&
-		a.Resolve(a.Identity.KeyFile) == b.Resolve(b.Identity.KeyFile)
+		a.Resolve(a.Identity.KeyFile) == b.Resolve(b.Identity.KeyFile) &&
+		a.NegotiateUsed() == b.NegotiateUsed() && a.Resolve(a.Auth.Keytab) == b.Resolve(b.Auth.Keytab) &&
+		slices.Equal(listenerKeytabs(a), listenerKeytabs(b))
+}
+
+// listenerKeytabs lists the listeners' own keytabs, resolved ("" for none):
+// the negotiator is built from them.
+func listenerKeytabs(c *config.Config) []string {
+	out := make([]string, len(c.Listeners))
+	for i, l := range c.Listeners {
+		if l.Keytab != "" {
+			out[i] = c.Resolve(l.Keytab)
+		}
+	}
+	return out
 }
 
 func usesBearer(c *config.Config) bool {

@@ -139,6 +139,12 @@ func newProtoPolicy(cfg *config.Config, p config.Protocol) protoPolicy {
 		pp.anonymous = append(pp.anonymous, []byte(a))
 	}
 	var ch []byte
+	if pp.methods.has(methodNegotiate) {
+		// First: clients take the first scheme they support, and
+		// Kerberos is the stronger one (RFC 4559 4.1: no token in the
+		// challenge).
+		ch = append(ch, "WWW-Authenticate: Negotiate\r\n"...)
+	}
 	if pp.methods.has(methodBasic) {
 		ch = fmt.Appendf(ch, "WWW-Authenticate: Basic realm=%q, charset=\"UTF-8\"\r\n", cfg.Auth.Realm)
 	}

@@ -23,7 +23,7 @@ const (
 	MethodBasic       Method = "basic"       // RFC 7617 user name and password
 	MethodBearer      Method = "bearer"      // RFC 6750 OAuth 2.0 bearer token
 	MethodCertificate Method = "certificate" // TLS client certificate
-	MethodNegotiate   Method = "negotiate"   // RFC 4559 Kerberos or NTLM
+	MethodNegotiate   Method = "negotiate"   // RFC 4559 Kerberos (frontdoor refuses NTLM)
 )
 
 // DefaultAudience is the "aud" a Signer writes when Claims.Audience is

@@ -147,6 +147,8 @@ type channel struct {
 	idle     time.Duration
 	https    bool
 	listener int
+	// respHeader is Route.ResponseHeader, added to the response head.
+	respHeader []byte
 
 	client  net.Conn
 	raw     net.Conn // the client's socket under client (client itself without TLS)
@@ -262,6 +264,7 @@ func (s *session) startChannel(h *RequestHead, fields Fields, proto *Protocol, r
 		ch.idle = cfg.NotificationWaitIdle
 	}
 	ch.head = ls.appendRequestHead(nil, h, fields, s, ep.Addr, proto.StripFields, route.Identity)
+	ch.respHeader = route.ResponseHeader
 	ch.start = time.Now()
 	ch.in.Store(int64(end))
 	if ls.alog != nil {
@@ -724,6 +727,7 @@ func (ch *channel) downstream() {
 func (h *Handler) appendChannelResponseHead(dst []byte, resp *fasthttp.ResponseHeader, ch *channel, chunked bool) []byte {
 	dst, sawHSTS := appendRelayedHead(dst, resp, nil)
 	dst = h.appendHSTS(dst, ch.https, ch.listener, sawHSTS)
+	dst = append(dst, ch.respHeader...)
 	if chunked {
 		dst = append(dst, "Transfer-Encoding: chunked\r\n"...)
 	}

@@ -212,6 +212,7 @@ func (ls *loopState) appendGatewayFields(dst []byte, st *stream, sawHSTS bool) [
 	if s := st.sess; s != nil {
 		dst = ls.h.appendHSTS(dst, s.https, s.Listener.Index, sawHSTS)
 	}
+	dst = append(dst, st.respHeader...)
 	if st.respFraming == FramingChunked && !st.dechunk {
 		dst = append(dst, "Transfer-Encoding: chunked\r\n"...)
 	}

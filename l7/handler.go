@@ -68,6 +68,17 @@ type Request struct {
 	// its own (channel.go), and which kind: a router routes channels by
 	// the mailbox they name.
 	Channel Channel
+	// Listener is the index of the listener the connection came in on
+	// (l4's, as in Config.Listeners).
+	Listener int
+	// Conn is the router's slot for state of this client connection
+	// (HAProxy's "session" as opposed to the "stream"): nil when the
+	// connection opens, kept across its requests, dropped when it
+	// closes. The gateway keeps an identity there that holds for the
+	// rest of the connection (HTTP Negotiate, RFC 4559). Only the
+	// connection's own loop reads or writes it, during Route; storing a
+	// pointer in it does not allocate.
+	Conn *any
 }
 
 // Waker resumes a request whose Route was Pending. Wake may be called from
@@ -107,6 +118,13 @@ type Route struct {
 	// Retry-After). The slice must stay valid and unchanged (a constant, or
 	// owned by the router) until the next Route call on any loop.
 	Header []byte
+	// ResponseHeader holds header lines (each ending in CRLF) added to
+	// the head of the response relayed to the client: the mutual
+	// authentication token of Negotiate (RFC 4559 5). Same lifetime rule
+	// as Header, and it must stay unchanged until the response head has
+	// been written, which is after Route returns: routers hand out
+	// slices they never modify.
+	ResponseHeader []byte
 	// Identity is one complete header line the gateway adds to the
 	// forwarded request (the signed identity assertion, ending in CRLF).
 	// Same lifetime rule as Header: routers hand out immutable slices

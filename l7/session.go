@@ -73,6 +73,9 @@ type session struct {
 	// inTraffic: OnTraffic is running, so returning gnet.Close closes the
 	// connection synchronously (a channel takes its socket, channel.go).
 	inTraffic bool
+	// routerState is Request.Conn's slot: the router's state for this
+	// connection (an identity established by Negotiate).
+	routerState any
 }
 
 // armIdle starts the keep-alive wait once the last response is flushed;
@@ -247,7 +250,8 @@ func (s *session) readHead() (act gnet.Action, more bool) {
 		// interface method, a fresh one would escape to the heap.
 		kind = channelOf(proto, h.Method, fields)
 		ls.request = Request{Protocol: proto, Method: h.Method, Target: target, Fields: fields, Path: path, AfterPrefix: path[len(proto.Prefix):],
-			TLS: s.tls, Client: s.Remote.Addr(), Waker: Waker{s: s, seq: s.authSeq}, Channel: kind}
+			TLS: s.tls, Client: s.Remote.Addr(), Waker: Waker{s: s, seq: s.authSeq}, Channel: kind,
+			Listener: s.Listener.Index, Conn: &s.routerState}
 		route = cfg.Router.Route(&ls.request)
 		ls.request = Request{}
 		if route.Pending {
@@ -288,6 +292,7 @@ func (s *session) readHead() (act gnet.Action, more bool) {
 	}
 	st := ls.newStream(s, h, route.Endpoint)
 	st.key, st.protocol = route.Key, int16(proto.Index)
+	st.respHeader = route.ResponseHeader
 	st.tHead, st.user, st.reqBytes, st.sentMark = s.Loop.Now(), route.User, int64(end), s.sent
 	if ls.alog != nil {
 		st.keepTarget(h.Method, target)
@@ -655,4 +660,7 @@ func (s *session) OnClose(gnet.Conn, error) {
 		}
 	}
 	s.state = stClosed
+	// Whatever the router kept for this connection (an identity) ends
+	// with it.
+	s.routerState = nil
 }

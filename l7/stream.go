@@ -70,6 +70,8 @@ type stream struct {
 	reqBytes int64  // request head and body bytes read from the client
 	sentMark int64  // the session's sent count when the exchange began
 	user     string // Route.User
+	// respHeader is Route.ResponseHeader, added to the relayed head.
+	respHeader []byte
 	// target is the method followed by the request target, copied only
 	// when the access log is on; methodLen splits them.
 	target    []byte

@@ -12,6 +12,7 @@ import (
 
 	"frontdoor/identity"
 	"frontdoor/internal/gwtest"
+	"frontdoor/internal/krb5kdc"
 	"frontdoor/internal/testbed"
 )
 
@@ -102,6 +103,70 @@ func TestAuthenticatedHotPathAllocations(t *testing.T) {
 	gateZeroAllocs(t, c, "authenticated request")
 	if v := g.Snapshot().Auth["verifications"]; v != 1 {
 		t.Errorf("%d password verifications for 4,000 requests, want 1 (the cache)", v)
+	}
+}
+
+// TestNegotiateHotPathAllocations gates a connection authenticated by
+// HTTP Negotiate: after the one request that carried the Kerberos token
+// (verified off the loop against a real MIT KDC's keytab), keep-alive
+// requests without credentials are routed by the identity in the
+// connection's router slot and allocate nothing.
+func TestNegotiateHotPathAllocations(t *testing.T) {
+	if err := krb5kdc.Installed(); err != nil {
+		t.Skip(err)
+	}
+	m1 := testbed.StartMailboxd(t, "mbx1")
+	dir := t.TempDir()
+	kdc, err := krb5kdc.Start(dir, "PERF.TEST")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(kdc.Stop)
+	keytab := filepath.Join(dir, "http.keytab")
+	for _, f := range []func() error{
+		func() error { return kdc.AddService("HTTP/mail.example.test") },
+		func() error { return kdc.AddUser("alice", "alice-pw") },
+		func() error { return kdc.ExportKeytab(keytab, "HTTP/mail.example.test") },
+	} {
+		if err := f(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keys := filepath.Join(dir, "identity.json")
+	k, err := identity.GenerateKey(identity.EdDSA, "perf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := identity.RotateKeyFile(keys, k, 1); err != nil {
+		t.Fatal(err)
+	}
+	g := gwtest.Start(t, gwtest.Options{Loops: 1, ProtocolExtra: `auth = ["negotiate", "basic"]`,
+		Extra: fmt.Sprintf("[auth]\nkeytab = %q\n[identity]\nkey_file = %q\n", keytab, keys),
+		Directory: func(s string) string {
+			return strings.Replace(s, "login = \"alice\"\n", "login = \"alice\"\nkerberos_principals = [\"alice@PERF.TEST\"]\n", 1)
+		}}, m1)
+	cl, err := kdc.Login("alice", "alice-pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Destroy()
+	tok, err := cl.Token("HTTP/mail.example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := strings.Replace(owaRequest, "X-AnchorMailbox: alice@example.test\r\n", "", 1)
+	c := NewKeepAliveClient(t, g.Addr, plain, 1)
+	// The first request carries the token and authenticates the connection.
+	c.req = []byte(strings.Replace(plain, "Connection: keep-alive\r\n",
+		"Connection: keep-alive\r\nAuthorization: Negotiate "+base64.StdEncoding.EncodeToString(tok)+"\r\n", 1))
+	if err := c.Do(); err != nil {
+		t.Fatalf("request with the Negotiate token: %v", err)
+	}
+	c.req = []byte(plain)
+	gateZeroAllocs(t, c, "request on a Negotiate-authenticated connection")
+	a := g.Snapshot().Auth
+	if a["verifications"] != 1 || a["negotiate_connection_reuse"] < 4000 {
+		t.Errorf("verifications %d, connection reuse %d: want 1 and every later request", a["verifications"], a["negotiate_connection_reuse"])
 	}
 }
 

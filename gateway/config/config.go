@@ -257,6 +257,11 @@ type Listener struct {
 	// addresses. Required unless ProxyProtocol is "off".
 	ProxyProtocolFrom []string `toml:"proxy_protocol_from"`
 
+	// Keytab overrides [auth] keytab for this HTTP listener: a listener
+	// serving another service name (another host name of the array) may
+	// have that service account's keytab.
+	Keytab string `toml:"keytab"`
+
 	// Mail makes this an IMAP or POP3 listener ("imap", "pop3"; default ""
 	// for HTTP); see docs/mail.md. StartTLS offers STARTTLS/STLS on a
 	// plaintext mail listener (the TLS keys then apply to it);
@@ -342,6 +347,32 @@ type Auth struct {
 	JWTAudience string `toml:"jwt_audience"`
 	// JWTUserClaim names the claim holding the user's login or SMTP address.
 	JWTUserClaim string `toml:"jwt_user_claim"`
+
+	// Keytab is the Kerberos service keytab HTTP Negotiate tickets are
+	// verified with (docs/kerberos.md), relative to the configuration
+	// file: the shared alternate service account's keys, every kvno of
+	// which is accepted. Required by protocols that accept "negotiate"
+	// unless every HTTP listener names its own. Reloaded when the file
+	// changes (checked every KeytabCheckInterval).
+	Keytab string `toml:"keytab"`
+	// KeytabCheckInterval is how often the keytab files are checked for
+	// a change.
+	KeytabCheckInterval Duration `toml:"keytab_check_interval"`
+	// KerberosRealms are the realms whose client principals may sign in;
+	// empty (default) means the realms of the keytab's service principals.
+	KerberosRealms []string `toml:"kerberos_realms"`
+	// KerberosMaxSkew is the clock skew allowed between clients and the
+	// gateway (RFC 4120 1.6); it is also how long an authenticator is
+	// remembered for replay detection.
+	KerberosMaxSkew Duration `toml:"kerberos_max_skew"`
+	// KerberosMaxTokenBytes bounds a decoded Negotiate token; longer ones
+	// are refused without parsing. The request head limit
+	// (limits.max_header_bytes) must hold its base64 form too.
+	KerberosMaxTokenBytes int `toml:"kerberos_max_token_bytes"`
+	// KerberosReplayEntries bounds the replay cache (authenticators seen
+	// within the skew); make it exceed the Negotiate logins of one skew
+	// window.
+	KerberosReplayEntries int `toml:"kerberos_replay_entries"`
 }
 
 // Identity configures the signed identity assertion added to every
@@ -411,7 +442,8 @@ type Protocol struct {
 	BackendPort int `toml:"backend_port"`
 
 	// Auth lists the authentication methods the protocol accepts:
-	// "basic", "bearer", "certificate". Empty (default): the protocol is
+	// "basic", "bearer", "certificate", "negotiate" (Kerberos, needs
+	// [auth] keytab; docs/kerberos.md). Empty (default): the protocol is
 	// anonymous and routed by X-AnchorMailbox or /{prefix}/u/{mailbox}/.
 	Auth []string `toml:"auth"`
 	// AnonymousPaths are path prefixes, after the protocol's own, served

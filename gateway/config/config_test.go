@@ -178,7 +178,7 @@ func TestExampleSpellsOutDefaults(t *testing.T) {
 	for _, section := range []string{"Engine", "Limits", "Timeouts", "Backend", "Log", "AccessLog", "TLS", "Auth", "Runtime", "Mail"} {
 		a := reflect.ValueOf(*ex).FieldByName(section).Interface()
 		b := reflect.ValueOf(*min).FieldByName(section).Interface()
-		if a != b {
+		if !reflect.DeepEqual(a, b) {
 			t.Errorf("examples/frontdoor.toml [%s] = %+v, but the defaults are %+v", strings.ToLower(section), a, b)
 		}
 	}
@@ -419,7 +419,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown key in second listener", withBase(`[[listener]]`, `name = "b"`, `adress = ":81"`),
 			[]string{`f.toml:11: listener[1].adress: unknown key (did you mean "address"?)`}},
 		{"unknown key, nothing close", withBase(`colour = "red"`),
-			[]string{`f.toml:9: listener[0].colour: unknown key (valid keys: name, address, protocols, tls, tls_min_version, tls_client_auth, tls_client_ca, hsts, tls_self_signed, certificates, proxy_protocol, proxy_protocol_from, mail, starttls, allow_plaintext_login)`}},
+			[]string{`f.toml:9: listener[0].colour: unknown key (valid keys: name, address, protocols, tls, tls_min_version, tls_client_auth, tls_client_ca, hsts, tls_self_signed, certificates, proxy_protocol, proxy_protocol_from, keytab, mail, starttls, allow_plaintext_login)`}},
 		{"unknown table", withBase(`[limitz]`, `x = 1`),
 			[]string{`f.toml:9: limitz: unknown table (did you mean "limits"?)`}},
 		{"unknown dotted key", doc(`limits.nope = 1`),
@@ -836,5 +836,38 @@ func TestAccessLogKeys(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: got %v, want %q", tc.toml, err, tc.want)
 		}
+	}
+}
+
+func TestNegotiateConfig(t *testing.T) {
+	negotiate := func(lines ...string) []byte {
+		return doc(append([]string{`directory = "dir.toml"`, `[[protocol]]`, `name = "owa"`, `path_prefix = "/owa"`,
+			`backend_port = 443`, `auth = ["negotiate", "basic"]`}, lines...)...)
+	}
+	for _, tc := range []struct {
+		name string
+		data []byte
+		want string // "" for valid
+	}{
+		{"global keytab", negotiate(`[auth]`, `keytab = "http.keytab"`, `[[listener]]`, `name = "http"`, `address = ":8080"`), ""},
+		{"listener keytab", negotiate(`[[listener]]`, `name = "http"`, `address = ":8080"`, `keytab = "http.keytab"`), ""},
+		{"no keytab", negotiate(`[[listener]]`, `name = "http"`, `address = ":8080"`),
+			`f.toml:7: listener[0]: a protocol accepts negotiate: set [auth] keytab or this listener's keytab`},
+		{"keytab on a mail listener", negotiate(`[auth]`, `keytab = "http.keytab"`, `[[listener]]`, `name = "http"`, `address = ":8080"`,
+			`[[listener]]`, `name = "imap"`, `address = ":1143"`, `mail = "imap"`, `allow_plaintext_login = true`, `keytab = "x.keytab"`),
+			`f.toml:17: listener[1].keytab: only on HTTP listeners (Negotiate is HTTP authentication)`},
+		{"bad realm and skew", negotiate(`[auth]`, `keytab = "k"`, `kerberos_realms = ["A@B"]`, `kerberos_max_skew = "0s"`,
+			`[[listener]]`, `name = "http"`, `address = ":8080"`),
+			`f.toml:10: auth.kerberos_max_skew: `},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("f.toml", tc.data)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("unexpected error: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("error %v, want %q", err, tc.want)
+			}
+		})
 	}
 }

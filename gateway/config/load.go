@@ -226,6 +226,11 @@ func defaults() *Config {
 			MaxAddressFailures: 20,
 			FailureWindow:      Duration(5 * time.Minute),
 			JWTUserClaim:       "sub",
+
+			KeytabCheckInterval:   Duration(time.Second),
+			KerberosMaxSkew:       Duration(5 * time.Minute),
+			KerberosMaxTokenBytes: 48000,
+			KerberosReplayEntries: 262144,
 		},
 		Identity: Identity{
 			Header:   "X-Frontdoor-Identity",

@@ -138,8 +138,18 @@ func (c *Config) validate(doc *tomlpos.Doc) {
 	c.validateMail(v)
 }
 
+// NegotiateUsed reports whether a protocol accepts "negotiate".
+func (c *Config) NegotiateUsed() bool {
+	for _, p := range c.Protocols {
+		if slices.Contains(p.Auth, "negotiate") {
+			return true
+		}
+	}
+	return false
+}
+
 // authMethods are the values of a protocol's auth list.
-var authMethods = []string{"basic", "bearer", "certificate"}
+var authMethods = []string{"basic", "bearer", "certificate", "negotiate"}
 
 func (c *Config) validateAuth(v checker) {
 	a := &c.Auth
@@ -165,6 +175,25 @@ func (c *Config) validateAuth(v checker) {
 		v.Required("auth.jwks_file", a.JWKSFile)
 		v.Required("auth.jwt_issuer", a.JWTIssuer)
 		v.Required("auth.jwt_audience", a.JWTAudience)
+	}
+	v.durIn("auth.keytab_check_interval", a.KeytabCheckInterval, 100*time.Millisecond, time.Hour)
+	v.durIn("auth.kerberos_max_skew", a.KerberosMaxSkew, time.Second, time.Hour)
+	v.intIn("auth.kerberos_max_token_bytes", int64(a.KerberosMaxTokenBytes), 1024, 1<<20)
+	v.intIn("auth.kerberos_replay_entries", int64(a.KerberosReplayEntries), 1024, 1<<24)
+	for i, r := range a.KerberosRealms {
+		if r == "" || strings.IndexFunc(r, func(c rune) bool { return c <= ' ' || c == '@' || c == 0x7f }) >= 0 {
+			v.Report(fmt.Sprintf("auth.kerberos_realms[%d]", i), "%q: not a realm name", r)
+		}
+	}
+	if a.Keytab == "" && v.Has("auth.keytab") {
+		v.Report("auth.keytab", "must not be empty (leave it out when no protocol accepts negotiate)")
+	}
+	if c.NegotiateUsed() && a.Keytab == "" {
+		for i, l := range c.Listeners {
+			if l.Mail == "" && l.Keytab == "" {
+				v.Report(fmt.Sprintf("listener[%d]", i), "a protocol accepts negotiate: set [auth] keytab or this listener's keytab")
+			}
+		}
 	}
 
 	id := &c.Identity
@@ -327,6 +356,14 @@ func (c *Config) validateListeners(v checker) {
 		}
 		c.validateListenerTLS(v, at, &l)
 		validateListenerProxy(v, at, &l)
+		if v.Has(at + ".keytab") {
+			switch {
+			case l.Keytab == "":
+				v.Report(at+".keytab", "must not be empty")
+			case l.Mail != "":
+				v.Report(at+".keytab", "only on HTTP listeners (Negotiate is HTTP authentication)")
+			}
+		}
 	}
 }
 

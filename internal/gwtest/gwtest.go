@@ -52,6 +52,9 @@ type Options struct {
 	// ProtocolExtra is TOML appended to every [[protocol]] table (e.g.
 	// auth = ["basic"]).
 	ProtocolExtra string
+	// Directory, when set, rewrites the generated directory file (to
+	// add kerberos_principals to a user, say).
+	Directory func(string) string
 }
 
 // Protocols served by every generated config, all on the mailbox servers'
@@ -86,7 +89,11 @@ func Start(t testing.TB, opts Options, servers ...*testbed.Mailboxd) *Gateway {
 	if err != nil {
 		t.Fatalf("gwtest config: %v\n%s", err, b.String())
 	}
-	dir, err := directory.Parse("directory.toml", []byte(DirectoryTOML(servers...)))
+	dirText := DirectoryTOML(servers...)
+	if opts.Directory != nil {
+		dirText = opts.Directory(dirText)
+	}
+	dir, err := directory.Parse("directory.toml", []byte(dirText))
 	if err != nil {
 		t.Fatalf("gwtest directory: %v", err)
 	}
