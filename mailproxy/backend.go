@@ -65,6 +65,9 @@ type backend struct {
 	idSent bool
 	// post collects the untagged answers to the login, for the client.
 	post []byte
+	// shut: the client half-closed and the write side is shut, or is to
+	// be once gnet has written what it holds (shutBackend).
+	shut bool
 }
 
 // newBackend dials the server off the loop and enrolls the connection on

@@ -1,0 +1,379 @@
+package mailproxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+)
+
+// Half-close (RFC 9293 section 3.6): a client may end its side of the
+// connection (shutdown(SHUT_WR), nc -N, a script piping its commands) and
+// still read the answers. gnet closes a socket as soon as a read returns
+// EOF, so without help the server's answers still to come would be lost.
+//
+// What the proxy does instead, when the client's read side ends while its
+// login is being decided or its session relays (stAuth, stDelay,
+// stBackend, stRelay):
+//
+//   - In OnClose, which gnet calls before it closes its descriptor, the
+//     client's socket is duplicated (gnet.Conn.Dup, net.FileConn): the
+//     duplicate keeps the TCP connection open, so gnet's close sends no
+//     FIN. Over TLS the crypto/tls state moves along (tlsterm.Conn.Detach).
+//     What the client sent and the session had not yet taken is kept.
+//   - The backend connection stays on the loop. What the client sent is
+//     relayed to it, then its write side is shut (close_notify first over
+//     TLS, then shutdown(SHUT_WR) once gnet has written everything): the
+//     server sees the client's half-close.
+//   - What the server sends goes to the client through a halfConn: a
+//     bounded queue (max_relay_buffer_bytes, the relay's bound and
+//     overflow rule) written by one goroutine with blocking writes under
+//     FlushTimeout. When the server closes, the queue is flushed and the
+//     duplicate closed (close_notify over TLS, then the FIN).
+//
+// A half-closed session costs a duplicate descriptor and a goroutine,
+// only while it lasts; it is ended by the server's close, the idle
+// timeout, failover (CheckActive), a stop (the loop's drain) or a write
+// that the client does not take within FlushTimeout.
+//
+// A TLS client's close_notify with the TCP connection left open is a
+// half-close too; it needs nothing of the above: the client connection
+// stays on the loop, which goes on writing to it (upEOF).
+//
+// Not covered: when the client half-closed while gnet still held bytes
+// for it (it was not reading what it was sent), gnet's close writes what
+// the socket takes at once and drops the rest, before or after OnClose,
+// and gnet gives no way to take those bytes back: such a session is
+// closed as before, counted in halfclose_lost.
+
+// halfConn is the write side of a client that half-closed: an
+// l4.Transport whose reads serve what the client had sent before its EOF
+// and whose writes are queued for the writer goroutine.
+type halfConn struct {
+	nc net.Conn  // the duplicate of the client's socket
+	w  io.Writer // nc, or the detached crypto/tls connection
+	// tlsc is the detached crypto/tls connection (nil on plaintext):
+	// closing it sends close_notify.
+	tlsc    net.Conn
+	timeout time.Duration // FlushTimeout: each write, and the final flush
+	// in is what the client sent before its EOF, not yet taken.
+	in []byte
+	// ended is called once, from the writer goroutine, when it is done.
+	ended func()
+
+	queued atomic.Int64  // bytes written to the queue and not yet to the socket
+	kick   chan struct{} // wakes the writer; capacity 1
+
+	mu       sync.Mutex
+	q        [][]byte
+	finish   bool      // Close was called: flush, then close
+	finishBy time.Time // when the flush is given up
+}
+
+func newHalfConn(nc net.Conn, w io.Writer, tlsc net.Conn, in []byte, timeout time.Duration, ended func()) *halfConn {
+	return &halfConn{nc: nc, w: w, tlsc: tlsc, in: in, timeout: timeout, ended: ended, kick: make(chan struct{}, 1)}
+}
+
+// Peek serves what the client sent before its EOF.
+func (hc *halfConn) Peek(n int) ([]byte, error) {
+	if n > len(hc.in) {
+		return nil, io.ErrShortBuffer
+	}
+	if n <= 0 {
+		return hc.in, nil
+	}
+	return hc.in[:n], nil
+}
+
+// Discard drops what was taken of it.
+func (hc *halfConn) Discard(n int) (int, error) {
+	if n <= 0 || n >= len(hc.in) {
+		n = len(hc.in)
+		hc.in = nil
+		return n, nil
+	}
+	hc.in = hc.in[n:]
+	return n, nil
+}
+
+// InboundBuffered counts what the client sent that is not yet taken.
+func (hc *halfConn) InboundBuffered() int { return len(hc.in) }
+
+// Write queues a copy of p for the client.
+func (hc *halfConn) Write(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	hc.mu.Lock()
+	if hc.finish {
+		hc.mu.Unlock()
+		return 0, net.ErrClosed
+	}
+	hc.q = append(hc.q, append([]byte(nil), p...))
+	hc.queued.Add(int64(len(p)))
+	hc.mu.Unlock()
+	hc.wake()
+	return len(p), nil
+}
+
+// Writev queues every buffer.
+func (hc *halfConn) Writev(bs [][]byte) (int, error) {
+	n := 0
+	for _, b := range bs {
+		m, err := hc.Write(b)
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// OutboundBuffered counts the bytes queued and not yet written: the relay
+// holds it to max_relay_buffer_bytes.
+func (hc *halfConn) OutboundBuffered() int { return int(hc.queued.Load()) }
+
+// Close asks the writer to write what is queued, within FlushTimeout, and
+// then close the connection: close_notify over TLS, then the FIN.
+func (hc *halfConn) Close() error {
+	hc.mu.Lock()
+	if !hc.finish {
+		hc.finish = true
+		hc.finishBy = time.Now().Add(hc.timeout)
+	}
+	hc.mu.Unlock()
+	hc.wake()
+	return nil
+}
+
+func (hc *halfConn) wake() {
+	select {
+	case hc.kick <- struct{}{}:
+	default:
+	}
+}
+
+// run is the writer goroutine: it writes the queue with blocking writes,
+// each bounded by FlushTimeout (a client that takes nothing for that long
+// is gone), the last flush after Close by FlushTimeout in all.
+func (hc *halfConn) run() {
+	defer hc.ended()
+	for {
+		hc.mu.Lock()
+		batch, fin, by := hc.q, hc.finish, hc.finishBy
+		hc.q = nil
+		hc.mu.Unlock()
+		if len(batch) == 0 && !fin {
+			<-hc.kick
+			continue
+		}
+		for i, b := range batch {
+			deadline := time.Now().Add(hc.timeout)
+			if fin {
+				deadline = by
+			}
+			_ = hc.nc.SetWriteDeadline(deadline)
+			_, err := hc.w.Write(b)
+			hc.queued.Add(-int64(len(b)))
+			batch[i] = nil
+			if err != nil {
+				hc.mu.Lock()
+				hc.finish = true // later writes fail at once
+				hc.mu.Unlock()
+				_ = hc.nc.Close()
+				return
+			}
+		}
+		if !fin {
+			continue
+		}
+		hc.mu.Lock()
+		rest := len(hc.q)
+		hc.mu.Unlock()
+		if rest > 0 {
+			continue
+		}
+		if hc.tlsc != nil {
+			// close_notify (RFC 8446 section 6.1), then the socket.
+			_ = hc.nc.SetWriteDeadline(by)
+			_ = hc.tlsc.Close()
+		}
+		_ = hc.nc.Close()
+		return
+	}
+}
+
+// halfClose is called from OnClose when the client's read side ended (a
+// FIN): it keeps the session going on a duplicate of the client's socket,
+// as the package comment above says, and reports whether it did. It
+// reports false when the session is in no state to be continued or gnet
+// still held bytes for the client (counted: halfclose_lost).
+func (s *session) halfClose(c gnet.Conn) bool {
+	switch s.state {
+	case stAuth, stDelay, stBackend, stRelay:
+	default:
+		return false
+	}
+	h := s.h
+	if c.OutboundBuffered() > 0 {
+		// gnet writes what the socket takes once and drops the rest,
+		// and its buffer cannot be taken over.
+		h.stats.HalfCloseLost.Add(1)
+		h.log.Debug("mail client half-closed with bytes still queued for it: closing as before",
+			"protocol", s.proto.String(), "queued", c.OutboundBuffered())
+		return false
+	}
+	if h.halfOpen.Load() >= int64(h.cfg.MaxHalfClosed) {
+		h.stats.HalfCloseLost.Add(1)
+		h.log.Debug("mail client half-closed beyond max half-closed sessions: closing", "protocol", s.proto.String())
+		return false
+	}
+	// What the client sent that the session has not taken yet (pipelined
+	// behind a login being checked): over TLS, Peek decrypts what the
+	// plaintext bound left as ciphertext.
+	var in []byte
+	for {
+		buf, _ := s.io.Peek(-1)
+		if len(buf) == 0 {
+			break
+		}
+		in = append(in, buf...)
+		_, _ = s.io.Discard(len(buf))
+	}
+	fd, err := c.Dup()
+	if err != nil {
+		h.stats.HalfCloseLost.Add(1)
+		h.log.Warn("mail half-close: dup failed", "err", err)
+		return false
+	}
+	f := os.NewFile(uintptr(fd), "mail-client")
+	nc, err := net.FileConn(f)
+	_ = f.Close()
+	if err != nil {
+		h.stats.HalfCloseLost.Add(1)
+		h.log.Warn("mail half-close: dup failed", "err", err)
+		return false
+	}
+	var w io.Writer = nc
+	var tlsc net.Conn
+	if s.tc != nil {
+		if tlsc, err = s.tc.Detach(nc); err != nil {
+			_ = nc.Close()
+			h.stats.HalfCloseLost.Add(1)
+			h.log.Debug("mail half-close: TLS connection not detachable: closing", "err", err)
+			return false
+		}
+		w = tlsc
+	}
+	lp := s.Loop
+	hc := newHalfConn(nc, w, tlsc, in, h.cfg.FlushTimeout, func() {
+		// Counted here: after a stop the loop may run no more tasks.
+		h.halfOpen.Add(-1)
+		h.stats.HalfClosed.Add(-1)
+		_ = lp.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			lp.Tick()
+			s.halfEnded()
+			return nil
+		}))
+	})
+	s.hc = hc
+	s.io = hc
+	s.upEOF = true
+	h.halfOpen.Add(1)
+	h.stats.HalfCloses.Add(1)
+	h.stats.HalfClosed.Add(1)
+	s.ls.half[s] = struct{}{}
+	go hc.run()
+	// l4 took the session's deadline off its list before OnClose: put it
+	// back where it was.
+	now := s.Loop.Now()
+	switch s.state {
+	case stDelay:
+		s.ls.delay.Arm(&s.Deadline, s, now)
+	case stRelay:
+		s.armIdle()
+		s.relayUp()
+		s.shutBackend()
+	default:
+		s.ls.login.Arm(&s.Deadline, s, now)
+	}
+	return true
+}
+
+// halfEnded runs on the loop when a half-closed session's writer is done:
+// after closeNow, or on its own when a write failed (the client reset the
+// connection, or took nothing for FlushTimeout): the session ends then.
+func (s *session) halfEnded() {
+	delete(s.ls.half, s)
+	if s.state != stClosed {
+		s.state = stClosed
+		s.Disarm()
+		s.finish()
+	}
+}
+
+// endHalfClosed ends the half-closed sessions of the loop with the
+// protocol's farewell, which the client can still read: a stop, or the
+// loop's Acceptor being released (its deadlines are swept no more).
+func (ls *loopState) endHalfClosed(text string) {
+	for s := range ls.half {
+		if s.state != stClosed {
+			s.bye(text)
+		}
+	}
+}
+
+// shutBackend propagates the client's half-close to the server once
+// everything the client sent has been relayed: close_notify over TLS
+// (RFC 8446 section 6.1), then shutdown(SHUT_WR) (RFC 9293 section 3.6)
+// once gnet has written all it holds for the server; until then the
+// loop's sweep looks again (shutWait).
+func (s *session) shutBackend() {
+	b := s.be
+	if !s.upEOF || b == nil || b.state != beRelay || b.shut || s.io.InboundBuffered() > 0 {
+		return
+	}
+	b.shut = true
+	if b.tc != nil {
+		_ = b.tc.CloseWrite()
+	}
+	if b.gc.OutboundBuffered() == 0 {
+		b.shutdown()
+		return
+	}
+	s.ls.shutWait = append(s.ls.shutWait, b)
+}
+
+// shutdown shuts the backend socket's write side.
+func (b *backend) shutdown() {
+	if err := syscall.Shutdown(b.gc.Fd(), syscall.SHUT_WR); err != nil && !errors.Is(err, syscall.ENOTCONN) {
+		b.s.h.log.Debug("mail backend shutdown", "err", err)
+	}
+}
+
+// sweepShutWait shuts the backends whose outbound buffer has drained
+// since shutBackend.
+func (ls *loopState) sweepShutWait(int64) {
+	if len(ls.shutWait) == 0 {
+		return
+	}
+	keep := ls.shutWait[:0]
+	for _, b := range ls.shutWait {
+		switch {
+		case b.state != beRelay:
+		case b.gc.OutboundBuffered() == 0:
+			b.shutdown()
+		default:
+			keep = append(keep, b)
+		}
+	}
+	clear(ls.shutWait[len(keep):])
+	ls.shutWait = keep
+}

@@ -1,0 +1,282 @@
+package mailproxy_test
+
+import (
+	"bytes"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"runtime"
+	"testing"
+	"time"
+
+	"frontdoor/mailproxy"
+)
+
+// halfCloseAnswers is what the stub answers, byte for byte, to
+// "b SELECT INBOX", "c FETCH1M" and "d LOGOUT" after the login.
+func halfCloseAnswers() []byte {
+	var w bytes.Buffer
+	w.WriteString("* ECHO b SELECT INBOX\r\n")
+	fmt.Fprintf(&w, "* 1 FETCH (BODY[] {%d}\r\n", 1<<20)
+	w.Write(bigMessage[:1<<20])
+	w.WriteString(")\r\nc OK FETCH completed\r\n")
+	w.WriteString("* BYE Logging out\r\nd OK Logout completed.\r\n")
+	return w.Bytes()
+}
+
+const halfCloseLogin = "* CAPABILITY IMAP4rev1 IDLE\r\na OK [CAPABILITY IMAP4rev1 IDLE MOVE] Logged in\r\n"
+
+// closeWrite half-closes c: a TCP FIN (RFC 9293 section 3.6), or over TLS
+// close_notify (RFC 8446 section 6.1) and then the FIN.
+func closeWrite(t *testing.T, c net.Conn) {
+	t.Helper()
+	if tc, ok := c.(*tls.Conn); ok {
+		if err := tc.CloseWrite(); err != nil {
+			t.Fatalf("close_notify: %v", err)
+		}
+		c = tc.NetConn()
+	}
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatalf("CloseWrite: %v", err)
+	}
+}
+
+// readAll reads c until EOF (failing after 10s) and returns what came.
+func readAll(t *testing.T, c *conn) []byte {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	b, err := io.ReadAll(c.r)
+	if err != nil {
+		t.Fatalf("read after the half-close: %v (got %d bytes)", err, len(b))
+	}
+	return b
+}
+
+// checkAnswers compares got with want and says where they differ.
+func checkAnswers(t *testing.T, got, want []byte) {
+	t.Helper()
+	if bytes.Equal(got, want) {
+		return
+	}
+	i := 0
+	for i < len(got) && i < len(want) && got[i] == want[i] {
+		i++
+	}
+	t.Fatalf("got %d bytes, want %d; first difference at %d: got %q, want %q", len(got), len(want), i,
+		got[i:min(len(got), i+60)], want[i:min(len(want), i+60)])
+}
+
+// TestHalfCloseIMAP: a client pipelines its commands, a 1 MiB FETCH and
+// LOGOUT among them, and half-closes at once (nc -N, shutdown(SHUT_WR)):
+// every answer arrives, up to "* BYE" and the tagged OK, then EOF. The
+// half-close comes while the login is still being checked (pipelined) or
+// in the relay, plaintext or over TLS.
+func TestHalfCloseIMAP(t *testing.T) {
+	t.Parallel()
+	h := startHarness(t, false, nil)
+	for _, tc := range []struct {
+		name       string
+		tls        bool
+		afterLogin bool
+	}{{"plain/pipelined", false, false}, {"plain/relay", false, true},
+		{"tls/pipelined", true, false}, {"tls/relay", true, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var c *conn
+			if tc.tls {
+				c = h.dialTLS(t, lIMAPS)
+			} else {
+				c = h.dial(t, lIMAPPlain)
+			}
+			c.expect("* OK")
+			cmds := "b SELECT INBOX\r\nc FETCH1M\r\nd LOGOUT\r\n"
+			want := halfCloseAnswers()
+			if tc.afterLogin {
+				c.send("a LOGIN alice password\r\n")
+				c.until("a OK")
+				c.send(cmds)
+			} else {
+				c.send("a LOGIN alice password\r\n" + cmds)
+				want = append([]byte(halfCloseLogin), want...)
+			}
+			closeWrite(t, c.Conn)
+			checkAnswers(t, readAll(t, c), want)
+		})
+	}
+}
+
+// TestHalfClosePOP3: USER, PASS, a 1 MiB RETR and QUIT after STLS, then
+// close_notify and the FIN: every answer arrives, then EOF.
+func TestHalfClosePOP3(t *testing.T) {
+	t.Parallel()
+	h := startHarness(t, true, nil)
+	c := h.dial(t, lPOP3)
+	c.expect("+OK")
+	c.send("STLS\r\n")
+	c.expect("+OK")
+	c.startTLS(h.roots)
+	// An answer first: the loop has taken the connection over from the
+	// handshake (a FIN before that closes the connection).
+	c.send("USER alice\r\n")
+	c.expect("+OK")
+	c.send("PASS password\r\nRETR 1\r\nQUIT\r\n")
+	closeWrite(t, c.Conn)
+	var want bytes.Buffer
+	fmt.Fprintf(&want, "+OK Logged in.\r\n+OK %d octets\r\n", 1<<20)
+	want.Write(bigMessage[:1<<20])
+	want.WriteString(".\r\n+OK Logging out.\r\n")
+	checkAnswers(t, readAll(t, c), want.Bytes())
+}
+
+// waitStat waits (boundedly) until v() == want.
+func waitStat(t *testing.T, what string, v func() int64, want int64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for v() != want && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := v(); got != want {
+		t.Fatalf("%s = %d, want %d", what, got, want)
+	}
+}
+
+// halfClosedHold logs in, sends a HOLD (the server answers once and then
+// neither answers nor closes, on the half-close too), half-closes, and
+// reads the hold's answer: the session is then half-closed.
+func halfClosedHold(t *testing.T, h *harness, useTLS bool) *conn {
+	t.Helper()
+	var c *conn
+	if useTLS {
+		c = h.dialTLS(t, lIMAPS)
+	} else {
+		c = h.dial(t, lIMAPPlain)
+	}
+	c.expect("* OK")
+	c.send("a LOGIN alice password\r\n")
+	c.until("a OK")
+	c.send("b HOLD\r\n")
+	closeWrite(t, c.Conn)
+	c.expect("* HOLDING")
+	return c
+}
+
+// TestHalfCloseEnds: a half-closed session whose server says nothing more
+// is ended by the idle timeout, by failover (CheckActive) and by a stop,
+// each with its BYE, which the client can still read, and then a FIN.
+func TestHalfCloseEnds(t *testing.T) {
+	t.Parallel()
+	h := startHarness(t, false, func(c *mailproxy.Config) { c.IMAPIdleTimeout = 300 * time.Millisecond })
+	st := h.h.Stats()
+	for _, useTLS := range []bool{false, true} {
+		c := halfClosedHold(t, h, useTLS)
+		checkAnswers(t, readAll(t, c), []byte("* BYE autologout: idle for too long\r\n"))
+	}
+	waitStat(t, "halfclosed", st.HalfClosed.Load, 0)
+
+	h2 := startHarness(t, false, nil)
+	st2 := h2.h.Stats()
+	moved := halfClosedHold(t, h2, false)
+	waitStat(t, "halfclosed", st2.HalfClosed.Load, 1)
+	h2.h.CheckActive(func(db, server string) bool { return false })
+	checkAnswers(t, readAll(t, moved), []byte("* BYE [UNAVAILABLE] mailbox moved to another server, please reconnect\r\n"))
+	waitStat(t, "failover_closed", st2.Failover.Load, 1)
+
+	stopped := halfClosedHold(t, h2, true)
+	waitStat(t, "halfclosed", st2.HalfClosed.Load, 1)
+	h2.stop()
+	checkAnswers(t, readAll(t, stopped), []byte("* BYE [UNAVAILABLE] server shutting down\r\n"))
+	waitStat(t, "halfclosed", st2.HalfClosed.Load, 0)
+	waitStat(t, "relaying", st2.Relaying.Load, 0)
+	waitStat(t, "open", st2.Open.Load, 0)
+	if n := st2.HalfCloses.Load(); n != 2 {
+		t.Errorf("halfcloses = %d, want 2", n)
+	}
+}
+
+// TestHalfCloseLost: a client that half-closes while the gateway still
+// holds bytes for it (it was not reading) is closed as before, and
+// counted.
+func TestHalfCloseLost(t *testing.T) {
+	t.Parallel()
+	h := startHarness(t, false, nil)
+	c := h.dial(t, lIMAPPlain)
+	_ = c.Conn.(*net.TCPConn).SetReadBuffer(16 << 10) // the kernel must not take it all
+	c.expect("* OK")
+	c.send("a LOGIN alice password\r\n")
+	c.until("a OK")
+	c.send("f FETCH10M\r\n")
+	// Wait until the 10 MiB are relayed (so, queued in gnet for the
+	// client), then half-close.
+	waitStat(t, "bytes_down", func() int64 {
+		if h.h.Stats().BytesDown.Load() > int64(len(bigMessage)) {
+			return 1
+		}
+		return 0
+	}, 1)
+	closeWrite(t, c.Conn)
+	waitStat(t, "halfclose_lost", h.h.Stats().HalfCloseLost.Load, 1)
+	if n := h.h.Stats().HalfCloses.Load(); n != 0 {
+		t.Errorf("halfcloses = %d, want 0", n)
+	}
+	waitStat(t, "relaying", h.h.Stats().Relaying.Load, 0)
+}
+
+// TestHalfCloseNoLeak (not parallel, so that the goroutine count is this
+// test's): half-closed sessions end, and their goroutines with them.
+func TestHalfCloseNoLeak(t *testing.T) {
+	h := startHarness(t, false, nil)
+	// Warm up: one session of each kind, so that lazily started
+	// goroutines (tlsterm's handshake pool) are in the baseline.
+	for _, useTLS := range []bool{false, true} {
+		c := dialHalfClose(t, h, useTLS)
+		_ = readAll(t, c)
+	}
+	waitStat(t, "halfclosed", h.h.Stats().HalfClosed.Load, 0)
+	time.Sleep(50 * time.Millisecond)
+	base := runtime.NumGoroutine()
+	const n = 20
+	done := make(chan []byte, n)
+	for i := range n {
+		c := dialHalfClose(t, h, i%2 == 1)
+		go func() { done <- readAll(t, c) }()
+	}
+	want := halfCloseAnswers()
+	for range n {
+		checkAnswers(t, <-done, want)
+	}
+	waitStat(t, "halfclosed", h.h.Stats().HalfClosed.Load, 0)
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > base && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if g := runtime.NumGoroutine(); g > base {
+		t.Fatalf("%d goroutines after the sessions ended, %d before", g, base)
+	}
+	// Over TLS the server's close may come before the client's FIN (the
+	// close_notify alone is a half-close on a connection that stays on
+	// the loop): only the plaintext ones surely left the loop.
+	if n := h.h.Stats().HalfCloses.Load(); n < 11 {
+		t.Errorf("halfcloses = %d, want at least 11", n)
+	}
+	if n := h.h.Stats().HalfCloseLost.Load(); n != 0 {
+		t.Errorf("halfclose_lost = %d, want 0", n)
+	}
+}
+
+// dialHalfClose logs in, pipelines the half-close test's commands and
+// half-closes.
+func dialHalfClose(t *testing.T, h *harness, useTLS bool) *conn {
+	t.Helper()
+	var c *conn
+	if useTLS {
+		c = h.dialTLS(t, lIMAPS)
+	} else {
+		c = h.dial(t, lIMAPPlain)
+	}
+	c.expect("* OK")
+	c.send("a LOGIN alice password\r\n")
+	c.until("a OK")
+	c.send("b SELECT INBOX\r\nc FETCH1M\r\nd LOGOUT\r\n")
+	closeWrite(t, c.Conn)
+	return c
+}
