@@ -334,46 +334,196 @@ func (ls *loopState) endHalfClosed(text string) {
 // everything the client sent has been relayed: close_notify over TLS
 // (RFC 8446 section 6.1), then shutdown(SHUT_WR) (RFC 9293 section 3.6)
 // once gnet has written all it holds for the server; until then the
-// loop's sweep looks again (shutWait).
+// loop's sweep looks again (shutWait). When the server had half-closed
+// first, both directions are done: the session ends (its queue for the
+// server is flushed, then the FIN).
 func (s *session) shutBackend() {
 	b := s.be
 	if !s.upEOF || b == nil || b.state != beRelay || b.shut || s.io.InboundBuffered() > 0 {
 		return
 	}
 	b.shut = true
+	if b.hc != nil {
+		s.closeNow()
+		return
+	}
 	if b.tc != nil {
 		_ = b.tc.CloseWrite()
 	}
-	if b.gc.OutboundBuffered() == 0 {
-		b.shutdown()
+	s.shutWhenFlushed(b.gc, func() bool { return s.be == b && b.state == beRelay && b.hc == nil }, 0, nil)
+}
+
+// shutPending is a connection whose write side is to be shut once gnet
+// has written what it holds for it.
+type shutPending struct {
+	gc gnet.Conn
+	// live reports whether gc is still gnet's and still to be shut (its
+	// descriptor may be another connection's once it closed).
+	live   func() bool
+	until  int64  // when to give up (0: never; the idle timeout bounds it)
+	giveUp func() // called then, on the loop
+}
+
+// shutWhenFlushed shuts gc's write side now, or once its outbound buffer
+// is empty (the loop's sweep looks again).
+func (s *session) shutWhenFlushed(gc gnet.Conn, live func() bool, until int64, giveUp func()) {
+	if gc.OutboundBuffered() == 0 {
+		s.h.shutdownWrite(gc)
 		return
 	}
-	s.ls.shutWait = append(s.ls.shutWait, b)
+	s.ls.shutWait = append(s.ls.shutWait, shutPending{gc: gc, live: live, until: until, giveUp: giveUp})
 }
 
-// shutdown shuts the backend socket's write side.
-func (b *backend) shutdown() {
-	if err := syscall.Shutdown(b.gc.Fd(), syscall.SHUT_WR); err != nil && !errors.Is(err, syscall.ENOTCONN) {
-		b.s.h.log.Debug("mail backend shutdown", "err", err)
+// shutdownWrite shuts a socket's write side: the peer reads EOF after
+// what was written (RFC 9293 section 3.6), and may go on writing.
+func (h *Handler) shutdownWrite(gc gnet.Conn) {
+	if err := syscall.Shutdown(gc.Fd(), syscall.SHUT_WR); err != nil && !errors.Is(err, syscall.ENOTCONN) {
+		h.log.Debug("mail half-close: shutdown", "err", err)
 	}
 }
 
-// sweepShutWait shuts the backends whose outbound buffer has drained
-// since shutBackend.
-func (ls *loopState) sweepShutWait(int64) {
+// sweepShutWait shuts the connections whose outbound buffer has drained
+// since they were to be shut, and gives up on those past their time.
+func (ls *loopState) sweepShutWait(now int64) {
 	if len(ls.shutWait) == 0 {
 		return
 	}
+	var late []func()
 	keep := ls.shutWait[:0]
-	for _, b := range ls.shutWait {
+	for _, p := range ls.shutWait {
 		switch {
-		case b.state != beRelay:
-		case b.gc.OutboundBuffered() == 0:
-			b.shutdown()
+		case !p.live():
+		case p.gc.OutboundBuffered() == 0:
+			ls.h.shutdownWrite(p.gc)
+		case p.until > 0 && now >= p.until:
+			late = append(late, p.giveUp)
 		default:
-			keep = append(keep, b)
+			keep = append(keep, p)
 		}
 	}
 	clear(ls.shutWait[len(keep):])
 	ls.shutWait = keep
+	for _, f := range late {
+		f()
+	}
+}
+
+// The server's half-close: a FIN from the backend (or over TLS its
+// close_notify) while the client is still sending. What the server sent
+// has been relayed; the client's write side is shut once gnet has
+// written all of it (close_notify first over TLS), within FlushTimeout,
+// and what the client sends goes on to the server: the backend's socket
+// is duplicated in its OnClose and written by a halfConn, as the client's
+// is in halfClose. The session ends when the client's read side ends too
+// (its FIN or close_notify), when a write to the server fails (most
+// servers close rather than half-close after BYE or QUIT: the first
+// bytes the client sends after that get a reset), or by the idle timeout,
+// failover or a stop. The client sees the server's EOF at the point the
+// server sent it, and a client that closes then, as IMAP and POP3
+// clients do, ends the session at once.
+
+// serverEOF is told that the server sends nothing more (over TLS its
+// close_notify; the backend connection is still on the loop) and reports
+// whether the session goes on: only a relaying session whose client is
+// still sending does.
+func (s *session) serverEOF() bool {
+	if s.state != stRelay || s.hc != nil || s.upEOF {
+		return false
+	}
+	if !s.downEOF {
+		s.downEOF = true
+		s.shutClient()
+	}
+	return true
+}
+
+// shutClient shuts the client's write side once it has taken what the
+// server sent: close_notify over TLS, then shutdown(SHUT_WR). A client
+// that takes nothing for FlushTimeout is closed.
+func (s *session) shutClient() {
+	if s.clientShut || s.hc != nil || s.state != stRelay {
+		return
+	}
+	s.clientShut = true
+	if s.tc != nil {
+		_ = s.tc.CloseWrite()
+	}
+	now := s.Loop.Now()
+	s.shutWhenFlushed(s.Conn, func() bool { return s.state == stRelay && s.hc == nil },
+		now+int64(s.h.cfg.FlushTimeout), func() {
+			s.h.stats.Timeouts.Add(1)
+			s.closeNow()
+		})
+}
+
+// halfClose is called from the backend's OnClose on its EOF (a FIN) and
+// reports whether the session goes on with the backend's socket
+// duplicated: the server half-closed while the client is still sending.
+// It reports false when the session is in no state to go on or gnet
+// still held bytes for the server (counted: halfclose_lost).
+func (b *backend) halfClose(gc gnet.Conn, prev uint8) bool {
+	s := b.s
+	h := s.h
+	if prev != beRelay || s.state != stRelay || s.hc != nil || s.upEOF || b.io.InboundBuffered() > 0 {
+		return false
+	}
+	if gc.OutboundBuffered() > 0 {
+		h.stats.HalfCloseLost.Add(1)
+		h.log.Debug("mail server half-closed with bytes still queued for it: closing as before",
+			"protocol", s.proto.String(), "queued", gc.OutboundBuffered())
+		return false
+	}
+	if h.halfOpen.Load() >= int64(h.cfg.MaxHalfClosed) {
+		h.stats.HalfCloseLost.Add(1)
+		return false
+	}
+	fd, err := gc.Dup()
+	if err != nil {
+		h.stats.HalfCloseLost.Add(1)
+		h.log.Warn("mail half-close: dup failed", "err", err)
+		return false
+	}
+	f := os.NewFile(uintptr(fd), "mail-backend")
+	nc, err := net.FileConn(f)
+	_ = f.Close()
+	if err != nil {
+		h.stats.HalfCloseLost.Add(1)
+		h.log.Warn("mail half-close: dup failed", "err", err)
+		return false
+	}
+	var w io.Writer = nc
+	var tlsc net.Conn
+	if b.tc != nil {
+		if tlsc, err = b.tc.Detach(nc); err != nil {
+			_ = nc.Close()
+			h.stats.HalfCloseLost.Add(1)
+			h.log.Debug("mail half-close: backend TLS connection not detachable: closing", "err", err)
+			return false
+		}
+		w = tlsc
+	}
+	lp := s.Loop
+	var hc *halfConn
+	hc = newHalfConn(nc, w, tlsc, nil, h.cfg.FlushTimeout, func() {
+		h.halfOpen.Add(-1)
+		h.stats.HalfClosed.Add(-1)
+		_ = lp.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			lp.Tick()
+			if s.be == b && b.hc == hc && s.state == stRelay {
+				// A write to the server failed: it had closed, not
+				// half-closed, or took nothing for FlushTimeout.
+				s.closeNow()
+			}
+			return nil
+		}))
+	})
+	b.hc = hc
+	b.io = hc
+	b.state = beRelay
+	h.halfOpen.Add(1)
+	h.stats.HalfClosesServer.Add(1)
+	h.stats.HalfClosed.Add(1)
+	go hc.run()
+	s.serverEOF()
+	return true
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"frontdoor/mailproxy"
+	"frontdoor/poolmux"
+	"frontdoor/tlsterm"
 )
 
 // halfCloseAnswers is what the stub answers, byte for byte, to
@@ -279,4 +281,92 @@ func dialHalfClose(t *testing.T, h *harness, useTLS bool) *conn {
 	c.send("b SELECT INBOX\r\nc FETCH1M\r\nd LOGOUT\r\n")
 	closeWrite(t, c.Conn)
 	return c
+}
+
+// backendTLS points h's logins to a new stub served over TLS.
+func backendTLS(t *testing.T, h *harness) *stub {
+	t.Helper()
+	dir := t.TempDir()
+	certFile, keyFile, err := tlsterm.WriteSelfSigned(dir, []string{"127.0.0.1"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots, err := tlsterm.LoadCAFile(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := startStubTLS(t, false, &tls.Config{Certificates: []tls.Certificate{pair}})
+	h.auth.setBackend(st.Addr(), &poolmux.TLS{Client: tlsterm.NewClient(64<<10, quietLog()),
+		Config: tlsterm.ClientConfig(roots, "127.0.0.1")})
+	return st
+}
+
+// TestServerHalfClose: the other direction. A server that half-closes
+// gets what the client sends after, and the client reads the server's
+// EOF where the server sent it; the session ends when the client
+// half-closes too. Plaintext and TLS on each side.
+func TestServerHalfClose(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name                 string
+		clientTLS, serverTLS bool
+	}{{"plain", false, false}, {"client-tls", true, false}, {"server-tls", false, true}, {"both-tls", true, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := startHarness(t, false, nil)
+			st := h.stub
+			if tc.serverTLS {
+				st = backendTLS(t, h)
+			}
+			var c *conn
+			if tc.clientTLS {
+				c = h.dialTLS(t, lIMAPS)
+			} else {
+				c = h.dial(t, lIMAPPlain)
+			}
+			c.expect("* OK")
+			c.send("a LOGIN alice password\r\n")
+			c.until("a OK")
+			c.send("b HALFCLOSE\r\n")
+			checkAnswers(t, readAll(t, c), []byte("* HALF\r\n"))
+			waitStat(t, "halfclosed", h.h.Stats().HalfClosed.Load, 1)
+			c.send("c AFTER\r\nd MORE\r\n")
+			closeWrite(t, c.Conn)
+			waitStat(t, "lines after the half-close", func() int64 { return int64(len(st.After())) }, 2)
+			if got := st.After(); got[0] != "c AFTER" || got[1] != "d MORE" {
+				t.Fatalf("the server read %q after its half-close", got)
+			}
+			waitStat(t, "halfclosed", h.h.Stats().HalfClosed.Load, 0)
+			waitStat(t, "open", h.h.Stats().Open.Load, 0)
+			if n := h.h.Stats().HalfClosesServer.Load(); n != 1 {
+				t.Errorf("halfcloses_server = %d, want 1", n)
+			}
+		})
+	}
+}
+
+// TestServerCloseThenClientWrites: most servers close rather than
+// half-close after BYE. The client reads everything and the EOF; what it
+// sends then is refused by the server (a reset), which ends the session.
+func TestServerCloseThenClientWrites(t *testing.T) {
+	t.Parallel()
+	h := startHarness(t, false, nil)
+	c := h.dial(t, lIMAPPlain)
+	c.expect("* OK")
+	c.send("a LOGIN alice password\r\n")
+	c.until("a OK")
+	c.send("d LOGOUT\r\n")
+	checkAnswers(t, readAll(t, c), []byte("* BYE Logging out\r\nd OK Logout completed.\r\n"))
+	// Written after the server's close: the first write is accepted by
+	// the kernel, the reset comes back, the session ends.
+	for i := 0; i < 3 && h.h.Stats().HalfClosed.Load() > 0; i++ {
+		_, _ = c.Write([]byte("x NOOP\r\n"))
+		time.Sleep(20 * time.Millisecond)
+	}
+	waitStat(t, "halfclosed", h.h.Stats().HalfClosed.Load, 0)
+	waitStat(t, "open", h.h.Stats().Open.Load, 0)
 }

@@ -86,6 +86,14 @@ type stub struct {
 	hold   chan struct{} // closed at the end of the test: HOLD returns
 	mu     sync.Mutex
 	logins []string
+	after  []string // lines read after a HALFCLOSE
+}
+
+// After returns the lines the server read after it half-closed.
+func (s *stub) After() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.after...)
 }
 
 func startStub(t testing.TB, pop3 bool) *stub { return startStubTLS(t, pop3, nil) }
@@ -193,6 +201,26 @@ func (s *stub) serve(c net.Conn) {
 			_, _ = c.Write(bigMessage[:1<<20])
 			fmt.Fprint(c, ".\r\n")
 			continue
+		}
+		if strings.HasSuffix(line, " HALFCLOSE") {
+			// The server half-closes (RFC 9293 section 3.6; over TLS
+			// close_notify first) and records what it reads after.
+			fmt.Fprint(c, "* HALF\r\n")
+			if tc, ok := c.(*tls.Conn); ok {
+				_ = tc.CloseWrite()
+				_ = tc.NetConn().(*net.TCPConn).CloseWrite()
+			} else {
+				_ = c.(*net.TCPConn).CloseWrite()
+			}
+			for {
+				l, err := r.ReadString('\n')
+				if err != nil {
+					return
+				}
+				s.mu.Lock()
+				s.after = append(s.after, strings.TrimRight(l, "\r\n"))
+				s.mu.Unlock()
+			}
 		}
 		if strings.HasSuffix(line, " HOLD") {
 			// A server that neither answers nor closes (on a client's

@@ -204,6 +204,10 @@ type Stats struct {
 	HalfCloses    atomic.Int64
 	HalfClosed    atomic.Int64
 	HalfCloseLost atomic.Int64
+	// HalfClosesServer counts the sessions whose server half-closed (or
+	// closed: a FIN looks the same) while the client was still sending,
+	// and went on (HalfClosed counts them too while they last).
+	HalfClosesServer atomic.Int64
 }
 
 // Snapshot returns the counters by name.
@@ -214,7 +218,7 @@ func (s *Stats) Snapshot() map[string]int64 {
 		"backend_failed": s.BackendFailed.Load(), "relaying": s.Relaying.Load(), "bytes_up": s.BytesUp.Load(),
 		"bytes_down": s.BytesDown.Load(), "failover_closed": s.Failover.Load(), "timeouts": s.Timeouts.Load(),
 		"overflow": s.Overflow.Load(), "halfcloses": s.HalfCloses.Load(), "halfclosed": s.HalfClosed.Load(),
-		"halfclose_lost": s.HalfCloseLost.Load(),
+		"halfclose_lost": s.HalfCloseLost.Load(), "halfcloses_server": s.HalfClosesServer.Load(),
 	}
 }
 
@@ -274,9 +278,10 @@ type loopState struct {
 	// half-close (halfClose): l4 no longer lists them, so drains and
 	// CheckActive find them here.
 	half map[*session]struct{}
-	// shutWait holds the backends whose write side is to be shut once
-	// gnet has written what it holds for them (shutBackend).
-	shutWait []*backend
+	// shutWait holds the connections (a backend, or a client) whose write
+	// side is to be shut once gnet has written what it holds for them
+	// (shutWhenFlushed).
+	shutWait []shutPending
 }
 
 // NewLoop implements l4.Acceptor.
@@ -385,6 +390,11 @@ type session struct {
 	// its connection left gnet (halfclose.go); s.io is hc then.
 	hc       *halfConn
 	finished bool // finish ran
+	// downEOF: the server sends nothing more (it half-closed); the
+	// client's write side is shut once it has taken what was sent
+	// (clientShut: that is under way).
+	downEOF    bool
+	clientShut bool
 }
 
 // Accept implements l4.Acceptor.
@@ -531,7 +541,7 @@ func (s *session) overWaitBound() bool {
 
 // closeWith writes msg (plaintext or over TLS) and closes.
 func (s *session) closeWith(msg string) gnet.Action {
-	if msg != "" {
+	if msg != "" && !s.clientShut {
 		_, _ = s.io.Write([]byte(msg))
 	}
 	return s.closeNow()
@@ -583,7 +593,7 @@ func (s *session) bye(text string) gnet.Action {
 // it; our own closes pass nil, and failures other errors) may be a
 // half-close, which the session outlives (halfClose).
 func (s *session) OnClose(c gnet.Conn, err error) {
-	if s.hc == nil && errors.Is(err, io.EOF) && s.halfClose(c) {
+	if s.hc == nil && !s.downEOF && errors.Is(err, io.EOF) && s.halfClose(c) {
 		if s.tc != nil {
 			s.tc.OnClose()
 		}
