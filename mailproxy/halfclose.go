@@ -14,14 +14,14 @@ import (
 	"github.com/panjf2000/gnet/v2"
 )
 
-// Half-close (RFC 9293 section 3.6): a client may end its side of the
-// connection (shutdown(SHUT_WR), nc -N, a script piping its commands) and
-// still read the answers. gnet closes a socket as soon as a read returns
-// EOF, so without help the server's answers still to come would be lost.
+// Half-close (RFC 9293 section 3.6): either side may end its half of the
+// connection (shutdown(SHUT_WR), nc -N, a script piping its commands; over
+// TLS close_notify, RFC 8446 section 6.1) and still read what the other
+// sends. gnet closes a socket as soon as a read returns EOF, so without
+// help the answers still to come would be lost.
 //
-// What the proxy does instead, when the client's read side ends while its
-// login is being decided or its session relays (stAuth, stDelay,
-// stBackend, stRelay):
+// The client's half-close, while its login is being decided or its
+// session relays (stAuth, stDelay, stBackend, stRelay):
 //
 //   - In OnClose, which gnet calls before it closes its descriptor, the
 //     client's socket is duplicated (gnet.Conn.Dup, net.FileConn): the
@@ -37,27 +37,36 @@ import (
 //     overflow rule) written by one goroutine with blocking writes under
 //     FlushTimeout. When the server closes, the queue is flushed and the
 //     duplicate closed (close_notify over TLS, then the FIN).
+//   - A TLS client's close_notify with the TCP connection left open needs
+//     none of this: the connection stays on the loop, which goes on
+//     writing to it (upEOF); a FIN after it takes the path above. A FIN
+//     without close_notify is taken as a half-close too (RFC 8446 calls it
+//     a truncation; the relay passes on only what was sent, and IMAP and
+//     POP3 frame their commands themselves).
+//
+// The server's half-close (its FIN, or close_notify, while the client is
+// still sending) is the mirror image, further below: the backend's socket
+// is duplicated and written by a halfConn, the client's write side is shut
+// once it has taken everything.
 //
 // A half-closed session costs a duplicate descriptor and a goroutine,
-// only while it lasts; it is ended by the server's close, the idle
-// timeout, failover (CheckActive), a stop (the loop's drain) or a write
-// that the client does not take within FlushTimeout.
+// only while it lasts (Config.MaxHalfClosed bounds how many); it is ended
+// by the other side's close, the idle timeout, failover (CheckActive), a
+// stop (the loop's drain), the release of its loop after a reload, or a
+// write not taken within FlushTimeout.
 //
-// A TLS client's close_notify with the TCP connection left open is a
-// half-close too; it needs nothing of the above: the client connection
-// stays on the loop, which goes on writing to it (upEOF).
-//
-// Not covered: when the client half-closed while gnet still held bytes
-// for it (it was not reading what it was sent), gnet's close writes what
-// the socket takes at once and drops the rest, before or after OnClose,
-// and gnet gives no way to take those bytes back: such a session is
-// closed as before, counted in halfclose_lost.
+// Not covered: when a side half-closed while gnet still held bytes for it
+// (it was not reading what it was sent), gnet's close writes what the
+// socket takes at once and drops the rest, and gnet gives no way to take
+// those bytes back: such a session is closed as before, counted in
+// halfclose_lost. A FIN before the loop has taken a TLS connection over
+// from its handshake closes it.
 
-// halfConn is the write side of a client that half-closed: an
-// l4.Transport whose reads serve what the client had sent before its EOF
-// and whose writes are queued for the writer goroutine.
+// halfConn is the write side to a peer that half-closed (the client, or
+// the server): an l4.Transport whose reads serve what the peer had sent
+// before its EOF and whose writes are queued for the writer goroutine.
 type halfConn struct {
-	nc net.Conn  // the duplicate of the client's socket
+	nc net.Conn  // the duplicate of the peer's socket
 	w  io.Writer // nc, or the detached crypto/tls connection
 	// tlsc is the detached crypto/tls connection (nil on plaintext):
 	// closing it sends close_notify.

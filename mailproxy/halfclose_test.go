@@ -81,8 +81,10 @@ func TestHalfCloseIMAP(t *testing.T) {
 		name       string
 		tls        bool
 		afterLogin bool
-	}{{"plain/pipelined", false, false}, {"plain/relay", false, true},
-		{"tls/pipelined", true, false}, {"tls/relay", true, true}} {
+		notifyOnly bool // close_notify, the TCP connection left open
+	}{{"plain/pipelined", false, false, false}, {"plain/relay", false, true, false},
+		{"tls/pipelined", true, false, false}, {"tls/relay", true, true, false},
+		{"tls-notify/pipelined", true, false, true}, {"tls-notify/relay", true, true, true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			var c *conn
 			if tc.tls {
@@ -101,10 +103,30 @@ func TestHalfCloseIMAP(t *testing.T) {
 				c.send("a LOGIN alice password\r\n" + cmds)
 				want = append([]byte(halfCloseLogin), want...)
 			}
-			closeWrite(t, c.Conn)
+			if tc.notifyOnly {
+				if err := c.Conn.(*tls.Conn).CloseWrite(); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				closeWrite(t, c.Conn)
+			}
 			checkAnswers(t, readAll(t, c), want)
 		})
 	}
+}
+
+// TestHalfCloseFailedLogin: a half-closed client whose login fails gets
+// the failure, then EOF; what it pipelined behind is not answered.
+func TestHalfCloseFailedLogin(t *testing.T) {
+	t.Parallel()
+	h := startHarness(t, false, nil)
+	c := h.dial(t, lIMAPPlain)
+	c.expect("* OK")
+	c.send("a LOGIN alice wrong\r\nb NOOP\r\n")
+	closeWrite(t, c.Conn)
+	checkAnswers(t, readAll(t, c), []byte("a NO [AUTHENTICATIONFAILED] authentication failed\r\n"))
+	waitStat(t, "halfclosed", h.h.Stats().HalfClosed.Load, 0)
+	waitStat(t, "open", h.h.Stats().Open.Load, 0)
 }
 
 // TestHalfClosePOP3: USER, PASS, a 1 MiB RETR and QUIT after STLS, then

@@ -778,11 +778,12 @@ func (s *session) loginAnswer(_ bool, text string, final bool) gnet.Action {
 	if final {
 		return s.bye("too many failed logins")
 	}
-	if s.hc != nil {
+	if s.upEOF {
 		// The client has half-closed: what it pipelined behind a failed
 		// login is not answered; the answer is flushed and the
 		// connection closed.
-		return s.closeNow()
+		s.closeAfterFlush()
+		return gnet.None
 	}
 	s.state = stCommand
 	s.ls.login.Arm(&s.Deadline, s, s.Loop.Now())
