@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
@@ -391,4 +393,52 @@ func TestServerCloseThenClientWrites(t *testing.T) {
 	}
 	waitStat(t, "halfclosed", h.h.Stats().HalfClosed.Load, 0)
 	waitStat(t, "open", h.h.Stats().Open.Load, 0)
+}
+
+// TestHalfCloseMemory measures what a half-closed session costs beyond a
+// logged-in one: N sessions (FRONTDOOR_MAIL_HALF_CONNS, e.g. 2000; five
+// descriptors each in this process) wait on a server that holds, then
+// every client half-closes. Skipped unless the variable is set:
+//
+//	FRONTDOOR_MAIL_HALF_CONNS=2000 go test -run TestHalfCloseMemory -v ./mailproxy/
+func TestHalfCloseMemory(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("FRONTDOOR_MAIL_HALF_CONNS"))
+	if n <= 0 {
+		t.Skip("set FRONTDOOR_MAIL_HALF_CONNS=2000 to measure memory per half-closed session")
+	}
+	for _, useTLS := range []bool{false, true} {
+		t.Run(fmt.Sprint("tls=", useTLS), func(t *testing.T) {
+			h := startHarness(t, false, func(c *mailproxy.Config) { c.MaxHalfClosed = n })
+			h.auth.mu.Lock()
+			h.auth.seen["alice\x00password"] = true // a cached verdict
+			h.auth.mu.Unlock()
+			cs := make([]*conn, n)
+			for i := range cs {
+				if useTLS {
+					cs[i] = h.dialTLS(t, lIMAPS)
+				} else {
+					cs[i] = h.dial(t, lIMAPPlain)
+				}
+				cs[i].expect("* OK")
+				cs[i].send("a LOGIN alice password\r\n")
+				cs[i].until("a OK")
+				cs[i].send("b HOLD\r\n")
+				cs[i].expect("* HOLDING")
+			}
+			time.Sleep(200 * time.Millisecond)
+			before, g0 := measure(), runtime.NumGoroutine()
+			for _, c := range cs {
+				closeWrite(t, c.Conn)
+			}
+			waitStat(t, "halfclosed", h.h.Stats().HalfClosed.Load, int64(n))
+			time.Sleep(200 * time.Millisecond)
+			after, g1 := measure(), runtime.NumGoroutine()
+			per := func(a, b uint64) float64 { return float64(int64(b)-int64(a)) / float64(n) / 1024 }
+			t.Logf("%d half-closed sessions, beyond logged-in ones: heap %.2f KiB, stacks %.2f KiB, RSS %.2f KiB, goroutines %.2f per session",
+				n, per(before.heap, after.heap), per(before.stack, after.stack), per(before.rss, after.rss),
+				float64(g1-g0)/float64(n))
+			h.stub.release()
+			waitStat(t, "halfclosed", h.h.Stats().HalfClosed.Load, 0)
+		})
+	}
 }
