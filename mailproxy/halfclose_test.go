@@ -84,10 +84,18 @@ func TestHalfCloseIMAP(t *testing.T) {
 		tls        bool
 		afterLogin bool
 		notifyOnly bool // close_notify, the TCP connection left open
-	}{{"plain/pipelined", false, false, false}, {"plain/relay", false, true, false},
-		{"tls/pipelined", true, false, false}, {"tls/relay", true, true, false},
-		{"tls-notify/pipelined", true, false, true}, {"tls-notify/relay", true, true, true}} {
+		backendTLS bool
+	}{{"plain/pipelined", false, false, false, false}, {"plain/relay", false, true, false, false},
+		{"tls/pipelined", true, false, false, false}, {"tls/relay", true, true, false, false},
+		{"tls-notify/pipelined", true, false, true, false}, {"tls-notify/relay", true, true, true, false},
+		{"tls-backend/relay", false, true, false, true}, {"tls-both/pipelined", true, false, false, true}} {
 		t.Run(tc.name, func(t *testing.T) {
+			h := h
+			if tc.backendTLS {
+				// The backend's half-close is close_notify, then the FIN.
+				h = startHarness(t, false, nil)
+				backendTLS(t, h)
+			}
 			var c *conn
 			if tc.tls {
 				c = h.dialTLS(t, lIMAPS)
