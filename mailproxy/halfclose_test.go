@@ -450,3 +450,23 @@ func TestHalfCloseMemory(t *testing.T) {
 		})
 	}
 }
+
+// TestHalfCloseClientGone: a FIN looks the same for a close as for a
+// half-close. A client that sends its commands and closes outright is
+// served until the first write fails (its kernel's reset), then the
+// session ends, its goroutine with it.
+func TestHalfCloseClientGone(t *testing.T) {
+	t.Parallel()
+	h := startHarness(t, false, nil)
+	c := h.dial(t, lIMAPPlain)
+	c.expect("* OK")
+	c.send("a LOGIN alice password\r\n")
+	c.until("a OK")
+	c.send("b HOLD\r\nc FETCH1M\r\n") // the HOLD keeps the server from closing
+	c.expect("* HOLDING")
+	c.Close()
+	waitStat(t, "halfcloses", h.h.Stats().HalfCloses.Load, 1)
+	h.stub.release() // the server answers the FETCH now: the writes fail
+	waitStat(t, "halfclosed", h.h.Stats().HalfClosed.Load, 0)
+	waitStat(t, "open", h.h.Stats().Open.Load, 0)
+}

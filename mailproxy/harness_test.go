@@ -224,10 +224,11 @@ func (s *stub) serve(c net.Conn) {
 		}
 		if strings.HasSuffix(line, " HOLD") {
 			// A server that neither answers nor closes (on a client's
-			// half-close too) until the test releases it.
+			// half-close too) until the test releases it; it goes on
+			// then.
 			fmt.Fprint(c, "* HOLDING\r\n")
 			<-s.hold
-			return
+			continue
 		}
 		if line == "QUIT" && s.pop3 {
 			fmt.Fprint(c, "+OK Logging out.\r\n")
