@@ -593,11 +593,19 @@ func (s *session) bye(text string) gnet.Action {
 // it; our own closes pass nil, and failures other errors) may be a
 // half-close, which the session outlives (halfClose).
 func (s *session) OnClose(c gnet.Conn, err error) {
-	if s.hc == nil && !s.downEOF && errors.Is(err, io.EOF) && s.halfClose(c) {
-		if s.tc != nil {
-			s.tc.OnClose()
+	if s.hc == nil && errors.Is(err, io.EOF) {
+		switch {
+		case !s.downEOF && s.halfClose(c):
+			if s.tc != nil {
+				s.tc.OnClose()
+			}
+			return
+		case (s.downEOF || s.state == stFlush) && c.OutboundBuffered() > 0:
+			// The client half-closed while the server's last answers
+			// were still being written to it: what gnet cannot write at
+			// its close is lost (halfClose counts the other states).
+			s.h.stats.HalfCloseLost.Add(1)
 		}
-		return
 	}
 	if s.tc != nil {
 		s.tc.OnClose()
