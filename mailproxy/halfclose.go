@@ -72,7 +72,8 @@ type halfConn struct {
 	// closing it sends close_notify.
 	tlsc    net.Conn
 	timeout time.Duration // FlushTimeout: each write, and the final flush
-	// in is what the client sent before its EOF, not yet taken.
+	// in is what the peer sent before its EOF, not yet taken (the
+	// client's commands pipelined behind its login; nil for a server).
 	in []byte
 	// ended is called once, from the writer goroutine, when it is done.
 	ended func()
@@ -90,7 +91,7 @@ func newHalfConn(nc net.Conn, w io.Writer, tlsc net.Conn, in []byte, timeout tim
 	return &halfConn{nc: nc, w: w, tlsc: tlsc, in: in, timeout: timeout, ended: ended, kick: make(chan struct{}, 1)}
 }
 
-// Peek serves what the client sent before its EOF.
+// Peek serves what the peer sent before its EOF.
 func (hc *halfConn) Peek(n int) ([]byte, error) {
 	if n > len(hc.in) {
 		return nil, io.ErrShortBuffer
@@ -112,10 +113,10 @@ func (hc *halfConn) Discard(n int) (int, error) {
 	return n, nil
 }
 
-// InboundBuffered counts what the client sent that is not yet taken.
+// InboundBuffered counts what the peer sent that is not yet taken.
 func (hc *halfConn) InboundBuffered() int { return len(hc.in) }
 
-// Write queues a copy of p for the client.
+// Write queues a copy of p for the peer.
 func (hc *halfConn) Write(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
@@ -239,8 +240,7 @@ func (s *session) halfClose(c gnet.Conn) bool {
 			"protocol", s.proto.String(), "queued", c.OutboundBuffered())
 		return false
 	}
-	if h.halfOpen.Load() >= int64(h.cfg.MaxHalfClosed) {
-		h.stats.HalfCloseLost.Add(1)
+	if !h.reserveHalf() {
 		h.log.Debug("mail client half-closed beyond max half-closed sessions: closing", "protocol", s.proto.String())
 		return false
 	}
@@ -258,6 +258,7 @@ func (s *session) halfClose(c gnet.Conn) bool {
 	}
 	fd, err := c.Dup()
 	if err != nil {
+		h.halfOpen.Add(-1)
 		h.stats.HalfCloseLost.Add(1)
 		h.log.Warn("mail half-close: dup failed", "err", err)
 		return false
@@ -266,6 +267,7 @@ func (s *session) halfClose(c gnet.Conn) bool {
 	nc, err := net.FileConn(f)
 	_ = f.Close()
 	if err != nil {
+		h.halfOpen.Add(-1)
 		h.stats.HalfCloseLost.Add(1)
 		h.log.Warn("mail half-close: dup failed", "err", err)
 		return false
@@ -275,6 +277,7 @@ func (s *session) halfClose(c gnet.Conn) bool {
 	if s.tc != nil {
 		if tlsc, err = s.tc.Detach(nc); err != nil {
 			_ = nc.Close()
+			h.halfOpen.Add(-1)
 			h.stats.HalfCloseLost.Add(1)
 			h.log.Debug("mail half-close: TLS connection not detachable: closing", "err", err)
 			return false
@@ -295,7 +298,6 @@ func (s *session) halfClose(c gnet.Conn) bool {
 	s.hc = hc
 	s.io = hc
 	s.upEOF = true
-	h.halfOpen.Add(1)
 	h.stats.HalfCloses.Add(1)
 	h.stats.HalfClosed.Add(1)
 	s.ls.half[s] = struct{}{}
@@ -312,6 +314,17 @@ func (s *session) halfClose(c gnet.Conn) bool {
 		s.shutBackend()
 	default:
 		s.ls.login.Arm(&s.Deadline, s, now)
+	}
+	return true
+}
+
+// reserveHalf takes one of the MaxHalfClosed places (counting a refusal in
+// halfclose_lost); a failure after it gives the place back.
+func (h *Handler) reserveHalf() bool {
+	if h.halfOpen.Add(1) > int64(h.cfg.MaxHalfClosed) {
+		h.halfOpen.Add(-1)
+		h.stats.HalfCloseLost.Add(1)
+		return false
 	}
 	return true
 }
@@ -490,12 +503,12 @@ func (b *backend) halfClose(gc gnet.Conn, prev uint8) bool {
 			"protocol", s.proto.String(), "queued", gc.OutboundBuffered())
 		return false
 	}
-	if h.halfOpen.Load() >= int64(h.cfg.MaxHalfClosed) {
-		h.stats.HalfCloseLost.Add(1)
+	if !h.reserveHalf() {
 		return false
 	}
 	fd, err := gc.Dup()
 	if err != nil {
+		h.halfOpen.Add(-1)
 		h.stats.HalfCloseLost.Add(1)
 		h.log.Warn("mail half-close: dup failed", "err", err)
 		return false
@@ -504,6 +517,7 @@ func (b *backend) halfClose(gc gnet.Conn, prev uint8) bool {
 	nc, err := net.FileConn(f)
 	_ = f.Close()
 	if err != nil {
+		h.halfOpen.Add(-1)
 		h.stats.HalfCloseLost.Add(1)
 		h.log.Warn("mail half-close: dup failed", "err", err)
 		return false
@@ -513,6 +527,7 @@ func (b *backend) halfClose(gc gnet.Conn, prev uint8) bool {
 	if b.tc != nil {
 		if tlsc, err = b.tc.Detach(nc); err != nil {
 			_ = nc.Close()
+			h.halfOpen.Add(-1)
 			h.stats.HalfCloseLost.Add(1)
 			h.log.Debug("mail half-close: backend TLS connection not detachable: closing", "err", err)
 			return false
@@ -537,7 +552,6 @@ func (b *backend) halfClose(gc gnet.Conn, prev uint8) bool {
 	b.hc = hc
 	b.io = hc
 	b.state = beRelay
-	h.halfOpen.Add(1)
 	h.stats.HalfClosesServer.Add(1)
 	h.stats.HalfClosed.Add(1)
 	go hc.run()

@@ -279,12 +279,18 @@ func TestHalfCloseNoLeak(t *testing.T) {
 		checkAnswers(t, <-done, want)
 	}
 	waitStat(t, "halfclosed", h.h.Stats().HalfClosed.Load, 0)
+	// A leak per session would show n more. A slack of 2: a goroutine of
+	// the runtime or the harness (a timer's callback, a stub connection
+	// still closing) may be alive at either count (seen once in about 60
+	// runs of the whole package: 19 after, 18 before).
+	const slack = 2
 	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > base && time.Now().Before(deadline) {
+	for runtime.NumGoroutine() > base+slack && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if g := runtime.NumGoroutine(); g > base {
-		t.Fatalf("%d goroutines after the sessions ended, %d before", g, base)
+	if g := runtime.NumGoroutine(); g > base+slack {
+		buf := make([]byte, 1<<20)
+		t.Fatalf("%d goroutines after the sessions ended, %d before:\n%s", g, base, buf[:runtime.Stack(buf, true)])
 	}
 	// Over TLS the server's close may come before the client's FIN (the
 	// close_notify alone is a half-close on a connection that stays on
