@@ -207,6 +207,7 @@ func TestMailDovecot(t *testing.T) {
 	if !strings.Contains(b.mbx1.Log(), "user=<alice>") || !strings.Contains(b.mbx2.Log(), "user=<bob>") {
 		t.Errorf("dovecot logs lack the logins:\n%s\n%s", b.mbx1.Log(), b.mbx2.Log())
 	}
+	t.Run("halfclose", func(t *testing.T) { mailHalfClose(t, b) })
 	t.Run("coalesce", func(t *testing.T) { mailCoalesce(t, b) })
 	t.Run("client-address", func(t *testing.T) { mailClientAddress(t, b) })
 	t.Run("throttle", func(t *testing.T) { mailThrottle(t, b) })

@@ -47,6 +47,7 @@ type collector struct {
 	trims, trimmedBytes, component *prometheus.Desc
 
 	mailOpen, mailRelaying, mailEvents, mailBytes *prometheus.Desc
+	mailHalfClosed                                *prometheus.Desc
 
 	all []*prometheus.Desc
 }
@@ -128,7 +129,8 @@ func newCollector(g *Gateway) *collector {
 
 	c.mailOpen = d("mail_sessions_open", "IMAP and POP3 client sessions open now.")
 	c.mailRelaying = d("mail_sessions_relaying", "IMAP and POP3 sessions logged in and relaying now.")
-	c.mailEvents = d("mail_events_total", "IMAP and POP3 events (sessions, logins_ok, logins_failed, throttled, starttls, backend_failed, failover_closed, timeouts, overflow; docs/mail.md).", "event")
+	c.mailEvents = d("mail_events_total", "IMAP and POP3 events (sessions, logins_ok, logins_failed, throttled, starttls, backend_failed, failover_closed, timeouts, overflow, halfcloses, halfcloses_server, halfclose_lost; docs/mail.md).", "event")
+	c.mailHalfClosed = d("mail_sessions_half_closed", "IMAP and POP3 sessions going on after one side half-closed, now (each holds a duplicate descriptor and a goroutine; docs/mail.md).")
 	c.mailBytes = d("mail_relayed_bytes_total", "Bytes relayed after login, by direction (up: client to server).", "direction")
 	return c
 }
@@ -278,6 +280,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 				gauge(c.mailOpen, v)
 			case "relaying":
 				gauge(c.mailRelaying, v)
+			case "halfclosed":
+				gauge(c.mailHalfClosed, v)
 			case "bytes_up":
 				counter(c.mailBytes, v, "up")
 			case "bytes_down":

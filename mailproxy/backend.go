@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 
@@ -65,6 +67,12 @@ type backend struct {
 	idSent bool
 	// post collects the untagged answers to the login, for the client.
 	post []byte
+	// shut: the client half-closed and the write side is shut, or is to
+	// be once gnet has written what it holds (shutBackend).
+	shut bool
+	// hc is the write side to the server after it half-closed and its
+	// connection left gnet (halfclose.go); io is hc then.
+	hc *halfConn
 }
 
 // newBackend dials the server off the loop and enrolls the connection on
@@ -139,13 +147,23 @@ func (b *backend) close() {
 }
 
 // OnClose implements l4.Handler.
-func (b *backend) OnClose(_ gnet.Conn, err error) {
-	if b.tc != nil {
-		b.tc.OnClose()
-	}
+func (b *backend) OnClose(gc gnet.Conn, err error) {
 	prev := b.state
 	b.state = beClosed
 	s := b.s
+	if s.be == b && errors.Is(err, io.EOF) {
+		// The server's FIN: maybe a half-close (halfclose.go).
+		s.Loop.Tick()
+		if b.halfClose(gc, prev) {
+			if b.tc != nil {
+				b.tc.OnClose()
+			}
+			return
+		}
+	}
+	if b.tc != nil {
+		b.tc.OnClose()
+	}
 	if s.be != b {
 		return
 	}
@@ -171,13 +189,28 @@ func (b *backend) OnTraffic(gc gnet.Conn) gnet.Action {
 		return gnet.Close
 	}
 	s.Loop.Tick()
+	peerEOF := false
 	if b.tc != nil {
-		if _, err := b.tc.OnTraffic(); err != nil {
+		_, err := b.tc.OnTraffic()
+		if b.state == beRelay && (err == io.EOF || (err == nil && b.tc.PeerClosed())) {
+			// close_notify: the server's half-close over TLS (RFC 8446
+			// section 6.1); what came before it is relayed first.
+			peerEOF, err = true, nil
+		}
+		if err != nil {
 			return gnet.Close
 		}
 	}
 	if b.state == beRelay {
-		return b.relayDown()
+		act := b.relayDown()
+		if peerEOF && act != gnet.Close && b.state == beRelay {
+			if !s.serverEOF() {
+				return gnet.Close
+			}
+			// Nothing after close_notify is read.
+			_, _ = gc.Discard(-1)
+		}
+		return act
 	}
 	for b.state == beGreeting || b.state == beLogin {
 		buf, _ := b.io.Peek(-1)

@@ -108,3 +108,65 @@ func BenchmarkIMAPFetch10MiB(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkIMAPLogout measures whole sessions that end: connect, LOGIN,
+// LOGOUT, the server's close, the client's. "logout" reads to EOF and
+// then closes (the server's FIN is relayed as a half-close); "halfclose"
+// half-closes right behind its LOGOUT, then reads to EOF (the client's
+// FIN goes through a duplicate and a writer goroutine).
+func BenchmarkIMAPLogout(b *testing.B) {
+	for _, half := range []bool{false, true} {
+		name := "logout"
+		if half {
+			name = "halfclose"
+		}
+		b.Run(name, func(b *testing.B) {
+			h := startHarness(b, false, nil)
+			session := func() error {
+				c, err := net.DialTimeout("tcp", h.addrs[lIMAPPlain], 5*time.Second)
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				r := bufio.NewReader(c)
+				if l, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(l, "* OK") {
+					return fmt.Errorf("greeting %q: %v", l, err)
+				}
+				if _, err := io.WriteString(c, "a LOGIN alice password\r\nb LOGOUT\r\n"); err != nil {
+					return err
+				}
+				if half {
+					if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+						return err
+					}
+				}
+				out, err := io.ReadAll(r)
+				if err != nil {
+					return err
+				}
+				if !strings.HasSuffix(string(out), "b OK Logout completed.\r\n") {
+					return fmt.Errorf("logout: %q", out)
+				}
+				return nil
+			}
+			if err := session(); err != nil { // the first verification is off the loop
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			cpu0, t0 := cpuTime(), time.Now()
+			b.SetParallelism(4)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := session(); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			el, cpu := time.Since(t0), cpuTime()-cpu0
+			b.ReportMetric(float64(b.N)/el.Seconds(), "sessions/s")
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-us/session")
+		})
+	}
+}

@@ -34,13 +34,22 @@
 //     code), is relayed to the client under the client's tag.
 //   - The relay: bytes both ways on the loop. gnet cannot stop reading a
 //     socket, so what waits for a slow reader is bounded
-//     (MaxRelayBufferBytes) and the session is closed beyond it. An end of
-//     either connection closes the other once what was read from the
-//     first has been written (gnet has no half-close: a read EOF closes the
-//     connection, so a FIN is propagated as a close after the flush). An
+//     (MaxRelayBufferBytes) and the session is closed beyond it. An
 //     idle timeout ends quiet sessions (IMAP's default 30 minutes covers
 //     IDLE, RFC 9051 section 5.4; POP3's default 10 minutes, RFC 1939
 //     section 3).
+//   - Half-close, both ways (RFC 9293 section 3.6; over TLS close_notify,
+//     RFC 8446 section 6.1): gnet closes a socket on a read EOF, but calls
+//     OnClose before it closes the descriptor, so the side that sent its
+//     FIN is duplicated there (gnet.Conn.Dup; tlsterm.Conn.Detach over
+//     TLS) and written by one goroutine through a bounded queue, while
+//     the other side stays on the loop and has its write side shut once
+//     everything was relayed to it. A client that pipelines LOGOUT (or a
+//     RETR and QUIT) and half-closes gets every answer; the server sees
+//     the EOF where the client sent it. The duplicate and the goroutine
+//     exist only while a side is half-closed (halfclose.go says what ends
+//     them and what remains lossy: a half-close while gnet still held
+//     bytes for that side, counted in halfclose_lost).
 //   - Failover: CheckActive closes the sessions whose server no longer
 //     holds their database's active copy, with "* BYE" (IMAP, RFC 9051
 //     section 7.1.5) or "-ERR" (POP3), so the client reconnects and lands

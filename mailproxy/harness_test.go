@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,7 +27,12 @@ import (
 // Pending and woken from another goroutine, as the gateway's workers do)
 // and a stub mail server in Go that records what the proxy sent it.
 
-func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func quietLog() *slog.Logger {
+	if os.Getenv("MAILPROXY_DEBUG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
 
 // fakeAuth accepts the users in pw; each credential is "verified" off the
 // loop once, then answered at once.
@@ -77,8 +83,17 @@ func (a *fakeAuth) Login(proto mailproxy.Protocol, user, pass []byte, client net
 type stub struct {
 	ln     net.Listener
 	pop3   bool
+	hold   chan struct{} // closed at the end of the test: HOLD returns
 	mu     sync.Mutex
 	logins []string
+	after  []string // lines read after a HALFCLOSE
+}
+
+// After returns the lines the server read after it half-closed.
+func (s *stub) After() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.after...)
 }
 
 func startStub(t testing.TB, pop3 bool) *stub { return startStubTLS(t, pop3, nil) }
@@ -92,8 +107,8 @@ func startStubTLS(t testing.TB, pop3 bool, cfg *tls.Config) *stub {
 	if cfg != nil {
 		ln = tls.NewListener(ln, cfg)
 	}
-	s := &stub{ln: ln, pop3: pop3}
-	t.Cleanup(func() { ln.Close() })
+	s := &stub{ln: ln, pop3: pop3, hold: make(chan struct{})}
+	t.Cleanup(func() { ln.Close(); s.release() })
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -104,6 +119,17 @@ func startStubTLS(t testing.TB, pop3 bool, cfg *tls.Config) *stub {
 		}
 	}()
 	return s
+}
+
+// release ends the HOLDs (once).
+func (s *stub) release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case <-s.hold:
+	default:
+		close(s.hold)
+	}
 }
 
 func (s *stub) Addr() string { return s.ln.Addr().String() }
@@ -155,6 +181,57 @@ func (s *stub) serve(c net.Conn) {
 			// 4 MiB, then the end of the session (a POP3 RETR and
 			// QUIT pipelined, an IMAP FETCH and LOGOUT).
 			_, _ = c.Write(bigMessage[:4<<20])
+			return
+		}
+		if tag, ok := strings.CutSuffix(line, " FETCH1M"); ok && !s.pop3 {
+			// A 1 MiB message (the half-close tests).
+			fmt.Fprintf(c, "* 1 FETCH (BODY[] {%d}\r\n", 1<<20)
+			_, _ = c.Write(bigMessage[:1<<20])
+			fmt.Fprintf(c, ")\r\n%s OK FETCH completed\r\n", tag)
+			continue
+		}
+		if tag, ok := strings.CutSuffix(line, " LOGOUT"); ok && !s.pop3 {
+			// As a server does (RFC 9051 section 6.1.3): BYE, the
+			// tagged OK, then the close.
+			fmt.Fprintf(c, "* BYE Logging out\r\n%s OK Logout completed.\r\n", tag)
+			return
+		}
+		if line == "RETR 1" && s.pop3 {
+			fmt.Fprintf(c, "+OK %d octets\r\n", 1<<20)
+			_, _ = c.Write(bigMessage[:1<<20])
+			fmt.Fprint(c, ".\r\n")
+			continue
+		}
+		if strings.HasSuffix(line, " HALFCLOSE") {
+			// The server half-closes (RFC 9293 section 3.6; over TLS
+			// close_notify first) and records what it reads after.
+			fmt.Fprint(c, "* HALF\r\n")
+			if tc, ok := c.(*tls.Conn); ok {
+				_ = tc.CloseWrite()
+				_ = tc.NetConn().(*net.TCPConn).CloseWrite()
+			} else {
+				_ = c.(*net.TCPConn).CloseWrite()
+			}
+			for {
+				l, err := r.ReadString('\n')
+				if err != nil {
+					return
+				}
+				s.mu.Lock()
+				s.after = append(s.after, strings.TrimRight(l, "\r\n"))
+				s.mu.Unlock()
+			}
+		}
+		if strings.HasSuffix(line, " HOLD") {
+			// A server that neither answers nor closes (on a client's
+			// half-close too) until the test releases it; it goes on
+			// then.
+			fmt.Fprint(c, "* HOLDING\r\n")
+			<-s.hold
+			continue
+		}
+		if line == "QUIT" && s.pop3 {
+			fmt.Fprint(c, "+OK Logging out.\r\n")
 			return
 		}
 		if tag, ok := strings.CutSuffix(line, " FETCH10M"); ok && !s.pop3 {

@@ -3,6 +3,8 @@ package mailproxy
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -144,7 +146,12 @@ type Config struct {
 	FlushTimeout time.Duration
 	// ConnectTimeout bounds the backend dial and TLS handshake (default 5s).
 	ConnectTimeout time.Duration
-	Log            *slog.Logger
+	// MaxHalfClosed bounds the sessions kept going after their client
+	// half-closed (default 1024): each holds a duplicate descriptor and a
+	// goroutine, outside l4's connection count. Beyond it a half-close
+	// closes the session as a full close does (counted in halfclose_lost).
+	MaxHalfClosed int
+	Log           *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -163,6 +170,7 @@ func (c *Config) defaults() {
 	def(&c.MaxCommandBytes, 16<<10)
 	def(&c.MaxRelayBufferBytes, 64<<20)
 	def(&c.MaxFailures, 3)
+	def(&c.MaxHalfClosed, 1024)
 	defd(&c.LoginTimeout, 60*time.Second)
 	defd(&c.IMAPIdleTimeout, 30*time.Minute)
 	defd(&c.POP3IdleTimeout, 10*time.Minute)
@@ -189,6 +197,17 @@ type Stats struct {
 	Failover      atomic.Int64 // sessions closed because their database moved
 	Timeouts      atomic.Int64 // login and idle timeouts
 	Overflow      atomic.Int64 // closed: a line, literal or relay buffer over its bound
+	// HalfCloses counts the sessions whose client half-closed (a FIN, or
+	// over TLS close_notify) and went on, HalfClosed those doing so now,
+	// HalfCloseLost the half-closes that closed the session as a full
+	// close does (gnet still held bytes for the client, MaxHalfClosed).
+	HalfCloses    atomic.Int64
+	HalfClosed    atomic.Int64
+	HalfCloseLost atomic.Int64
+	// HalfClosesServer counts the sessions whose server half-closed (or
+	// closed: a FIN looks the same) while the client was still sending,
+	// and went on (HalfClosed counts them too while they last).
+	HalfClosesServer atomic.Int64
 }
 
 // Snapshot returns the counters by name.
@@ -198,7 +217,8 @@ func (s *Stats) Snapshot() map[string]int64 {
 		"logins_failed": s.LoginsFailed.Load(), "throttled": s.Throttled.Load(), "starttls": s.StartTLS.Load(),
 		"backend_failed": s.BackendFailed.Load(), "relaying": s.Relaying.Load(), "bytes_up": s.BytesUp.Load(),
 		"bytes_down": s.BytesDown.Load(), "failover_closed": s.Failover.Load(), "timeouts": s.Timeouts.Load(),
-		"overflow": s.Overflow.Load(),
+		"overflow": s.Overflow.Load(), "halfcloses": s.HalfCloses.Load(), "halfclosed": s.HalfClosed.Load(),
+		"halfclose_lost": s.HalfCloseLost.Load(), "halfcloses_server": s.HalfClosesServer.Load(),
 	}
 }
 
@@ -213,6 +233,8 @@ type Handler struct {
 
 	mu    sync.Mutex
 	loops []*loopState
+	// halfOpen counts the half-closed sessions, for MaxHalfClosed.
+	halfOpen atomic.Int64
 }
 
 // NewHandler makes a Handler. stats may be shared with the Handler of an
@@ -252,6 +274,14 @@ type loopState struct {
 	// flush is a poll (a zero-length list, re-armed every sweep) of the
 	// sessions waiting for their client to take the rest (stFlush).
 	flush *l4.DeadlineList
+	// half holds the sessions whose client connection left gnet after a
+	// half-close (halfClose): l4 no longer lists them, so drains and
+	// CheckActive find them here.
+	half map[*session]struct{}
+	// shutWait holds the connections (a backend, or a client) whose write
+	// side is to be shut once gnet has written what it holds for them
+	// (shutWhenFlushed).
+	shutWait []shutPending
 }
 
 // NewLoop implements l4.Acceptor.
@@ -262,7 +292,16 @@ func (h *Handler) NewLoop(lp *l4.Loop) {
 		imapIdle: lp.NewDeadlineList("imap_idle", h.cfg.IMAPIdleTimeout),
 		pop3Idle: lp.NewDeadlineList("pop3_idle", h.cfg.POP3IdleTimeout),
 		flush:    lp.NewDeadlineList("mail_flush", 0),
+		half:     map[*session]struct{}{},
 	}
+	lp.OnSweep(ls.sweepShutWait)
+	lp.OnDrain(func() {
+		// A stop ends them with the protocol's farewell, like the
+		// sessions l4 lists (Drain); a reload leaves them alone.
+		if lp.Draining() {
+			ls.endHalfClosed("[UNAVAILABLE] server shutting down")
+		}
+	})
 	h.mu.Lock()
 	h.loops = append(h.loops, ls)
 	h.mu.Unlock()
@@ -275,6 +314,8 @@ func (h *Handler) Release(lp *l4.Loop) {
 	for i, ls := range h.loops {
 		if ls.lp == lp {
 			h.loops = append(h.loops[:i], h.loops[i+1:]...)
+			// lp is swept no more: no idle timeout would end them.
+			ls.endHalfClosed("[UNAVAILABLE] server reconfigured, please reconnect")
 			return
 		}
 	}
@@ -342,6 +383,18 @@ type session struct {
 	be       *backend
 	relaying bool  // counted in Stats.Relaying
 	flushEnd int64 // stFlush: when to give up on the client
+	// upEOF: the client sends nothing more (a FIN, or close_notify over
+	// TLS); once what it sent is relayed the backend's write side is shut.
+	upEOF bool
+	// hc is the client's write side after it half-closed with a FIN and
+	// its connection left gnet (halfclose.go); s.io is hc then.
+	hc       *halfConn
+	finished bool // finish ran
+	// downEOF: the server sends nothing more (it half-closed); the
+	// client's write side is shut once it has taken what was sent
+	// (clientShut: that is under way).
+	downEOF    bool
+	clientShut bool
 }
 
 // Accept implements l4.Acceptor.
@@ -386,8 +439,15 @@ func (s *session) OnTraffic(c gnet.Conn) gnet.Action {
 		_, _ = c.Discard(-1)
 		return gnet.Close
 	}
+	peerEOF := false
 	if s.tc != nil {
 		ready, err := s.tc.OnTraffic()
+		if err == io.EOF || (err == nil && s.tc.PeerClosed()) {
+			// close_notify: the client's half-close over TLS (RFC 8446
+			// section 6.1), the TCP connection left open. What came
+			// before it is processed first.
+			peerEOF, err = true, nil
+		}
 		if err != nil {
 			return gnet.Close
 		}
@@ -402,7 +462,35 @@ func (s *session) OnTraffic(c gnet.Conn) gnet.Action {
 			s.state = stCommand
 		}
 	}
-	return s.process()
+	act := s.process()
+	if peerEOF && act != gnet.Close && s.state != stClosed && !s.clientEOF() {
+		return gnet.Close
+	}
+	return act
+}
+
+// clientEOF is told that the client sends nothing more over TLS
+// (close_notify) and reports whether the session goes on: while its
+// login is decided or it relays, what the server sends still reaches the
+// client, and the backend's write side is shut once everything the client
+// sent is relayed.
+func (s *session) clientEOF() bool {
+	switch s.state {
+	case stAuth, stDelay, stBackend, stRelay:
+	default:
+		return false
+	}
+	if !s.upEOF {
+		s.upEOF = true
+		// Nothing after close_notify is read: drop what more arrives
+		// rather than let it pile up in gnet's buffer.
+		_, _ = s.Conn.Discard(-1)
+	}
+	if s.state == stRelay {
+		s.relayUp()
+		s.shutBackend()
+	}
+	return true
 }
 
 // process handles what the client has sent, by state.
@@ -453,7 +541,7 @@ func (s *session) overWaitBound() bool {
 
 // closeWith writes msg (plaintext or over TLS) and closes.
 func (s *session) closeWith(msg string) gnet.Action {
-	if msg != "" {
+	if msg != "" && !s.clientShut {
 		_, _ = s.io.Write([]byte(msg))
 	}
 	return s.closeNow()
@@ -462,6 +550,14 @@ func (s *session) closeWith(msg string) gnet.Action {
 func (s *session) closeNow() gnet.Action {
 	s.state = stClosed
 	s.Disarm()
+	if s.hc != nil {
+		// The client connection left gnet: the writer flushes what is
+		// queued for it and closes it (halfEnded follows); the session
+		// ends now.
+		_ = s.hc.Close()
+		s.finish()
+		return gnet.None
+	}
 	if s.tc != nil {
 		_ = s.tc.Close()
 		return gnet.None
@@ -475,7 +571,7 @@ func (s *session) closeNow() gnet.Action {
 // within FlushTimeout: the server ended the session right after its last
 // answer (LOGOUT, QUIT, a pipelined RETR then QUIT).
 func (s *session) closeAfterFlush() {
-	if s.io.OutboundBuffered() == 0 {
+	if s.hc != nil || s.io.OutboundBuffered() == 0 {
 		s.closeNow()
 		return
 	}
@@ -493,13 +589,38 @@ func (s *session) bye(text string) gnet.Action {
 	return s.closeWith("* BYE " + text + "\r\n")
 }
 
-// OnClose implements l4.Handler.
+// OnClose implements l4.Handler. A client's EOF (a FIN: gnet closes on
+// it; our own closes pass nil, and failures other errors) may be a
+// half-close, which the session outlives (halfClose).
 func (s *session) OnClose(c gnet.Conn, err error) {
+	if s.hc == nil && errors.Is(err, io.EOF) {
+		switch {
+		case !s.downEOF && s.halfClose(c):
+			if s.tc != nil {
+				s.tc.OnClose()
+			}
+			return
+		case (s.downEOF || s.state == stFlush) && c.OutboundBuffered() > 0:
+			// The client half-closed while the server's last answers
+			// were still being written to it: what gnet cannot write at
+			// its close is lost (halfClose counts the other states).
+			s.h.stats.HalfCloseLost.Add(1)
+		}
+	}
 	if s.tc != nil {
 		s.tc.OnClose()
 	}
 	s.state = stClosed
 	s.Disarm()
+	s.finish()
+}
+
+// finish releases what the session holds once it is over (once).
+func (s *session) finish() {
+	if s.finished {
+		return
+	}
+	s.finished = true
 	clear(s.pass)
 	s.pass = nil
 	if s.relaying {
@@ -665,6 +786,13 @@ func (s *session) loginAnswer(_ bool, text string, final bool) gnet.Action {
 	if final {
 		return s.bye("too many failed logins")
 	}
+	if s.upEOF {
+		// The client has half-closed: what it pipelined behind a failed
+		// login is not answered; the answer is flushed and the
+		// connection closed.
+		s.closeAfterFlush()
+		return gnet.None
+	}
 	s.state = stCommand
 	s.ls.login.Arm(&s.Deadline, s, s.Loop.Now())
 	// Commands the client sent meanwhile are read now.
@@ -702,6 +830,7 @@ func (s *session) loggedIn(post []byte) {
 	if s.io.InboundBuffered() > 0 {
 		s.relayUp()
 	}
+	s.shutBackend()
 }
 
 // backendFailed is called when the backend could not be reached or
@@ -771,18 +900,24 @@ func (h *Handler) CheckActive(active func(database, server string) bool) {
 		ls := ls
 		_ = ls.lp.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 			ls.lp.Tick()
-			ls.lp.EachClient(func(ch l4.ClientHandler) {
-				s, ok := ch.(*session)
-				if !ok || s.h != h {
-					return
-				}
+			check := func(s *session) {
 				if (s.state == stRelay || s.state == stBackend) && !active(s.verdict.Backend.Database, s.verdict.Backend.Server) {
 					h.stats.Failover.Add(1)
 					h.log.Info("mail session closed: its database moved", "protocol", s.proto.String(),
 						"user", s.verdict.User, "database", s.verdict.Backend.Database, "server", s.verdict.Backend.Server)
 					s.bye("[UNAVAILABLE] mailbox moved to another server, please reconnect")
 				}
+			}
+			ls.lp.EachClient(func(ch l4.ClientHandler) {
+				if s, ok := ch.(*session); ok && s.h == h {
+					check(s)
+				}
 			})
+			// The half-closed sessions (l4 lists them no more); the
+			// BYE can still be read.
+			for s := range ls.half {
+				check(s)
+			}
 			return nil
 		}))
 	}
