@@ -462,6 +462,7 @@ func (s *session) serverEOF() bool {
 	}
 	if !s.downEOF {
 		s.downEOF = true
+		s.armIdle()
 		s.shutClient()
 	}
 	return true

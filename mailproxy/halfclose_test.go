@@ -409,6 +409,45 @@ func TestServerCloseThenClientWrites(t *testing.T) {
 	waitStat(t, "open", h.h.Stats().Open.Load, 0)
 }
 
+// TestServerGoneClientSilent: after the server's half-close (or its close
+// after LOGOUT) a client that neither sends nor closes is closed after
+// FlushTimeout of silence, not held for the idle timeout; a client that
+// keeps sending is relayed meanwhile.
+func TestServerGoneClientSilent(t *testing.T) {
+	t.Parallel()
+	h := startHarness(t, false, func(c *mailproxy.Config) {
+		c.FlushTimeout = 400 * time.Millisecond
+		c.IMAPIdleTimeout = time.Hour
+	})
+	c := h.dial(t, lIMAPPlain)
+	c.expect("* OK")
+	c.send("a LOGIN alice password\r\n")
+	c.until("a OK")
+	c.send("b HALFCLOSE\r\n")
+	checkAnswers(t, readAll(t, c), []byte("* HALF\r\n"))
+	waitStat(t, "halfclosed", h.h.Stats().HalfClosed.Load, 1)
+	// Sending keeps it: three lines 200 ms apart outlive FlushTimeout.
+	for i := 0; i < 3; i++ {
+		c.send(fmt.Sprintf("c%d AFTER\r\n", i))
+		time.Sleep(200 * time.Millisecond)
+	}
+	waitStat(t, "lines after the half-close", func() int64 { return int64(len(h.stub.After())) }, 3)
+	if n := h.h.Stats().HalfClosed.Load(); n != 1 {
+		t.Fatalf("halfclosed = %d while the client was sending, want 1", n)
+	}
+	timeouts := h.h.Stats().Timeouts.Load()
+	// Silence: closed within FlushTimeout (and the sweep), not an hour.
+	waitStat(t, "halfclosed", h.h.Stats().HalfClosed.Load, 0)
+	waitStat(t, "open", h.h.Stats().Open.Load, 0)
+	if n := h.h.Stats().Timeouts.Load(); n != timeouts+1 {
+		t.Errorf("timeouts %d -> %d, want one more", timeouts, n)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Error("the client connection is still open")
+	}
+}
+
 // TestHalfCloseMemory measures what a half-closed session costs beyond a
 // logged-in one: N sessions (FRONTDOOR_MAIL_HALF_CONNS, e.g. 2000; five
 // descriptors each in this process) wait on a server that holds, then

@@ -271,6 +271,9 @@ type loopState struct {
 	delay    *l4.DeadlineList
 	imapIdle *l4.DeadlineList
 	pop3Idle *l4.DeadlineList
+	// serverGone replaces the idle timeout once the server has
+	// half-closed (downEOF): FlushTimeout of silence from the client.
+	serverGone *l4.DeadlineList
 	// flush is a poll (a zero-length list, re-armed every sweep) of the
 	// sessions waiting for their client to take the rest (stFlush).
 	flush *l4.DeadlineList
@@ -287,12 +290,13 @@ type loopState struct {
 // NewLoop implements l4.Acceptor.
 func (h *Handler) NewLoop(lp *l4.Loop) {
 	ls := &loopState{h: h, lp: lp,
-		login:    lp.NewDeadlineList("mail_login", h.cfg.LoginTimeout),
-		delay:    lp.NewDeadlineList("mail_login_failure_delay", h.cfg.FailureDelay),
-		imapIdle: lp.NewDeadlineList("imap_idle", h.cfg.IMAPIdleTimeout),
-		pop3Idle: lp.NewDeadlineList("pop3_idle", h.cfg.POP3IdleTimeout),
-		flush:    lp.NewDeadlineList("mail_flush", 0),
-		half:     map[*session]struct{}{},
+		login:      lp.NewDeadlineList("mail_login", h.cfg.LoginTimeout),
+		delay:      lp.NewDeadlineList("mail_login_failure_delay", h.cfg.FailureDelay),
+		imapIdle:   lp.NewDeadlineList("imap_idle", h.cfg.IMAPIdleTimeout),
+		pop3Idle:   lp.NewDeadlineList("pop3_idle", h.cfg.POP3IdleTimeout),
+		serverGone: lp.NewDeadlineList("mail_server_half_closed", h.cfg.FlushTimeout),
+		flush:      lp.NewDeadlineList("mail_flush", 0),
+		half:       map[*session]struct{}{},
 	}
 	lp.OnSweep(ls.sweepShutWait)
 	lp.OnDrain(func() {
@@ -650,6 +654,10 @@ func (s *session) Expire(now int64) {
 		s.loginFailedNow()
 	case stRelay:
 		s.h.stats.Timeouts.Add(1)
+		if s.downEOF {
+			s.closeNow() // the client's write side is shut: no BYE
+			return
+		}
 		s.bye("autologout: idle for too long")
 	case stFlush:
 		switch {
@@ -843,6 +851,14 @@ func (s *session) backendFailed() {
 }
 
 func (s *session) armIdle() {
+	if s.downEOF {
+		// The server said all it will say and a mail server that
+		// half-closes has ended the session (after BYE, or +OK to
+		// QUIT): a client still sending is relayed, but one that
+		// neither sends nor closes is not held for the idle timeout.
+		s.ls.serverGone.Arm(&s.Deadline, s, s.Loop.Now())
+		return
+	}
 	if s.proto == POP3 {
 		s.ls.pop3Idle.Arm(&s.Deadline, s, s.Loop.Now())
 	} else {
