@@ -73,6 +73,7 @@ func (g *Gateway) newMailHandler(gen *generation) (*mailproxy.Handler, error) {
 		MaxLiteralBytes:      m.MaxLiteralBytes,
 		MaxCommandBytes:      m.MaxCommandBytes,
 		MaxRelayBufferBytes:  m.MaxRelayBufferBytes,
+		MaxHalfClosed:        m.MaxHalfClosed,
 		LoginTimeout:         m.LoginTimeout.D(),
 		IMAPIdleTimeout:      m.IMAPIdleTimeout.D(),
 		POP3IdleTimeout:      m.POP3IdleTimeout.D(),

@@ -55,6 +55,10 @@ type Mail struct {
 	// MaxRelayBufferBytes bounds what waits for a slow reader after login,
 	// per direction; beyond it the session is closed (default 64 MiB).
 	MaxRelayBufferBytes int `toml:"max_relay_buffer_bytes"`
+	// MaxHalfClosed bounds the sessions relayed on after one side
+	// half-closed (each holds a duplicate descriptor and a goroutine);
+	// beyond it a half-close closes the session (default 1024).
+	MaxHalfClosed int `toml:"max_half_closed"`
 }
 
 func mailDefaults() Mail {
@@ -73,6 +77,7 @@ func mailDefaults() Mail {
 		MaxLiteralBytes:      8 << 10,
 		MaxCommandBytes:      16 << 10,
 		MaxRelayBufferBytes:  64 << 20,
+		MaxHalfClosed:        1024,
 	}
 }
 
@@ -158,4 +163,5 @@ func (c *Config) validateMail(v checker) {
 	v.intIn("mail.max_literal_bytes", int64(m.MaxLiteralBytes), 512, 1<<20)
 	v.intIn("mail.max_command_bytes", int64(m.MaxCommandBytes), 1024, 4<<20)
 	v.intIn("mail.max_relay_buffer_bytes", int64(m.MaxRelayBufferBytes), 64<<10, 1<<30)
+	v.intIn("mail.max_half_closed", int64(m.MaxHalfClosed), 1, 1<<20)
 }
