@@ -122,7 +122,8 @@ func TestLiveFollowsFile(t *testing.T) {
 	if err := os.WriteFile(path, moved, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	took := waitFor(t, 2500*time.Millisecond, "reload after the file changed", func() bool { return l.Current().Generation == 2 })
+	// The snapshot is stored before the OnSwap functions run: wait for both.
+	took := waitFor(t, 2500*time.Millisecond, "reload after the file changed", func() bool { return l.Current().Generation == 2 && len(s.list()) > 0 })
 	t.Logf("reloaded %s after the write", took.Round(time.Millisecond))
 
 	cur := l.Current()
@@ -187,7 +188,8 @@ func TestLiveRefusesBadFile(t *testing.T) {
 		t.Fatal("a refused reload replaced the snapshot or ran OnSwap")
 	}
 	writeDirectory(t, filepath.Dir(path), moved)
-	waitFor(t, 2*time.Second, "reload of the good file", func() bool { return l.Current().Generation == 2 })
+	// The snapshot is stored before the OnSwap functions run: wait for both.
+	waitFor(t, 2*time.Second, "reload of the good file", func() bool { return l.Current().Generation == 2 && len(s.list()) > 0 })
 	if got := s.list(); len(got) != 1 || got[0][0] != first {
 		t.Errorf("OnSwap calls %v", got)
 	}
