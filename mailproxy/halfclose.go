@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"sync"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+
+	"frontdoor/tlsterm"
 )
 
 // Half-close (RFC 9293 section 3.6): either side may end its half of the
@@ -256,33 +259,9 @@ func (s *session) halfClose(c gnet.Conn) bool {
 		in = append(in, buf...)
 		_, _ = s.io.Discard(len(buf))
 	}
-	fd, err := c.Dup()
-	if err != nil {
-		h.halfOpen.Add(-1)
-		h.stats.HalfCloseLost.Add(1)
-		h.log.Warn("mail half-close: dup failed", "err", err)
+	nc, w, tlsc, ok := h.takeSocket(c, s.tc, "mail-client")
+	if !ok {
 		return false
-	}
-	f := os.NewFile(uintptr(fd), "mail-client")
-	nc, err := net.FileConn(f)
-	_ = f.Close()
-	if err != nil {
-		h.halfOpen.Add(-1)
-		h.stats.HalfCloseLost.Add(1)
-		h.log.Warn("mail half-close: dup failed", "err", err)
-		return false
-	}
-	var w io.Writer = nc
-	var tlsc net.Conn
-	if s.tc != nil {
-		if tlsc, err = s.tc.Detach(nc); err != nil {
-			_ = nc.Close()
-			h.halfOpen.Add(-1)
-			h.stats.HalfCloseLost.Add(1)
-			h.log.Debug("mail half-close: TLS connection not detachable: closing", "err", err)
-			return false
-		}
-		w = tlsc
 	}
 	lp := s.Loop
 	hc := newHalfConn(nc, w, tlsc, in, h.cfg.FlushTimeout, func() {
@@ -507,33 +486,9 @@ func (b *backend) halfClose(gc gnet.Conn, prev uint8) bool {
 	if !h.reserveHalf() {
 		return false
 	}
-	fd, err := gc.Dup()
-	if err != nil {
-		h.halfOpen.Add(-1)
-		h.stats.HalfCloseLost.Add(1)
-		h.log.Warn("mail half-close: dup failed", "err", err)
+	nc, w, tlsc, ok := h.takeSocket(gc, b.tc, "mail-backend")
+	if !ok {
 		return false
-	}
-	f := os.NewFile(uintptr(fd), "mail-backend")
-	nc, err := net.FileConn(f)
-	_ = f.Close()
-	if err != nil {
-		h.halfOpen.Add(-1)
-		h.stats.HalfCloseLost.Add(1)
-		h.log.Warn("mail half-close: dup failed", "err", err)
-		return false
-	}
-	var w io.Writer = nc
-	var tlsc net.Conn
-	if b.tc != nil {
-		if tlsc, err = b.tc.Detach(nc); err != nil {
-			_ = nc.Close()
-			h.halfOpen.Add(-1)
-			h.stats.HalfCloseLost.Add(1)
-			h.log.Debug("mail half-close: backend TLS connection not detachable: closing", "err", err)
-			return false
-		}
-		w = tlsc
 	}
 	lp := s.Loop
 	var hc *halfConn
@@ -558,4 +513,37 @@ func (b *backend) halfClose(gc gnet.Conn, prev uint8) bool {
 	go hc.run()
 	s.serverEOF()
 	return true
+}
+
+// takeSocket duplicates gc's socket for blocking use after a half-close
+// (gnet closes its own descriptor once OnClose returns; the duplicate keeps
+// the connection) and, over TLS, moves tc's state along (Detach). w is
+// what the session writes to: tlsc over TLS, nc otherwise. On failure the
+// place reserveHalf took is given back, the half-close is counted as lost
+// and the session closes as before; name labels the descriptor.
+func (h *Handler) takeSocket(gc gnet.Conn, tc *tlsterm.Conn, name string) (nc net.Conn, w io.Writer, tlsc net.Conn, ok bool) {
+	fail := func(level slog.Level, why string, err error) (net.Conn, io.Writer, net.Conn, bool) {
+		h.halfOpen.Add(-1)
+		h.stats.HalfCloseLost.Add(1)
+		h.log.Log(context.Background(), level, "mail half-close: "+why+": closing", "socket", name, "err", err)
+		return nil, nil, nil, false
+	}
+	fd, err := gc.Dup()
+	if err != nil {
+		return fail(slog.LevelWarn, "dup failed", err)
+	}
+	f := os.NewFile(uintptr(fd), name)
+	nc, err = net.FileConn(f)
+	_ = f.Close()
+	if err != nil {
+		return fail(slog.LevelWarn, "dup failed", err)
+	}
+	if tc == nil {
+		return nc, nc, nil, true
+	}
+	if tlsc, err = tc.Detach(nc); err != nil {
+		_ = nc.Close()
+		return fail(slog.LevelDebug, "TLS connection not detachable", err)
+	}
+	return nc, tlsc, tlsc, true
 }
