@@ -3,7 +3,6 @@ package bench
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -397,14 +396,7 @@ func TestSuiteWithWrk(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit code %d", code)
 	}
-	b, err := os.ReadFile(o.jsonFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep Report
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatal(err)
-	}
+	rep := readReport(t, o.jsonFile)
 	var got []string
 	for _, r := range rep.Results {
 		got = append(got, r.Scenario+"/"+r.Target+"/"+r.Loadgen)

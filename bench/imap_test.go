@@ -3,8 +3,6 @@ package bench
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"os"
 	"strings"
 	"testing"
 
@@ -59,14 +57,7 @@ func TestIMAPScenariosDovecot(t *testing.T) {
 	if code := runSuite(context.Background(), o, &stdout, &stderr); code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 	}
-	b, err := os.ReadFile(o.jsonFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep Report
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatal(err)
-	}
+	rep := readReport(t, o.jsonFile)
 	rows := map[string]RunReport{}
 	for _, rr := range rep.Results {
 		rows[rr.Scenario+"/"+rr.Target] = rr

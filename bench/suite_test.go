@@ -346,14 +346,7 @@ func TestSuiteWithFakeFrontdoor(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit code %d", code)
 	}
-	b, err := os.ReadFile(o.jsonFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep Report
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatal(err)
-	}
+	rep := readReport(t, o.jsonFile)
 	if len(rep.Results) != 4 {
 		t.Fatalf("%d results, want 4", len(rep.Results))
 	}
@@ -399,14 +392,7 @@ func TestSuiteRounds(t *testing.T) {
 	if code := runSuite(context.Background(), o, &stdout, &stderr); code != 0 {
 		t.Fatalf("exit code %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 	}
-	b, err := os.ReadFile(o.jsonFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep Report
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatal(err)
-	}
+	rep := readReport(t, o.jsonFile)
 	var got []string
 	for _, r := range rep.Results {
 		got = append(got, fmt.Sprintf("%s#%d", r.Target, r.Round))
