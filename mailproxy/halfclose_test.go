@@ -174,10 +174,9 @@ func waitStat(t *testing.T, what string, v func() int64, want int64) {
 	}
 }
 
-// halfClosedHold logs in, sends a HOLD (the server answers once and then
-// neither answers nor closes, on the half-close too), half-closes, and
-// reads the hold's answer: the session is then half-closed.
-func halfClosedHold(t *testing.T, h *harness, useTLS bool) *conn {
+// loggedIn connects to the IMAP listener (implicit TLS or plaintext) and
+// logs alice in.
+func loggedIn(t *testing.T, h *harness, useTLS bool) *conn {
 	t.Helper()
 	var c *conn
 	if useTLS {
@@ -188,6 +187,15 @@ func halfClosedHold(t *testing.T, h *harness, useTLS bool) *conn {
 	c.expect("* OK")
 	c.send("a LOGIN alice password\r\n")
 	c.until("a OK")
+	return c
+}
+
+// halfClosedHold logs in, sends a HOLD (the server answers once and then
+// neither answers nor closes, on the half-close too), half-closes, and
+// reads the hold's answer: the session is then half-closed.
+func halfClosedHold(t *testing.T, h *harness, useTLS bool) *conn {
+	t.Helper()
+	c := loggedIn(t, h, useTLS)
 	c.send("b HOLD\r\n")
 	closeWrite(t, c.Conn)
 	c.expect("* HOLDING")
@@ -307,15 +315,7 @@ func TestHalfCloseNoLeak(t *testing.T) {
 // half-closes.
 func dialHalfClose(t *testing.T, h *harness, useTLS bool) *conn {
 	t.Helper()
-	var c *conn
-	if useTLS {
-		c = h.dialTLS(t, lIMAPS)
-	} else {
-		c = h.dial(t, lIMAPPlain)
-	}
-	c.expect("* OK")
-	c.send("a LOGIN alice password\r\n")
-	c.until("a OK")
+	c := loggedIn(t, h, useTLS)
 	c.send("b SELECT INBOX\r\nc FETCH1M\r\nd LOGOUT\r\n")
 	closeWrite(t, c.Conn)
 	return c
@@ -360,15 +360,7 @@ func TestServerHalfClose(t *testing.T) {
 			if tc.serverTLS {
 				st = backendTLS(t, h)
 			}
-			var c *conn
-			if tc.clientTLS {
-				c = h.dialTLS(t, lIMAPS)
-			} else {
-				c = h.dial(t, lIMAPPlain)
-			}
-			c.expect("* OK")
-			c.send("a LOGIN alice password\r\n")
-			c.until("a OK")
+			c := loggedIn(t, h, tc.clientTLS)
 			c.send("b HALFCLOSE\r\n")
 			checkAnswers(t, readAll(t, c), []byte("* HALF\r\n"))
 			waitStat(t, "halfclosed", h.h.Stats().HalfClosed.Load, 1)
@@ -393,10 +385,7 @@ func TestServerHalfClose(t *testing.T) {
 func TestServerCloseThenClientWrites(t *testing.T) {
 	t.Parallel()
 	h := startHarness(t, false, nil)
-	c := h.dial(t, lIMAPPlain)
-	c.expect("* OK")
-	c.send("a LOGIN alice password\r\n")
-	c.until("a OK")
+	c := loggedIn(t, h, false)
 	c.send("d LOGOUT\r\n")
 	checkAnswers(t, readAll(t, c), []byte("* BYE Logging out\r\nd OK Logout completed.\r\n"))
 	// Written after the server's close: the first write is accepted by
@@ -419,10 +408,7 @@ func TestServerGoneClientSilent(t *testing.T) {
 		c.FlushTimeout = 400 * time.Millisecond
 		c.IMAPIdleTimeout = time.Hour
 	})
-	c := h.dial(t, lIMAPPlain)
-	c.expect("* OK")
-	c.send("a LOGIN alice password\r\n")
-	c.until("a OK")
+	c := loggedIn(t, h, false)
 	c.send("b HALFCLOSE\r\n")
 	checkAnswers(t, readAll(t, c), []byte("* HALF\r\n"))
 	waitStat(t, "halfclosed", h.h.Stats().HalfClosed.Load, 1)
@@ -503,10 +489,7 @@ func TestHalfCloseMemory(t *testing.T) {
 func TestHalfCloseClientGone(t *testing.T) {
 	t.Parallel()
 	h := startHarness(t, false, nil)
-	c := h.dial(t, lIMAPPlain)
-	c.expect("* OK")
-	c.send("a LOGIN alice password\r\n")
-	c.until("a OK")
+	c := loggedIn(t, h, false)
 	c.send("b HOLD\r\nc FETCH1M\r\n") // the HOLD keeps the server from closing
 	c.expect("* HOLDING")
 	c.Close()
