@@ -714,8 +714,8 @@ func (ch *channel) downstream() {
 		}
 	}
 	// The response is complete; the connection ends with it (it said so).
-	if tc, ok := ch.client.(*tls.Conn); ok {
-		_ = tc.SetWriteDeadline(time.Now().Add(time.Second))
+	if tc, ok := ch.client.(interface{ CloseWrite() error }); ok && ch.client != ch.raw {
+		_ = ch.client.SetWriteDeadline(time.Now().Add(time.Second))
 		_ = tc.CloseWrite()
 	}
 	ch.close(nil)

@@ -122,17 +122,18 @@ const (
 
 // Conn flags. They are owned by the connection's event loop.
 const (
-	fOpen    uint16 = 1 << iota // handshake complete: the wire is in loop mode
-	fStarted                    // the handshake was handed to the pool
-	fBusy                       // inside a method that uses the plaintext buffer or the tls.Conn
-	fClosed                     // OnClose ran
-	fClosing                    // Close was called
-	fMore                       // decryption stopped at the plaintext bound
-	fPeerEOF                    // the client's close_notify was read
-	fFailed                     // the handshake failed or was refused
-	fEOFWake                    // a Wake was sent to report close_notify later
-	fSynced                     // recs is exact: a Read would-blocked since the handshake
-	fFilled                     // the last Read filled its buffer: crypto/tls may hold more plaintext
+	fOpen      uint16 = 1 << iota // handshake complete: the wire is in loop mode
+	fStarted                      // the handshake was handed to the pool
+	fBusy                         // inside a method that uses the plaintext buffer or the tls.Conn
+	fClosed                       // OnClose ran
+	fClosing                      // Close was called
+	fMore                         // decryption stopped at the plaintext bound
+	fPeerEOF                      // the client's close_notify was read
+	fFailed                       // the handshake failed or was refused
+	fEOFWake                      // a Wake was sent to report close_notify later
+	fSynced                       // recs is exact: a Read would-blocked since the handshake
+	fFilled                       // the last Read filled its buffer: crypto/tls may hold more plaintext
+	fWriteShut                    // close_notify sent (CloseWrite): no more writes
 )
 
 // Conn is one TLS connection on an event loop. Its methods must be called
@@ -166,6 +167,11 @@ type Conn struct {
 	// off, once set by Detach, is the wire: the connection has left the
 	// loop and is read and written by goroutines with blocking calls.
 	off *offWire
+	// rl is tlsterm's own record layer (record13.go), set when the loop
+	// takes over a TLS 1.3 connection; tc is then nil and st holds the
+	// connection's state.
+	rl *records13
+	st *tls.ConnectionState
 }
 
 // handshake is the state shared between the loop and the handshake
@@ -199,6 +205,17 @@ type handshake struct {
 	// the wire reads and writes it directly, blocking, on the dialling
 	// goroutine. nil on the server side.
 	nc net.Conn
+
+	// Used by the handshake goroutine only (secrets.go): the client's
+	// first bytes, up to its random, and the last protected record the
+	// server wrote. Then, set under mu before done: the record layer
+	// and the state the loop takes over.
+	hello   [clientHelloRandomEnd]byte
+	nhello  uint8
+	last    []byte
+	lastBad bool
+	rl      *records13
+	st      *tls.ConnectionState
 }
 
 // Accept wraps a connection accepted on gc's event loop. Call it from
@@ -304,6 +321,12 @@ func (c *Conn) handshakeTraffic() (ok bool, err error) {
 		if len(leftover) > 0 {
 			c.in = leftover
 		}
+		if h.rl != nil {
+			// The tls.Conn and what it holds (AEAD states, buffers)
+			// become garbage: the record layer and the state are all
+			// the connection needs from now on.
+			c.rl, c.st, c.tc = h.rl, h.st, nil
+		}
 		c.flags |= fOpen
 		return true, nil
 	}
@@ -367,15 +390,26 @@ func (c *Conn) runHandshake(h *handshake) *handshake {
 	// Handshake uses context.Background: no interrupting goroutine. The
 	// pool's timer enforces the timeout by failing the wire's Read.
 	err := c.tc.Handshake()
+	var rl *records13
+	var st *tls.ConnectionState
 	if err == nil {
 		// Counted before the loop may use c.tc or answer the client, so a
 		// client that got a response finds its handshake counted.
-		st := c.tc.ConnectionState()
-		c.t.stats.success(&st)
+		cs := c.tc.ConnectionState()
+		st = &cs
+		c.t.stats.success(st)
+		if c.t.ownRecords {
+			if rl = h.takeOver(c.t, st); rl != nil {
+				c.t.stats.OwnRecords.Add(1)
+			}
+		}
+	} else if c.t.ownRecords {
+		h.forgetSecrets(c.t)
 	}
 	next := c.t.pool.finish(h)
 	h.mu.Lock()
 	h.done, h.err = true, err
+	h.rl, h.st = rl, st
 	closed, expired, aborted, alert := h.closed, h.expired, h.aborted, h.alert
 	h.mu.Unlock()
 	if err == nil {
@@ -406,6 +440,10 @@ func addrString(a net.Addr) string {
 // the bound is reached, or an error or close_notify is read. It runs on the
 // loop after the handshake.
 func (c *Conn) fill() {
+	if c.rl != nil {
+		c.fillRecords()
+		return
+	}
 	bound := c.t.maxPlain
 	for c.err == nil && c.flags&(fPeerEOF|fClosed) == 0 {
 		if c.pw-c.pr >= bound {
@@ -537,7 +575,11 @@ func (c *Conn) Discard(n int) (int, error) {
 // decrypted that tlsterm can see (crypto/tls may hold part of one record
 // more). During the handshake it is gnet's count.
 func (c *Conn) InboundBuffered() int {
-	return c.pw - c.pr + len(c.in) + c.gc.InboundBuffered()
+	n := c.pw - c.pr + len(c.in) + c.gc.InboundBuffered()
+	if c.rl != nil {
+		n += int(c.rl.nhdr)
+	}
+	return n
 }
 
 // OutboundBuffered returns gnet's count of ciphertext bytes not yet written
@@ -550,6 +592,10 @@ func (c *Conn) writable() error {
 		return net.ErrClosed
 	case c.flags&fOpen == 0:
 		return ErrHandshakeInProgress
+	case c.flags&fWriteShut != 0:
+		return errShutdown
+	case c.err != nil && c.rl != nil:
+		return c.err // an alert was sent: nothing may follow it
 	}
 	return nil
 }
@@ -561,6 +607,10 @@ func (c *Conn) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	c.beginWrite()
+	if c.rl != nil {
+		n, err := c.seal(p, nil)
+		return n, c.endWrite(err)
+	}
 	n, err := c.tc.Write(p)
 	return n, c.endWrite(err)
 }
@@ -573,6 +623,10 @@ func (c *Conn) Writev(bs [][]byte) (int, error) {
 		return 0, err
 	}
 	c.beginWrite()
+	if c.rl != nil {
+		n, err := c.seal(nil, bs)
+		return n, c.endWrite(err)
+	}
 	ps := getScratch()
 	total := 0
 	var err error
@@ -628,9 +682,9 @@ func (c *Conn) Close() error {
 		return nil
 	}
 	c.flags |= fClosing
-	if c.flags&fOpen != 0 {
+	if c.flags&fOpen != 0 && c.flags&fWriteShut == 0 && (c.rl == nil || c.err == nil) {
 		c.beginWrite()
-		_ = c.endWrite(c.tc.CloseWrite())
+		_ = c.endWrite(c.closeNotify())
 	}
 	return c.gc.Close()
 }
@@ -640,8 +694,11 @@ func (c *Conn) Close() error {
 // resumption, and the verified client-certificate chains. It copies;
 // callers on a hot path keep what they need.
 func (c *Conn) State() tls.ConnectionState {
-	if c.flags&fOpen == 0 {
+	switch {
+	case c.flags&fOpen == 0:
 		return tls.ConnectionState{}
+	case c.st != nil:
+		return *c.st
 	}
 	return c.tc.ConnectionState()
 }
@@ -653,7 +710,11 @@ func (c *Conn) VerifiedLeaf() *x509.Certificate {
 	if c.flags&fOpen == 0 {
 		return nil
 	}
-	st := c.tc.ConnectionState()
+	st := c.st
+	if st == nil {
+		cs := c.tc.ConnectionState()
+		st = &cs
+	}
 	if len(st.VerifiedChains) == 0 || len(st.VerifiedChains[0]) == 0 {
 		return nil
 	}
@@ -840,6 +901,7 @@ func (h *handshake) read(p []byte) (int, error) {
 	c := h.c
 	n := copy(p, h.in[:c.cur.rest(h.in)])
 	c.cur.advance(p[:n])
+	h.noteHello(p[:n])
 	h.in = h.in[:copy(h.in, h.in[n:])]
 	h.mu.Unlock()
 	return n, nil
@@ -857,6 +919,7 @@ func (h *handshake) write(p []byte) (int, error) {
 	}
 	b := make([]byte, len(p))
 	copy(b, p)
+	h.noteWrite(b)
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()

@@ -12,7 +12,7 @@ func (c *Conn) CloseWrite() error {
 		return err
 	}
 	c.beginWrite()
-	return c.endWrite(c.tc.CloseWrite())
+	return c.endWrite(c.closeNotify())
 }
 
 // PeerClosed reports whether the peer's close_notify has been read: it

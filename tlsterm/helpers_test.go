@@ -180,7 +180,7 @@ func newTerm(t testing.TB, s Settings) *Terminator {
 // echoServer is a gnet server that terminates TLS with a Terminator and
 // echoes plaintext. A line "?state\n" at the start of a read is answered
 // with the server's view of the connection instead; "?close\n" closes it
-// (with close_notify).
+// (with close_notify); "?keyupdate\n" is echoed after a KeyUpdate.
 type echoServer struct {
 	gnet.BuiltinEventEngine
 	term   *Terminator
@@ -225,6 +225,15 @@ func (s *echoServer) OnTraffic(c gnet.Conn) gnet.Action {
 			}
 			fmt.Fprintf(tc, "%x %d %s %t\n", st.Version, st.CurveID, subject, st.DidResume)
 			tc.Discard(len("?state\n"))
+			continue
+		case bytes.HasPrefix(buf, []byte("?keyupdate\n")):
+			// As if the client had asked for our KeyUpdate: it goes out
+			// before the echo.
+			if tc.rl != nil {
+				tc.rl.updateOut.Store(true)
+			}
+			tc.Write([]byte("?keyupdate\n"))
+			tc.Discard(len("?keyupdate\n"))
 			continue
 		case bytes.HasPrefix(buf, []byte("?close\n")):
 			tc.Discard(len("?close\n"))

@@ -38,7 +38,8 @@ type Settings struct {
 	// beyond it a connection is closed at once. Default 1024.
 	HandshakeQueue int
 	// MaxPlaintextBuffer bounds the decrypted bytes buffered per
-	// connection, 4 KiB to 1 MiB. Default 64 KiB.
+	// connection, 4 KiB to 1 MiB. Default 64 KiB. A record is decrypted
+	// whole, so below 16 KiB one record may exceed it.
 	MaxPlaintextBuffer int
 	// TicketKeyFile is a shared session-ticket key file (see
 	// CreateOrRotateKeyFile); empty: per-process keys.
@@ -59,6 +60,12 @@ type Settings struct {
 	// includeSubDomains"; empty: none. tlsterm validates it; the HTTP
 	// layer adds the header.
 	HSTS string
+	// CryptoTLSRecords keeps crypto/tls's record layer after TLS 1.3
+	// handshakes too, instead of tlsterm's own (record13.go): one
+	// allocation per request more and about 6 KiB more per idle
+	// connection, for an operator who wants the standard library's code
+	// on every record.
+	CryptoTLSRecords bool
 }
 
 // Terminator terminates TLS for one listener: it holds the tls.Config, the
@@ -71,8 +78,12 @@ type Terminator struct {
 	pool     pool
 	maxPlain int
 	hsts     string
-	log      *slog.Logger
-	cancel   context.CancelFunc
+	// ownRecords: TLS 1.3 connections go on tlsterm's record layer, with
+	// their secrets from the key log.
+	ownRecords bool
+	secrets    secretLog
+	log        *slog.Logger
+	cancel     context.CancelFunc
 }
 
 // tls12Suites are the TLS 1.2 cipher suites offered: ECDHE key exchange
@@ -110,6 +121,7 @@ var tls12Suites = []uint16{
 //   - GetCertificate from the Store (SNI).
 //   - Client certificates per ClientAuth, verified against ClientCAFile.
 //   - Session tickets from TicketKeys (shared file or per-process).
+//   - KeyLogWriter to tlsterm's secret log, unless CryptoTLSRecords.
 //
 // It starts the ticket rotation or key-file polling goroutine; Close stops
 // it. log may be nil.
@@ -202,6 +214,12 @@ func NewTerminator(s Settings, log *slog.Logger) (*Terminator, error) {
 		tk.Register(cfg)
 		go tk.Run(ctx, s.TicketPoll)
 	}
+	if !s.CryptoTLSRecords {
+		// The key log is how crypto/tls gives out the traffic secrets
+		// (secrets.go). It is tlsterm's own: no file is written.
+		t.ownRecords = true
+		cfg.KeyLogWriter = &t.secrets
+	}
 	t.cfg = cfg
 	t.pool.init(&t.stats, maxHS, queue, timeout)
 	return t, nil
@@ -261,7 +279,8 @@ func CheckHSTS(v string) error {
 }
 
 // Config returns the tls.Config. Do not modify it after connections were
-// accepted.
+// accepted, and do not use it for connections of your own: its
+// KeyLogWriter belongs to the Terminator.
 func (t *Terminator) Config() *tls.Config { return t.cfg }
 
 // Store returns the certificate store (Reload on SIGHUP, Watch, Expiring).

@@ -102,6 +102,16 @@ type Stats struct {
 	// Running and Queued are gauges: handshakes holding a pool slot and
 	// connections waiting for one.
 	Running, Queued atomic.Int64
+	// OwnRecords counts handshakes whose connection went on tlsterm's own
+	// TLS 1.3 record layer (record13.go); the others kept crypto/tls's.
+	OwnRecords atomic.Int64
+	// KeyUpdates counts KeyUpdate messages received on the own record
+	// layer (RFC 8446 section 4.6.3).
+	KeyUpdates atomic.Int64
+	// RecordAlerts counts connections the own record layer ended with a
+	// fatal alert after the handshake: a record that failed to decrypt,
+	// was malformed or unexpected, or the peer's own fatal alert.
+	RecordAlerts atomic.Int64
 
 	tls12, tls13, otherVersion atomic.Int64
 	suites                     [len(knownSuites) + 1]atomic.Int64 // last: other
@@ -190,18 +200,22 @@ func (s *Stats) Group(id tls.CurveID) int64 {
 // Snapshot returns every counter by name, for the admin endpoint:
 //
 //	handshakes, resumed, post_quantum, client_certificates, running, queued,
+//	own_records, key_updates, record_alerts,
 //	version.tls1.2, version.tls1.3, version.other,
 //	cipher.<Go suite name> and cipher.other,
 //	group.<Go CurveID name> (group.none: TLS 1.2 resumption) and group.other,
 //	failure.<reason> for each Fail* reason.
 func (s *Stats) Snapshot() map[string]int64 {
-	m := make(map[string]int64, 8+len(knownSuites)+len(knownGroups)+len(failureReasons))
+	m := make(map[string]int64, 11+len(knownSuites)+len(knownGroups)+len(failureReasons))
 	m["handshakes"] = s.Handshakes.Load()
 	m["resumed"] = s.Resumed.Load()
 	m["post_quantum"] = s.PostQuantum.Load()
 	m["client_certificates"] = s.ClientCertificates.Load()
 	m["running"] = s.Running.Load()
 	m["queued"] = s.Queued.Load()
+	m["own_records"] = s.OwnRecords.Load()
+	m["key_updates"] = s.KeyUpdates.Load()
+	m["record_alerts"] = s.RecordAlerts.Load()
 	m["version.tls1.2"] = s.tls12.Load()
 	m["version.tls1.3"] = s.tls13.Load()
 	m["version.other"] = s.otherVersion.Load()

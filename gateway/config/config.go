@@ -306,6 +306,10 @@ type TLS struct {
 	MaxPlaintextBuffer int `toml:"max_plaintext_buffer"`
 	// SessionTickets turns session resumption by tickets on.
 	SessionTickets bool `toml:"session_tickets"`
+	// RecordLayer is who protects TLS 1.3 records after the handshake:
+	// "frontdoor" (tlsterm's own record layer, no allocation per record)
+	// or "crypto/tls" (the standard library's, as for TLS 1.2).
+	RecordLayer string `toml:"record_layer"`
 }
 
 // Auth configures client authentication (docs/auth.md). Which methods a

@@ -124,7 +124,7 @@ func TestDefaults(t *testing.T) {
 		TLS: TLS{
 			TicketKeyFile: "", TicketRotation: s(12 * time.Hour), TicketLifetime: s(24 * time.Hour),
 			HandshakeTimeout: s(10 * time.Second), MaxHandshakes: 256, HandshakeQueue: 1024,
-			MaxPlaintextBuffer: 65536, SessionTickets: true,
+			MaxPlaintextBuffer: 65536, SessionTickets: true, RecordLayer: "frontdoor",
 		},
 	}
 	if c.Engine != want.Engine {
@@ -275,6 +275,7 @@ var tlsDoc = doc(append(append([]string{}, base...),
 	`handshake_queue = 128`,
 	`max_plaintext_buffer = 16384`,
 	`session_tickets = false`,
+	`record_layer = "crypto/tls"`,
 )...)
 
 func TestTLSSettings(t *testing.T) {
@@ -299,6 +300,7 @@ func TestTLSSettings(t *testing.T) {
 		TicketLifetime:        12 * time.Hour,
 		DisableSessionTickets: true,
 		HSTS:                  "max-age=31536000; includeSubDomains",
+		CryptoTLSRecords:      true,
 	}
 	if got := c.TLSSettings(1); !reflect.DeepEqual(got, want) {
 		t.Errorf("TLSSettings(1) =\n%+v\nwant\n%+v", got, want)
@@ -730,6 +732,8 @@ func TestParseErrors(t *testing.T) {
 				`f.toml:11: tls.ticket_key_file: expected a string, got integer 1`,
 				`f.toml:12: tls.ticket_rotation: expected a duration string, got integer 60`,
 			}},
+		{"unknown record layer", withBase(`[tls]`, `record_layer = "openssl"`),
+			[]string{`f.toml:10: tls.record_layer: "openssl": must be frontdoor or crypto/tls`}},
 		{"tls section typo", withBase(`[tls]`, `ticket_keyfile = "k"`),
 			[]string{`f.toml:10: tls.ticket_keyfile: unknown key (did you mean "ticket_key_file"?)`}},
 		{"tls section without TLS listeners is fine", withBase(`[tls]`, `max_handshakes = 8`), nil},

@@ -133,6 +133,7 @@ func (c *Config) TLSSettings(i int) tlsterm.Settings {
 		TicketLifetime:        t.TicketLifetime.D(),
 		DisableSessionTickets: !t.SessionTickets,
 		HSTS:                  l.HSTS,
+		CryptoTLSRecords:      t.RecordLayer == "crypto/tls",
 	}
 }
 
@@ -214,6 +215,7 @@ func defaults() *Config {
 			HandshakeQueue:     1024,
 			MaxPlaintextBuffer: 64 << 10,
 			SessionTickets:     true,
+			RecordLayer:        "frontdoor",
 		},
 		Auth: Auth{
 			Realm:              "frontdoor",

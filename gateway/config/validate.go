@@ -120,6 +120,9 @@ func (c *Config) validate(doc *tomlpos.Doc) {
 	v.intIn("tls.max_handshakes", int64(tl.MaxHandshakes), 1, 1<<16)
 	v.intIn("tls.handshake_queue", int64(tl.HandshakeQueue), 1, 1<<20)
 	v.intIn("tls.max_plaintext_buffer", int64(tl.MaxPlaintextBuffer), 4096, 1<<20)
+	if tl.RecordLayer != "frontdoor" && tl.RecordLayer != "crypto/tls" {
+		v.Report("tls.record_layer", "%q: must be frontdoor or crypto/tls", tl.RecordLayer)
+	}
 
 	rt := &c.Runtime
 	if rt.MemoryTrimInterval != 0 {
