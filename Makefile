@@ -79,6 +79,7 @@ fuzz:
 	$(GO) test ./l4/proxyproto/ -run '^$$' -fuzz '^FuzzIPv6VsNetip$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./mailproxy/ -run '^$$' -fuzz '^FuzzParseIMAPLine$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./mailproxy/ -run '^$$' -fuzz '^FuzzDecodePlain$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./tlsterm/ -run '^$$' -fuzz '^FuzzRecordLayer$$' -fuzztime $(FUZZTIME)
 
 # testssl.sh (installed from Debian when missing) against a TLS listener
 # with a throwaway test CA; fails on any CRITICAL, HIGH or MEDIUM finding.
