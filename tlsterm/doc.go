@@ -16,15 +16,24 @@
 //     the handshake ends the goroutine records statistics and calls
 //     gnet.Conn.Wake, so the loop's OnTraffic runs again and picks up any
 //     application data that came with the client's Finished.
-//   - After the handshake no goroutine is left. crypto/tls's Read and Write
-//     run on the loop: the wire's Read copies ciphertext straight out of
-//     gnet's inbound buffer and, when that is empty, returns a net.Error
-//     whose Timeout and Temporary methods report true. crypto/tls does not
-//     make such an error sticky (crypto/tls conn.go, readRecordOrCCS): a
-//     partial record stays in its buffer and decryption resumes when more
-//     bytes arrive. TestTemporaryErrorIsNotSticky pins this, because the
-//     whole design depends on it. The wire's Write hands records to
-//     gnet.Conn.Write, which copies what the socket does not take at once.
+//   - After the handshake no goroutine is left, and a TLS 1.3 connection
+//     leaves crypto/tls too: tlsterm takes the application traffic secrets
+//     from crypto/tls's key log (secrets.go) and runs its own record
+//     layer on the loop (record13.go, conn13.go): records are read from
+//     gnet's buffer into the plaintext buffer and decrypted there in
+//     place, and sealed in place in the buffer handed to gnet.Conn.Write,
+//     which copies what the socket does not take at once. It handles
+//     application data, alerts and KeyUpdate (RFC 8446 sections 5, 6 and
+//     4.6.3) and allocates nothing; the tls.Conn is dropped.
+//   - TLS 1.2 connections (and all of them with Settings.CryptoTLSRecords)
+//     keep crypto/tls's Read and Write on the loop: the wire's Read copies
+//     ciphertext straight out of gnet's inbound buffer and, when that is
+//     empty, returns a net.Error whose Timeout and Temporary methods report
+//     true. crypto/tls does not make such an error sticky (crypto/tls
+//     conn.go, readRecordOrCCS): a partial record stays in its buffer and
+//     decryption resumes when more bytes arrive.
+//     TestTemporaryErrorIsNotSticky pins this, because that path depends
+//     on it. The wire's Write hands records to gnet.Conn.Write.
 //
 // # What the application sees
 //
@@ -57,31 +66,29 @@
 //
 // # Memory
 //
-// An idle connection after its handshake holds the Conn (120 bytes), gnet's
-// connection (about 0.4 KiB with its buffers returned) and crypto/tls's
-// Conn. tlsterm's plaintext buffer comes from a per-size pool and goes back
-// when drained; the handshake state (mutex, condition variable, wire
-// buffer) and the goroutine end with the handshake.
+// An idle TLS 1.3 connection after its handshake holds the Conn (about 150
+// bytes), gnet's connection (about 0.4 KiB with its buffers returned), the
+// record layer (two AEAD states and the traffic secrets, for KeyUpdate) and
+// a copy of the connection state (tls.ConnectionState: version, suite,
+// ALPN, peer certificates). tlsterm's plaintext buffer comes from a
+// per-size pool and goes back when drained; the handshake state (mutex,
+// condition variable, wire buffer) and the goroutine end with the
+// handshake, and so does crypto/tls's Conn.
 //
-// crypto/tls keeps, per connection and beyond tlsterm's control: the
-// tls.Conn struct (872 bytes in Go 1.26), two AEAD states (about 1 KiB each
-// for AES-GCM: key schedule and GHASH table), the TLS 1.3 traffic secrets
-// (for KeyUpdate), the exporter closure and any peer certificates, and the
-// capacity of two bytes.Buffers it never shrinks: the raw-input buffer,
-// sized by the largest record received (about 2.3 KiB after a ClientHello
-// carrying an ML-KEM-768 key share, up to about 17 KiB after a full-size
-// application record), and the handshake-message buffer (about 1.8 KiB
-// after that ClientHello). Its record-write buffer is pooled. The wire
-// hands crypto/tls at most one record at a time during the handshake, so
-// queued bytes do not inflate the raw-input buffer.
+// Measured by TestIdleConnMemory (2000 connections, one small echo, server
+// in its own process, after a collection that returns free memory): about
+// 2.6 KiB of heap and 3.9 KiB of RSS per connection, no goroutine.
 //
-// TestCryptoTLSRetainsLittleAfterHandshake pins crypto/tls's share: about
-// 6.5 KiB per server connection after a TLS 1.3 X25519MLKEM768 handshake,
-// of which 3.5 KiB are the two buffers (they cannot be released without
-// reaching into crypto/tls), and nothing of the handshake itself. Measured
-// by TestIdleConnMemory (2000 connections, one small echo, server in its
-// own process, after a collection that returns free memory): about 7 KiB
-// of heap and 9 KiB of RSS per connection, no goroutine.
+// A TLS 1.2 connection (or any with Settings.CryptoTLSRecords) keeps
+// crypto/tls's Conn as well, beyond tlsterm's control: the tls.Conn struct
+// (872 bytes in Go 1.26), two AEAD states, the exporter closure and any
+// peer certificates, and the capacity of two bytes.Buffers it never
+// shrinks: the raw-input buffer, sized by the largest record received, and
+// the handshake-message buffer. The wire hands crypto/tls at most one
+// record at a time during the handshake, so queued bytes do not inflate
+// the raw-input buffer. TestCryptoTLSRetainsLittleAfterHandshake pins
+// crypto/tls's share: about 6.5 KiB per server connection after a TLS 1.3
+// X25519MLKEM768 handshake, and nothing of the handshake itself.
 //
 // A handshake makes far more garbage than that (tens of KiB, and the
 // handshake goroutine's stack), so right after a burst of handshakes a
