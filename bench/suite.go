@@ -2194,7 +2194,7 @@ func writeTable(w io.Writer, r *Report) {
 		if len(kxRows) > 0 {
 			notes = append(notes, fmt.Sprintf("%s: a peer has no X25519MLKEM768, so the gateway was measured twice: \"gateway (X25519)\" with the client offering only X25519, "+
 				"as it did to that peer (the same ClientHello and key exchange; the row the ratios use), and \"gateway (X25519MLKEM768)\" with Go's default offer, "+
-				"the post-quantum handshake a Go client gets (about 170 us more CPU); --tls-groups turns this off", strings.Join(slices.Compact(kxRows), ", ")))
+				"the post-quantum handshake a Go client gets (the difference between the two is its cost); --tls-groups turns this off", strings.Join(slices.Compact(kxRows), ", ")))
 		}
 	}
 	notes = append(notes, r.Skipped...)
