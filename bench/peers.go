@@ -293,6 +293,10 @@ type Ratio struct {
 	// Loadgen is the external load generator both rows ran with; empty
 	// for the built-in one.
 	Loadgen string `json:"loadgen,omitempty"`
+	// KeyExchange is the key_exchange of both rows, when the suite chose
+	// one (RunReport.KeyExchange): the gateway's row with the peer's key
+	// exchange, e.g. "gateway (X25519)", was the one divided.
+	KeyExchange string `json:"key_exchange,omitempty"`
 	// CPUPerRequest compares CPU per request (per connection for the
 	// handshake scenarios, per connection opened for the idle ones).
 	CPUPerRequest     *float64 `json:"cpu_per_request,omitempty"`
@@ -313,12 +317,14 @@ type Ratio struct {
 }
 
 // computeRatios pairs every gateway row with the same scenario's row of each
-// peer (in peers' order) and divides their figures. Rows that were not
-// measured (Error) are skipped. With --rounds, a scenario has a row per
+// peer (in peers' order) with the same load generator and key exchange, and
+// divides their figures: a gateway row whose key exchange no peer did (the
+// post-quantum row of a scenario compared with peers without ML-KEM) has
+// no ratio. Rows that were not measured (Error) are skipped. With --rounds, a scenario has a row per
 // round for each target: the ratio divides the medians of the rounds, and
 // CPURange holds the lowest and highest ratio of one round's rows.
 func computeRatios(results []RunReport, peers []string) []Ratio {
-	type key struct{ scenario, target, loadgen string }
+	type key struct{ scenario, target, loadgen, kx string }
 	var gateways []key
 	rows := map[key][]*RunReport{}
 	for i := range results {
@@ -326,7 +332,7 @@ func computeRatios(results []RunReport, peers []string) []Ratio {
 		if r.Error != "" {
 			continue
 		}
-		k := key{r.Scenario, r.Target, r.Loadgen}
+		k := key{r.Scenario, r.Target, r.Loadgen, r.KeyExchange}
 		if r.Target == "gateway" && rows[k] == nil {
 			gateways = append(gateways, k)
 		}
@@ -336,11 +342,11 @@ func computeRatios(results []RunReport, peers []string) []Ratio {
 	for _, gk := range gateways {
 		gw := rows[gk]
 		for _, p := range peers {
-			pr := rows[key{gk.scenario, p, gk.loadgen}]
+			pr := rows[key{gk.scenario, p, gk.loadgen, gk.kx}]
 			if pr == nil {
 				continue
 			}
-			r := Ratio{Scenario: gk.scenario, Peer: p, Loadgen: gk.loadgen}
+			r := Ratio{Scenario: gk.scenario, Peer: p, Loadgen: gk.loadgen, KeyExchange: gk.kx}
 			if gw[0].Idle != nil && pr[0].Idle != nil {
 				rss := func(rr *RunReport) *float64 { return &rr.Idle.RSSPerConnBytes }
 				cpu := func(rr *RunReport) *float64 { return rr.Idle.GatewayCPUPerConnUS }
@@ -639,6 +645,11 @@ func writeRatios(w io.Writer, ratios []Ratio) {
 	rows := [][]string{{"SCENARIO", "FRONTDOOR / PEER", "CPU/REQ", "REQ/S", "P99", "RSS/CONN"}}
 	for _, r := range ratios {
 		peer := "/ " + r.Peer
+		if r.KeyExchange != "" {
+			// Which of the gateway's rows: the one with the peer's key
+			// exchange.
+			peer = fmt.Sprintf("gateway (%s) / %s", r.KeyExchange, r.Peer)
+		}
 		if r.Loadgen != "" {
 			peer += " [" + r.Loadgen + "]"
 		}

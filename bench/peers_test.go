@@ -304,7 +304,7 @@ func TestMainPeerUsage(t *testing.T) {
 	}
 }
 
-// TestSuitePeersSmoke runs a short keep-alive, a TLS and an idle scenario
+// TestSuitePeersSmoke runs a short keep-alive, two TLS and an idle scenario
 // through each installed peer, in front of the stand-in mailboxd, with the
 // stand-in gateway for the ratios. A few seconds.
 func TestSuitePeersSmoke(t *testing.T) {
@@ -321,7 +321,7 @@ func TestSuitePeersSmoke(t *testing.T) {
 		t.Skip("neither nginx nor haproxy installed (make bench-peers installs them)")
 	}
 	t.Setenv(fakeEnv, "1")
-	o := testSuiteOptions(t, "keepalive-get", "tls-keepalive-get", "idle-conns")
+	o := testSuiteOptions(t, "keepalive-get", "tls-keepalive-get", "tls-handshake-full", "idle-conns")
 	o.targets = map[string]bool{"gateway": true}
 	for _, p := range peers {
 		o.targets[p] = true
@@ -368,8 +368,34 @@ func TestSuitePeersSmoke(t *testing.T) {
 			t.Errorf("idle-conns/%s: %+v", p, r)
 		}
 	}
-	if len(rep.Ratios) != 3*len(peers) {
-		t.Errorf("%d ratios, want %d", len(rep.Ratios), 3*len(peers))
+	// tls-handshake-full: the peers' rows and the ratios are like for
+	// like, and the gateway also has a row at Go's default.
+	kxPeer := map[string]string{}
+	for _, p := range rep.Peers {
+		kxPeer[p.Name] = kxX25519
+		if p.PostQuantum {
+			kxPeer[p.Name] = kxHybrid
+		}
+	}
+	for _, r := range rep.Results {
+		if r.Scenario != "tls-handshake-full" || r.Target == "direct" {
+			continue
+		}
+		if r.Error != "" || r.Requests == 0 || r.KeyExchange == "" || !strings.HasSuffix(r.TLSParams, " "+r.KeyExchange) ||
+			(r.Target != "gateway" && r.KeyExchange != kxPeer[r.Target]) {
+			t.Errorf("tls-handshake-full/%s: key exchange %q, TLS %q, requests %d, error %q", r.Target, r.KeyExchange, r.TLSParams, r.Requests, r.Error)
+		}
+	}
+	if !slices.ContainsFunc(rep.Results, func(r RunReport) bool { return r.Target == "gateway" && r.KeyExchange == kxHybrid }) {
+		t.Error("no gateway (X25519MLKEM768) row")
+	}
+	if len(rep.Ratios) != 4*len(peers) {
+		t.Errorf("%d ratios, want %d", len(rep.Ratios), 4*len(peers))
+	}
+	for _, r := range rep.Ratios {
+		if (r.Scenario == "tls-handshake-full") != (r.KeyExchange != "") || (r.KeyExchange != "" && r.KeyExchange != kxPeer[r.Peer]) {
+			t.Errorf("ratio %s / %s: key exchange %q", r.Scenario, r.Peer, r.KeyExchange)
+		}
 	}
 	for _, w := range append([]string{"FRONTDOOR / PEER", "PROXY CPU/REQ"}, peers...) {
 		if !strings.Contains(stdout.String(), w) {
@@ -445,5 +471,102 @@ func TestComputeRatiosRounds(t *testing.T) {
 		if !strings.Contains(b.String(), w) {
 			t.Errorf("ratio table lacks %q:\n%s", w, b.String())
 		}
+	}
+}
+
+// TestSuiteRows: a handshake-bound scenario compared with a peer without
+// ML-KEM measures the gateway twice, offered only X25519 (as that peer) and
+// at the default; --tls-groups, other scenarios, peers with ML-KEM and
+// runs without the gateway leave every row at the same offer.
+func TestSuiteRows(t *testing.T) {
+	sc := func(name string) Scenario {
+		for _, s := range Scenarios {
+			if s.Name == name {
+				return s
+			}
+		}
+		t.Fatalf("no scenario %s", name)
+		return Scenario{}
+	}
+	newSuite := func(pq ...bool) *suite {
+		s := &suite{o: suiteOptions{targets: map[string]bool{"direct": true, "gateway": true}}, peerInfo: map[string]*PeerInfo{}}
+		for i, p := range pq {
+			name := PeerNames[i]
+			s.o.peers = append(s.o.peers, name)
+			s.o.targets[name] = true
+			s.peerInfo[name] = &PeerInfo{Name: name, PostQuantum: p}
+		}
+		return s
+	}
+	str := func(rows []row) string {
+		var b []string
+		for _, r := range rows {
+			b = append(b, strings.TrimSpace(r.target+" "+r.kx))
+		}
+		return strings.Join(b, ", ")
+	}
+	split := "direct, gateway X25519, gateway X25519MLKEM768, nginx X25519, haproxy X25519"
+	plain := "direct, gateway, nginx, haproxy"
+	for _, name := range []string{"tls-handshake-full", "tls-handshake-resumed", "idle-conns-tls"} {
+		if got := str(newSuite(false, false).rows(sc(name))); got != split {
+			t.Errorf("%s: %s, want %s", name, got, split)
+		}
+	}
+	for _, name := range []string{"keepalive-get", "tls-keepalive-get", "idle-conns", "imap-login-tls"} {
+		if got := str(newSuite(false, false).rows(sc(name))); got != plain {
+			t.Errorf("%s: %s, want %s", name, got, plain)
+		}
+	}
+	s := newSuite(false, false)
+	s.o.tlsGroupsSet = true
+	if got := str(s.rows(sc("tls-handshake-full"))); got != plain {
+		t.Errorf("--tls-groups: %s, want %s", got, plain)
+	}
+	if got := str(newSuite(true, true).rows(sc("tls-handshake-full"))); got != plain {
+		t.Errorf("peers with ML-KEM: %s, want %s", got, plain)
+	}
+	// One of each: each peer is compared with the gateway row of its key
+	// exchange.
+	if got, want := str(newSuite(true, false).rows(sc("tls-handshake-full"))),
+		"direct, gateway X25519, gateway X25519MLKEM768, nginx X25519MLKEM768, haproxy X25519"; got != want {
+		t.Errorf("mixed peers: %s, want %s", got, want)
+	}
+	s = newSuite(false, false)
+	s.peerInfo["nginx"].Error = "not installed"
+	if got, want := str(s.rows(sc("tls-handshake-full"))), "direct, gateway X25519, gateway X25519MLKEM768, nginx, haproxy X25519"; got != want {
+		t.Errorf("nginx missing: %s, want %s", got, want)
+	}
+	s = newSuite(false, false)
+	delete(s.o.targets, "gateway")
+	if got := str(s.rows(sc("tls-handshake-full"))); got != plain {
+		t.Errorf("without the gateway: %s, want %s", got, plain)
+	}
+}
+
+// TestComputeRatiosKeyExchange: the ratios divide the gateway row with the
+// peer's key exchange; the post-quantum row has none, and the tables name
+// the rows.
+func TestComputeRatiosKeyExchange(t *testing.T) {
+	results := []RunReport{
+		{Scenario: "tls-handshake-full", Target: "gateway", KeyExchange: kxX25519, GatewayCPUPerRequestUS: ptr(300.0), TLS: true,
+			TLSParams: "TLS 1.3 TLS_AES_128_GCM_SHA256 X25519"},
+		{Scenario: "tls-handshake-full", Target: "gateway", KeyExchange: kxHybrid, GatewayCPUPerRequestUS: ptr(470.0), TLS: true,
+			TLSParams: "TLS 1.3 TLS_AES_128_GCM_SHA256 X25519"}, // not what its label says
+		{Scenario: "tls-handshake-full", Target: "nginx", KeyExchange: kxX25519, GatewayCPUPerRequestUS: ptr(400.0), TLS: true},
+	}
+	got := computeRatios(results, []string{"nginx"})
+	if len(got) != 1 || got[0].KeyExchange != kxX25519 || got[0].CPUUS == nil || *got[0].CPUUS != [2]float64{300, 400} {
+		t.Fatalf("ratios %+v, want one of gateway (X25519) 300us / nginx 400us", got)
+	}
+	var b bytes.Buffer
+	writeTable(&b, &Report{Results: results, Ratios: got, Peers: []PeerInfo{{Name: "nginx", OpenSSL: "OpenSSL 3.0.19"}}})
+	for _, w := range []string{"gateway (X25519)", "gateway (X25519MLKEM768)", "nginx (X25519)", "gateway (X25519) / nginx", "0.75 (300.0us/400.0us)",
+		"the gateway was measured twice", "tls-handshake-full/gateway (X25519MLKEM768): negotiated TLS 1.3 TLS_AES_128_GCM_SHA256 X25519, not"} {
+		if !strings.Contains(b.String(), w) {
+			t.Errorf("table lacks %q:\n%s", w, b.String())
+		}
+	}
+	if strings.Contains(b.String(), "cheaper than the gateway's") {
+		t.Errorf("table says the peer's handshake is cheaper although it was compared like for like:\n%s", b.String())
 	}
 }

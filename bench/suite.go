@@ -25,6 +25,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -83,6 +84,19 @@ type Scenario struct {
 	// IMAP makes the scenario an IMAP one (bench/imap.go): Dovecot behind
 	// the gateway's mail listeners; TLS picks the implicit-TLS listener.
 	IMAP IMAPMode
+
+	// kx is the key exchange the load generator offers one row of the
+	// scenario (kxX25519, kxHybrid; see suite.rows), set on the copy the
+	// row is measured with; empty: --tls-groups or crypto/tls's default.
+	kx string
+}
+
+// handshakeBound says whether the figures a peer is compared on are the
+// TLS handshake's: a connection per request (CPU per connection), or idle
+// TLS connections (CPU per connection opened, and memory that crypto/tls
+// sizes by the ClientHello's key shares).
+func (sc Scenario) handshakeBound() bool {
+	return sc.TLS && sc.IMAP == IMAPNone && (sc.RequestsPerConn == 1 || sc.Idle)
 }
 
 // Scenarios lists the suite's workloads in the order they run. Every request
@@ -294,8 +308,11 @@ type suiteOptions struct {
 	// --targets), in PeerNames order.
 	peers []string
 	// tlsGroups, if set, are the only key exchanges the load generator
-	// offers (--tls-groups); nil: crypto/tls's defaults.
+	// offers (--tls-groups); nil: crypto/tls's defaults. tlsGroupsSet
+	// says --tls-groups was given (even as "default"): the suite then
+	// offers every row what it says (see suite.rows).
 	tlsGroups            []tls.CurveID
+	tlsGroupsSet         bool
 	sourceAddrs          []string
 	idleConns            int
 	idleHold, idleSettle time.Duration
@@ -335,7 +352,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&targets, "targets", "direct,gateway", "comma-separated targets: direct (mailboxd), gateway, and peers (nginx, haproxy)")
 	fs.StringVar(&peers, "peers", "", "comma-separated established proxies to measure side by side with the gateway\n(nginx, haproxy; added to --targets), configured from bench/peers/")
 	fs.BoolVar(&o.cpuPin, "cpu-pin", false, "run the gateway pinned to CPU 0 with taskset -c 0 (ignored if taskset is missing)")
-	fs.StringVar(&tlsGroups, "tls-groups", "default", "key exchanges the load generator offers in TLS handshakes: default (Go's:\nX25519MLKEM768 first) or a list of x25519mlkem768, x25519, p256; x25519 compares\nthe gateway like for like with a peer whose OpenSSL has no ML-KEM")
+	fs.StringVar(&tlsGroups, "tls-groups", "default", "key exchanges the load generator offers in TLS handshakes: default (Go's:\nX25519MLKEM768 first) or a list of x25519mlkem768, x25519, p256. Without it, when a peer's\nOpenSSL has no ML-KEM, tls-handshake-full, tls-handshake-resumed and idle-conns-tls measure\nthe gateway twice: offered only X25519, as the peers are (the row the ratios use), and at\nGo's default X25519MLKEM768 (the post-quantum cost); given, it applies to every row")
 	fs.BoolVar(&o.pin, "pin", false, "pin the proxy under test (gateway or peer) to CPU 1 and the load generator and\nmailboxd to CPU 0 (needs taskset and CPUs 0 and 1)")
 	fs.StringVar(&source, "source-addrs", "", "comma-separated 127.0.0.x source IPs to spread client connections over")
 	fs.DurationVar(&o.startupTimeout, "startup-timeout", 15*time.Second, "how long to wait for mailboxd and the gateway to answer")
@@ -423,6 +440,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if o.tlsGroups, err = parseTLSGroups(tlsGroups); err != nil {
 		return usage("--tls-groups: %v", err)
 	}
+	fs.Visit(func(f *flag.Flag) { o.tlsGroupsSet = o.tlsGroupsSet || f.Name == "tls-groups" })
 	if o.loadgens, o.loadgenAuto, err = parseLoadgen(loadgen); err != nil {
 		return usage("--loadgen: %v", err)
 	}
@@ -520,6 +538,15 @@ type RunReport struct {
 	// "haproxy"). On a peer's row the gateway_* figures are the peer's,
 	// summed over its process tree (nginx's master and workers).
 	Target string `json:"target"`
+	// KeyExchange is set on the rows of a handshake-bound scenario that
+	// the suite measured with a key exchange of its choice (see
+	// suite.rows): "X25519" when the load generator offered only X25519,
+	// as to the peers without ML-KEM (the gateway's row the ratios use),
+	// "X25519MLKEM768" for crypto/tls's default offer (the gateway's
+	// post-quantum row, and peers with ML-KEM). Empty otherwise:
+	// --tls-groups (client_tls_groups) or the default applied. The table
+	// shows it after the target, e.g. "gateway (X25519)".
+	KeyExchange string `json:"key_exchange,omitempty"`
 	// Loadgen names the external load generator of the row ("wrk",
 	// "h2load"); empty for the built-in one. LoadgenCommand is its
 	// command line, LatencyNote says which latency figures it gave.
@@ -832,7 +859,6 @@ func runSuite(ctx context.Context, o suiteOptions, stdout, stderr io.Writer) (co
 		s.report.TLSError = s.tlsErr
 	}
 
-	order := append([]string{"direct", "gateway"}, o.peers...)
 	for _, sc := range o.scenarios {
 		if sc.Idle && !o.targets["gateway"] && len(o.peers) == 0 {
 			fmt.Fprintf(stderr, "frontdoor bench: %s skipped: idle scenarios measure the proxies only\n", sc.Name)
@@ -849,8 +875,12 @@ func runSuite(ctx context.Context, o suiteOptions, stdout, stderr io.Writer) (co
 		if isNegotiate(sc.Auth) && s.krb == nil {
 			continue // startKerberos said why, once
 		}
+		order := s.rows(sc)
 		for i := 0; i < len(order)*o.rounds; i++ {
-			target, round := order[i%len(order)], 1+i/len(order)
+			rw, round := order[i%len(order)], 1+i/len(order)
+			target := rw.target
+			sc := sc // this row's copy, with its key exchange
+			sc.kx = rw.kx
 			if sc.IMAP != IMAPNone && isPeer(target) {
 				continue // no IMAP proxy configured for the peers
 			}
@@ -880,7 +910,7 @@ func runSuite(ctx context.Context, o suiteOptions, stdout, stderr io.Writer) (co
 					rr, err = s.measureIMAP(ctx, sc, target)
 				}
 			case target == "gateway" && sc.TLS && s.gwTLSAddr == "":
-				rr = &RunReport{Scenario: sc.Name, Target: target, TLS: true, Error: "not measured: the gateway has no working TLS listener"}
+				rr = &RunReport{Scenario: sc.Name, Target: target, KeyExchange: sc.kx, TLS: true, Error: "not measured: the gateway has no working TLS listener"}
 				if sc.Idle {
 					rr.Idle = &IdleReport{Requested: o.idleConns}
 				}
@@ -1306,9 +1336,65 @@ func (s *suite) loadOptions(sc Scenario, target string) Options {
 			opts.Addr = px.tlsAddr
 			opts.TLS = benchTLSConfig(sc.Resume)
 			opts.TLS.CurvePreferences = s.o.tlsGroups
+			if sc.kx == kxX25519 {
+				opts.TLS.CurvePreferences = []tls.CurveID{tls.X25519}
+			}
 		}
 	}
 	return opts
+}
+
+// Key exchanges the suite offers rows of handshake-bound scenarios by
+// itself (Scenario.kx, RunReport.KeyExchange), named as crypto/tls names
+// them in TLSParams.
+const (
+	// kxX25519: the load generator offers only X25519, what a peer whose
+	// OpenSSL has no ML-KEM negotiates.
+	kxX25519 = "X25519"
+	// kxHybrid: crypto/tls's default offer, which the gateway answers
+	// with the post-quantum hybrid.
+	kxHybrid = "X25519MLKEM768"
+)
+
+// row is one measurement in a round of a scenario: a target and the key
+// exchange the load generator offers it ("" when the suite does not
+// choose one).
+type row struct{ target, kx string }
+
+// rows lists the rows of one round of sc in the order they run: direct,
+// gateway, then the peers.
+//
+// Compared with a peer that cannot do ML-KEM (Debian 12's OpenSSL 3.0), the
+// gateway's default X25519MLKEM768 handshake is not the peer's X25519 one:
+// ML-KEM-768 costs about 170 us more, so a handshake-bound scenario's
+// ratio would measure the key exchange, not the proxy. Unless --tls-groups
+// says otherwise, such a scenario measures the gateway twice: offered only
+// X25519, as the peers without ML-KEM are (the same ClientHello and key
+// exchange: the row the ratios use), and at crypto/tls's default (the
+// post-quantum handshake a Go client gets, so that its cost stays
+// visible). A peer with ML-KEM gets the default offer, and is compared
+// with the second row.
+func (s *suite) rows(sc Scenario) []row {
+	out := []row{{target: "direct"}, {target: "gateway"}}
+	split := false
+	for _, p := range s.o.peers {
+		r := row{target: p}
+		if info := s.peerInfo[p]; sc.handshakeBound() && !s.o.tlsGroupsSet && info != nil && info.Error == "" {
+			r.kx = kxHybrid
+			if !info.PostQuantum {
+				r.kx, split = kxX25519, true
+			}
+		}
+		out = append(out, r)
+	}
+	if !split || !s.o.targets["gateway"] {
+		for i := range out {
+			out[i].kx = "" // every row gets the same offer: nothing to tell apart
+		}
+		return out
+	}
+	out[1].kx = kxX25519
+	return slices.Insert(out, 2, row{target: "gateway", kx: kxHybrid})
 }
 
 // benchTLSConfig is the load generator's TLS client config. It does not
@@ -1331,6 +1417,8 @@ func (s *suite) measure(ctx context.Context, sc Scenario, target string) (*RunRe
 	opts := s.loadOptions(sc, target)
 	kind := ""
 	switch {
+	case opts.TLS != nil && sc.kx == kxX25519:
+		kind = ", TLS, the client offering only X25519"
 	case opts.TLS != nil:
 		kind = ", TLS"
 	case sc.TLS:
@@ -1409,6 +1497,7 @@ func (s *suite) measure(ctx context.Context, sc Scenario, target string) (*RunRe
 	rr := &RunReport{
 		Scenario:          sc.Name,
 		Target:            target,
+		KeyExchange:       sc.kx,
 		Conns:             opts.Conns,
 		Pipeline:          opts.Pipeline,
 		RequestsPerConn:   opts.RequestsPerConn,
@@ -1520,7 +1609,7 @@ func latencyOf(h *Histogram) LatencyUS {
 // it is fresh; its memory, descriptors and CPU are those of its whole
 // process tree, and it has neither a trim on demand nor statistics.
 func (s *suite) measureIdle(ctx context.Context, sc Scenario, target string) (*RunReport, error) {
-	rr := &RunReport{Scenario: sc.Name, Target: target, TLS: sc.TLS, StatusClasses: map[string]int64{},
+	rr := &RunReport{Scenario: sc.Name, Target: target, KeyExchange: sc.kx, TLS: sc.TLS, StatusClasses: map[string]int64{},
 		Idle: &IdleReport{Requested: s.o.idleConns}}
 	if target == "gateway" {
 		fmt.Fprintf(s.stderr, "running %s -> gateway: restarting the gateway for a clean memory baseline\n", sc.Name)
@@ -1959,8 +2048,21 @@ func writeTable(w io.Writer, r *Report) {
 	var notes []string
 	plainCeiling, handshakeRows, authRows, loginRows := false, false, false, false
 	negotiateRows := false
+	// kxRows are the scenarios (one entry per row) measured with the
+	// key exchanges the suite chose; unsplitTLS says a peer's TLS row was
+	// measured with the same offer as the gateway's.
+	var kxRows []string
+	unsplitTLS := false
 	for _, rr := range r.Results {
-		target := rr.Target
+		target := rr.targetLabel()
+		if rr.KeyExchange != "" {
+			kxRows = append(kxRows, rr.Scenario)
+			if rr.TLSParams != "" && !strings.HasSuffix(rr.TLSParams, " "+rr.KeyExchange) {
+				notes = append(notes, fmt.Sprintf("%s: negotiated %s, not the key exchange its label names", rr.rowName(), rr.TLSParams))
+			}
+		} else if rr.TLS && isPeer(rr.Target) {
+			unsplitTLS = true
+		}
 		if rr.PlaintextCeiling {
 			target, plainCeiling = "direct (no TLS)", true
 		}
@@ -2084,9 +2186,15 @@ func writeTable(w io.Writer, r *Report) {
 		notes = append(notes, "peers: PROXY CPU/REQ, PROXY RSS, RSS/CONN and PROXY CPU/CONN sum the peer's whole process tree (nginx: master and workers); "+
 			"each peer is started afresh for each of its rows, and its BACKEND OPEN counts only its own connections to mailboxd")
 		for _, p := range r.Peers {
-			if p.Error == "" && !p.PostQuantum && r.ClientTLSGroups == "" {
-				notes = append(notes, fmt.Sprintf("%s: %s has no X25519MLKEM768, so its TLS handshakes use X25519, cheaper than the gateway's X25519MLKEM768 (--tls-groups x25519 compares like for like)", p.Name, orDash(p.OpenSSL)))
+			if p.Error == "" && !p.PostQuantum && r.ClientTLSGroups == "" && unsplitTLS {
+				notes = append(notes, fmt.Sprintf("%s: %s has no X25519MLKEM768, so in the TLS rows without a key exchange in their names its handshakes use X25519, "+
+					"cheaper than the gateway's X25519MLKEM768 (--tls-groups x25519 compares like for like)", p.Name, orDash(p.OpenSSL)))
 			}
+		}
+		if len(kxRows) > 0 {
+			notes = append(notes, fmt.Sprintf("%s: a peer has no X25519MLKEM768, so the gateway was measured twice: \"gateway (X25519)\" with the client offering only X25519, "+
+				"as it did to that peer (the same ClientHello and key exchange; the row the ratios use), and \"gateway (X25519MLKEM768)\" with Go's default offer, "+
+				"the post-quantum handshake a Go client gets (the difference between the two is its cost); --tls-groups turns this off", strings.Join(slices.Compact(kxRows), ", ")))
 		}
 	}
 	notes = append(notes, r.Skipped...)
@@ -2459,8 +2567,18 @@ func (t *tailBuffer) Bytes() []byte {
 // rowName names a row in the notes under the table: "scenario/target",
 // with the round when there are several.
 func (rr *RunReport) rowName() string {
+	name := rr.Scenario + "/" + rr.targetLabel()
 	if rr.Round > 0 {
-		return fmt.Sprintf("%s/%s #%d", rr.Scenario, rr.Target, rr.Round)
+		name += fmt.Sprintf(" #%d", rr.Round)
 	}
-	return rr.Scenario + "/" + rr.Target
+	return name
+}
+
+// targetLabel is the row's target with its key exchange, when the suite
+// chose one: "gateway (X25519)".
+func (rr *RunReport) targetLabel() string {
+	if rr.KeyExchange != "" {
+		return rr.Target + " (" + rr.KeyExchange + ")"
+	}
+	return rr.Target
 }

@@ -71,6 +71,7 @@ func Run(ctx context.Context, cfg *config.Config, dir *directory.Directory, log 
 	if err != nil {
 		return err
 	}
+	startGCHeadroom()
 	if live != nil {
 		live.OnSwap(func(_, d *directory.Directory) { g.SetDirectory(d) })
 		go live.Run(ctx)

@@ -20,8 +20,14 @@ const (
 // deadline list ordered by acceptance time (all share one timeout, so
 // appending keeps it sorted); one timer per Terminator expires its head.
 //
-// A goroutine that finishes a handshake takes the next queued one itself,
-// so at most max goroutines exist and none outlives the queue.
+// A goroutine that finishes a handshake takes the next queued one itself.
+// With none queued it waits workerLinger for a new one before it exits:
+// under a handshake load the next handshake starts on a goroutine whose
+// stack has already grown to what crypto/tls needs, rather than on a new
+// one that grows its stack (copying it) two or three times per handshake.
+// At most max goroutines run handshakes; the waiting ones are few (those
+// that finished within workerLinger and found no work) and gone a moment
+// after the load.
 type pool struct {
 	stats    *Stats
 	max      int
@@ -34,7 +40,15 @@ type pool struct {
 	q       hlist // waiting for a slot
 	timer   *time.Timer
 	armed   bool
+
+	// idle hands a handshake to a goroutine waiting for one (work).
+	idle chan *handshake
 }
+
+// workerLinger is how long a handshake goroutine waits for the next
+// handshake. Short: the goroutine holds its grown stack meanwhile, and the
+// memory trimmer waits for the handshakes to be over (about a second).
+const workerLinger = 100 * time.Millisecond
 
 type hlink struct{ prev, next *handshake }
 
@@ -81,6 +95,7 @@ func mono() int64 { return int64(time.Since(epoch)) }
 func (p *pool) init(st *Stats, max, maxQueue int, timeout time.Duration) {
 	p.stats, p.max, p.maxQueue, p.timeout = st, max, maxQueue, int64(timeout)
 	p.dl.k, p.q.k = 0, 1
+	p.idle = make(chan *handshake)
 }
 
 // register puts a new connection on the deadline list (on its loop).
@@ -118,7 +133,11 @@ func (p *pool) start(h *handshake) error {
 		h.phase = phRunning
 		p.mu.Unlock()
 		p.stats.Running.Add(1)
-		go p.work(h)
+		select {
+		case p.idle <- h:
+		default:
+			go p.work(h)
+		}
 		return nil
 	case p.q.n < p.maxQueue:
 		h.phase = phQueued
@@ -138,8 +157,21 @@ func (p *pool) start(h *handshake) error {
 }
 
 func (p *pool) work(h *handshake) {
-	for h != nil {
-		h = h.c.runHandshake(h)
+	var linger *time.Timer
+	for {
+		for h != nil {
+			h = h.c.runHandshake(h)
+		}
+		if linger == nil {
+			linger = time.NewTimer(workerLinger)
+		} else {
+			linger.Reset(workerLinger)
+		}
+		select {
+		case h = <-p.idle:
+		case <-linger.C:
+			return
+		}
 	}
 }
 
