@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -87,6 +88,40 @@ func TestTLSDataPath(t *testing.T) {
 	if st := g.Snapshot().TLS["http"]; st["handshakes"] != 1 || st["post_quantum"] != 1 || st["version.tls1.3"] != 1 {
 		t.Errorf("TLS counters: %v", st)
 	}
+
+	// curl (OpenSSL) on the gateway's own TLS 1.3 record layer: a 1 MiB
+	// upload and a 1 MiB download, in full-size records both ways.
+	t.Run("curl", func(t *testing.T) {
+		curl, err := exec.LookPath("curl")
+		if err != nil {
+			t.Skip("no curl")
+		}
+		upload := filepath.Join(t.TempDir(), "upload")
+		data := bytes.Repeat([]byte("frontdoor "), 100<<10) // 1,024,000 bytes
+		if err := os.WriteFile(upload, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, port, _ := net.SplitHostPort(g.Addr)
+		base := []string{"-sS", "--max-time", "30", "--tlsv1.3", "--cacert", filepath.Join(dir, "cert.pem"),
+			"--resolve", "localhost:" + port + ":127.0.0.1", "-H", "X-AnchorMailbox: alice@example.test"}
+		url := "https://localhost:" + port + "/owa/"
+		out, err := exec.Command(curl, append(base, "--data-binary", "@"+upload, url)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("curl upload: %v: %s", err, out)
+		}
+		sum := sha256.Sum256(data)
+		if e := echoOf(t, out); e.BodyBytes != int64(len(data)) || e.BodySHA256 != hex.EncodeToString(sum[:]) {
+			t.Errorf("mailboxd got %d bytes (sha256 %s), want %d", e.BodyBytes, e.BodySHA256, len(data))
+		}
+		out, err = exec.Command(curl, append(base, "-o", "/dev/null", "-w", "%{http_code} %{size_download}",
+			"-H", "X-Mailboxd-Size: 1048576", url)...).CombinedOutput()
+		if err != nil || string(out) != "200 1048576" {
+			t.Errorf("curl download: %v: %q, want \"200 1048576\"", err, out)
+		}
+		if st := g.Snapshot().TLS["http"]; st["own_records"] < 3 || st["record_alerts"] != 0 {
+			t.Errorf("own_records %d (want the Go client's and curl's two), record_alerts %d", st["own_records"], st["record_alerts"])
+		}
+	})
 
 	t.Run("pipelined", func(t *testing.T) {
 		var req bytes.Buffer
