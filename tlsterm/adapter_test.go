@@ -311,6 +311,21 @@ func fakeSetup(t *testing.T, s Settings, ccfg *tls.Config) (*fakeLoop, *tls.Conn
 	return l, tls.Client(clientEnd{l}, ccfg), certs
 }
 
+// startHandshake starts the client's handshake on a goroutine (its result
+// comes on errc) and returns the ClientHello it sent, which the caller
+// delivers. The loop must hold the client's bytes (setHold).
+func (l *fakeLoop) startHandshake(t *testing.T, client *tls.Conn) (errc chan error, hello []byte) {
+	t.Helper()
+	errc = make(chan error, 1)
+	go func() { errc <- client.Handshake() }()
+	waitFor(t, 10*time.Second, "the ClientHello", func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return len(l.c2s) > 0
+	})
+	return errc, l.takeC2S()
+}
+
 // handshake completes the client's handshake and waits until the loop has
 // taken over on the server.
 func (l *fakeLoop) handshake(t *testing.T, client *tls.Conn) {
@@ -520,14 +535,7 @@ func testDataWithClientFinished(t *testing.T, s Settings) {
 		}
 	}
 	l.setHold(true)
-	errc := make(chan error, 1)
-	go func() { errc <- client.Handshake() }()
-	waitFor(t, 10*time.Second, "the ClientHello", func() bool {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		return len(l.c2s) > 0
-	})
-	hello := l.takeC2S()
+	errc, hello := l.startHandshake(t, client)
 	l.do(func() { l.deliverNow(hello) })
 	if err := <-errc; err != nil {
 		t.Fatal(err)

@@ -791,14 +791,7 @@ func TestEchoOneMiBBothWays(t *testing.T) {
 }
 
 func TestPipelinedSmallWrites(t *testing.T) {
-	certs := newStandardCerts(t)
-	term := newTerm(t, Settings{Certificates: certs.pairs})
-	addr, _ := startServer(t, term)
-	c, err := dialTLS(addr, certs.clientConfig("mail.example.test"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := echoClient(t)
 	const n = 3000
 	var want bytes.Buffer
 	for i := 0; i < n; i++ {

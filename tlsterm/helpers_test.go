@@ -319,6 +319,20 @@ func startServer(t testing.TB, term *Terminator) (string, *echoServer) {
 	return addr, s
 }
 
+// echoClient starts an echoServer with the standard certificates and
+// returns a client connected to it, closed at cleanup.
+func echoClient(t *testing.T) *tls.Conn {
+	t.Helper()
+	certs := newStandardCerts(t)
+	addr, _ := startServer(t, newTerm(t, Settings{Certificates: certs.pairs}))
+	c, err := dialTLS(addr, certs.clientConfig("mail.example.test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 func dialTLS(addr string, cfg *tls.Config) (*tls.Conn, error) {
 	d := &net.Dialer{Timeout: 10 * time.Second}
 	c, err := tls.DialWithDialer(d, "tcp", addr, cfg)

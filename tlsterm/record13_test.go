@@ -101,14 +101,7 @@ func TestOwnRecordLayerDropsCryptoTLS(t *testing.T) {
 // generation: the write key derivation (RFC 8446 section 7.2) matches the
 // standard library's.
 func TestServerKeyUpdate(t *testing.T) {
-	certs := newStandardCerts(t)
-	term := newTerm(t, Settings{Certificates: certs.pairs})
-	addr, _ := startServer(t, term)
-	c, err := dialTLS(addr, certs.clientConfig("mail.example.test"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := echoClient(t)
 	for i := range 3 {
 		if err := roundTrip(c, "?keyupdate\n"); err != nil {
 			t.Fatalf("generation %d: %v", i+1, err)
@@ -262,14 +255,7 @@ func newRawClient(t *testing.T, s Settings) (*rawClient, *tls.Conn) {
 	ccfg.KeyLogWriter = &keys
 	client := tls.Client(clientEnd{l}, ccfg)
 	l.setHold(true)
-	errc := make(chan error, 1)
-	go func() { errc <- client.Handshake() }()
-	waitFor(t, 10*time.Second, "the ClientHello", func() bool {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		return len(l.c2s) > 0
-	})
-	hello := l.takeC2S()
+	errc, hello := l.startHandshake(t, client)
 	random, ok := clientRandom(hello)
 	if !ok {
 		t.Fatal("no client random in the ClientHello")
