@@ -218,6 +218,8 @@ func NewTerminator(s Settings, log *slog.Logger) (*Terminator, error) {
 		// The key log is how crypto/tls gives out the traffic secrets
 		// (secrets.go). It is tlsterm's own: no file is written.
 		t.ownRecords = true
+		t.secrets.max = max(2*maxHS, 64) // legitimately, at most one per running handshake
+		t.secrets.ttl = int64(timeout)
 		cfg.KeyLogWriter = &t.secrets
 	}
 	t.cfg = cfg

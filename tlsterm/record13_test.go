@@ -584,3 +584,63 @@ func TestDetachOwnRecords(t *testing.T) {
 		t.Errorf("Read after close_notify: %d, %v; want io.EOF", n, err)
 	}
 }
+
+// TestFragmentedClientHello: a ClientHello split into records too small to
+// hold the client random in the first (RFC 8446 section 5.1 allows it)
+// keeps crypto/tls's record layer and works; its secrets stay in the key
+// log until a sweep, which bounds the log.
+func TestFragmentedClientHello(t *testing.T) {
+	l, client, _ := fakeSetup(t, Settings{}, nil)
+	l.setHold(true)
+	errc, hello := l.startHandshake(t, client)
+	// Re-frame the handshake message into records of 16 bytes.
+	msg := hello[recordHeaderLen:]
+	var split []byte
+	for len(msg) > 0 {
+		n := min(16, len(msg))
+		split = append(split, recordTypeHandshake, 3, 1, 0, byte(n))
+		split = append(split, msg[:n]...)
+		msg = msg[n:]
+	}
+	l.do(func() { l.deliverNow(split) })
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	l.do(func() { l.deliverNow(l.takeC2S()) })
+	l.setHold(false)
+	waitFor(t, 10*time.Second, "the loop to take over", func() bool {
+		var ok bool
+		l.do(func() { ok = l.tc.HandshakeComplete() })
+		return ok
+	})
+	var got []byte
+	l.onReady = func(c *Conn) {
+		b, _ := c.Peek(-1)
+		got = append(got, b...)
+		c.Discard(len(b))
+	}
+	if _, err := client.Write([]byte("still works")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the data", func() bool {
+		var n int
+		l.do(func() { n = len(got) })
+		return n == len("still works")
+	})
+	term := l.tc.t
+	l.do(func() {
+		if l.tc.rl != nil || l.tc.tc == nil {
+			t.Error("a connection whose client random was not read went on the own record layer")
+		}
+	})
+	if n := term.secrets.pending(); n != 1 {
+		t.Errorf("%d entries in the key log, want the one nobody could take", n)
+	}
+	// Once the log is full, entries older than the handshake timeout go.
+	term.secrets.ttl = 0
+	term.secrets.max = 1
+	_, _ = term.secrets.Write([]byte("CLIENT_TRAFFIC_SECRET_0 " + strings.Repeat("ab", 32) + " " + strings.Repeat("cd", 32) + "\n"))
+	if n := term.secrets.pending(); n != 1 {
+		t.Errorf("%d entries in the key log after a sweep, want only the new one", n)
+	}
+}

@@ -18,15 +18,23 @@ import (
 // flight with the same client random (a replayed ClientHello) cannot be
 // told apart: the entry is marked and both connections keep crypto/tls's
 // record layer. Every handshake removes its entry when it ends, so a
-// failed one leaves nothing behind.
+// failed one leaves nothing behind; one whose ClientHello tlsterm could not
+// read the random from (split into tiny records) cannot, and its entry is
+// swept once older than the handshake timeout, when the log holds more
+// entries than handshakes can run at once.
 type secretLog struct {
 	mu sync.Mutex
 	m  map[[32]byte]*trafficSecrets
+	// max and ttl bound the log: at most max entries before a sweep of
+	// those older than ttl nanoseconds (mono); max 0: no bound.
+	max int
+	ttl int64
 }
 
 type trafficSecrets struct {
 	client, server []byte
 	ambiguous      bool
+	logged         int64 // mono() of the first line
 }
 
 // Labels of the lines kept (crypto/tls common.go, keyLogLabel*).
@@ -68,7 +76,10 @@ func (l *secretLog) Write(line []byte) (int, error) {
 	}
 	e := l.m[random]
 	if e == nil {
-		e = &trafficSecrets{}
+		if l.max > 0 && len(l.m) >= l.max {
+			l.sweep()
+		}
+		e = &trafficSecrets{logged: mono()}
 		l.m[random] = e
 	}
 	p := &e.server
@@ -80,6 +91,17 @@ func (l *secretLog) Write(line []byte) (int, error) {
 	}
 	*p = secret
 	return n, nil
+}
+
+// sweep drops the entries older than ttl: no handshake is left to take
+// them. l.mu is held.
+func (l *secretLog) sweep() {
+	old := mono() - l.ttl
+	for r, e := range l.m {
+		if e.logged < old {
+			delete(l.m, r)
+		}
+	}
 }
 
 // take removes the entry of random and returns its secrets, if both were
