@@ -714,6 +714,9 @@ func (ch *channel) downstream() {
 		}
 	}
 	// The response is complete; the connection ends with it (it said so).
+	// Over TLS (crypto/tls's connection or tlsterm's own record layer,
+	// both with CloseWrite) close_notify goes first; over plaintext client
+	// is the raw socket, which the close below ends.
 	if tc, ok := ch.client.(interface{ CloseWrite() error }); ok && ch.client != ch.raw {
 		_ = ch.client.SetWriteDeadline(time.Now().Add(time.Second))
 		_ = tc.CloseWrite()
